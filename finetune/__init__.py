@@ -1,0 +1,1 @@
+"""python -m finetune: emotion recognition fine-tuning, evaluation and prediction."""

@@ -1,0 +1,1 @@
+"""python -m pretrain: self-supervised wav2vec 2.0 pretraining."""

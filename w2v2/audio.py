@@ -1,0 +1,88 @@
+"""Audio decoding: any file soundfile reads (wav/flac/ogg/mp3, any rate, mono or multichannel)
+to a 16 kHz mono float32 tensor.
+
+Design: decoding with soundfile (libsndfile) rather than torchaudio's I/O, which moved to
+torchcodec in torchaudio 2.9; resampling with torchaudio.functional.resample (windowed sinc).
+Every failure is an `AudioError` naming the file and the problem, never a bare traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+MIN_SAMPLES = 400  # receptive field of the CNN feature encoder: shorter input yields no frame
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio; str() names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def find_audio(root: str | Path) -> list[Path]:
+    """All audio files below `root` (recursive, sorted), by extension."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+
+
+def resample(wave: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Resample the last axis from `orig_sr` to `sample_rate` (no-op when equal)."""
+    if orig_sr == sample_rate:
+        return wave
+    return AF.resample(wave, orig_freq=int(orig_sr), new_freq=int(sample_rate))
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
+
+    Channels are averaged. Raises AudioError for a missing, unreadable or empty file and for
+    audio holding NaN/inf values. Length is not checked here: see `MIN_SAMPLES`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, "file not found")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
+        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e})") from None
+    if data.size == 0:
+        raise AudioError(path, "no audio samples (empty file)")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "audio contains NaN or infinite values")
+    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+    return resample(wave, sr, sample_rate).contiguous()
+
+
+def audio_info(path: str | Path) -> tuple[int, int]:
+    """(num_frames, sample_rate) from the header alone; AudioError when unreadable."""
+    try:
+        info = sf.info(str(path))
+    except Exception as e:
+        raise AudioError(path, f"cannot read audio header ({type(e).__name__}: {e})") from None
+    return int(info.frames), int(info.samplerate)
+
+
+def num_samples_16k(path: str | Path) -> int:
+    """Length in samples after resampling to 16 kHz, from the header alone."""
+    frames, sr = audio_info(path)
+    return int(round(frames * SAMPLE_RATE / sr))
+
+
+def save_audio(path: str | Path, wave: torch.Tensor | np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write a mono or (s, channels) waveform as 16-bit PCM (format from the extension)."""
+    data = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    subtype = "PCM_16" if Path(path).suffix.lower() in (".wav", ".flac") else None
+    sf.write(str(path), np.clip(data, -1.0, 1.0), sample_rate, subtype=subtype)

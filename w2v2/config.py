@@ -1,0 +1,304 @@
+"""Model configuration: one frozen dataclass per paper component, nested in `ModelConfig`.
+
+Presets: `tiny` (tests, CPU demos), `base` (= facebook/wav2vec2-base architecture) and `large`
+(= facebook/wav2vec2-large-lv60 architecture). Any nested frozen dataclass, model or training
+config, can be built from a dict (`from_dict`), dumped (`to_dict`), and changed with dotted
+`key=value` overrides (`apply_overrides`) that are type-checked; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FeatureEncoderConfig:
+    """CNN feature encoder (paper §2): raw 16 kHz audio -> z, one frame per 20 ms."""
+
+    conv_dim: tuple[int, ...] = (512,) * 7
+    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    norm: Literal["group", "layer"] = "group"  # group: base (GN on layer 0); layer: large (LN everywhere)
+    conv_bias: bool = False
+    grad_scale: float = 1.0  # fairseq feature_grad_mult: scales the gradient reaching the CNN
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """Transformer context network with convolutional relative positional embedding."""
+
+    dim: int = 768
+    layers: int = 12
+    heads: int = 12
+    ffn_dim: int = 3072
+    layer_norm_first: bool = False  # False: post-LN (base); True: pre-LN / "stable layer norm" (large)
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    dropout: float = 0.1  # residual dropout
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    input_dropout: float = 0.1  # after the feature projection
+    layerdrop: float = 0.1
+    layer_norm_eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """Span masking of the context network's input (paper §3.1)."""
+
+    mask_prob: float = 0.65  # probability of each frame starting a span (fairseq semantics)
+    mask_length: int = 10
+    min_masks: int = 2
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """Gumbel-softmax product quantizer (paper §2, §3.2)."""
+
+    groups: int = 2
+    codewords: int = 320
+    codevector_dim: int = 256  # concatenated over groups
+    temp_max: float = 2.0
+    temp_min: float = 0.5
+    temp_decay: float = 0.999995
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """Contrastive + diversity (+ feature penalty) objective (paper §3.2)."""
+
+    proj_dim: int = 256  # shared space of projected c and projected q
+    num_negatives: int = 100
+    logit_temp: float = 0.1  # kappa
+    diversity_weight: float = 0.1  # alpha
+    feature_penalty: float = 0.0  # L2 penalty on z; fairseq's base recipe uses 10
+    features_dropout: float = 0.0  # dropout on the quantizer input
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Utterance classification head for emotion recognition."""
+
+    num_labels: int = 6
+    weighted_layer_sum: bool = False
+    projector_dim: int = 256
+    pooling: Literal["mean", "attentive_stats"] = "mean"
+    dropout: float = 0.0  # on the pooled vector
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: FeatureEncoderConfig = field(default_factory=FeatureEncoderConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+    @property
+    def frame_rate_hz(self) -> float:
+        hop = 1
+        for s in self.encoder.conv_stride:
+            hop *= s
+        return 16000 / hop
+
+
+def _tiny() -> ModelConfig:
+    return ModelConfig(
+        encoder=FeatureEncoderConfig(conv_dim=(32,) * 7),
+        context=ContextConfig(dim=64, layers=2, heads=4, ffn_dim=128, pos_conv_kernel=16, pos_conv_groups=4,
+                              layerdrop=0.0),
+        masking=MaskingConfig(mask_prob=0.65, mask_length=4),
+        quantizer=QuantizerConfig(groups=2, codewords=32, codevector_dim=32),
+        objective=ObjectiveConfig(proj_dim=32, num_negatives=10),
+        head=HeadConfig(projector_dim=32),
+    )
+
+
+def _large() -> ModelConfig:
+    return ModelConfig(
+        encoder=FeatureEncoderConfig(norm="layer", conv_bias=True),
+        context=ContextConfig(dim=1024, layers=24, heads=16, ffn_dim=4096, layer_norm_first=True),
+        quantizer=QuantizerConfig(codevector_dim=768),
+        objective=ObjectiveConfig(proj_dim=768),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], ModelConfig]] = {"tiny": _tiny, "base": ModelConfig, "large": _large}
+
+
+def preset(name: str) -> ModelConfig:
+    """The named architecture: 'tiny', 'base' or 'large'."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic (de)serialisation and overrides for nested frozen dataclasses.
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (tuples as lists) of a nested dataclass, safe for YAML/JSON."""
+
+    def plain(v: Any) -> Any:
+        if is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where lossless (int->float, list->tuple)."""
+    origin = typing.get_origin(tp)
+    if is_dataclass(tp):
+        if is_dataclass(value):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError("; ".join(errors))
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{key}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            return str(value)
+        return value
+    if tp is Any:
+        return value
+    raise ValueError(f"{key}: unsupported annotation {tp!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}; "
+                         f"valid keys here: {', '.join(prefix + n for n in sorted(names))}")
+    default = cls()
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if is_dataclass(tp) and isinstance(value, dict):
+            kwargs[name] = merge(getattr(default, name), value, prefix=prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return replace(default, **kwargs)
+
+
+def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
+    """Return `cfg` with the (nested, partial) values of `data` applied on top."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in fields(cfg)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}; "
+                         f"valid keys here: {', '.join(prefix + n for n in sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if is_dataclass(tp) and isinstance(value, dict):
+            kwargs[name] = merge(getattr(cfg, name), value, prefix=prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return replace(cfg, **kwargs)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """['a.b=3', 'c=[1,2]'] -> {'a': {'b': 3}, 'c': [1, 2]}; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise ValueError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {item!r}: cannot parse value: {e}") from None
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} conflicts with an earlier override of {p}")
+        node[parts[-1]] = value
+    return out
+
+
+def apply_overrides(cfg: T, items: list[str]) -> T:
+    """Apply dotted `key=value` strings, type-checked against the dataclass annotations."""
+    return merge(cfg, parse_overrides(items))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig from a checkpoint's stored (complete) dict."""
+    return from_dict(ModelConfig, data)
+
+
+__all__ = [
+    "FeatureEncoderConfig", "ContextConfig", "MaskingConfig", "QuantizerConfig", "ObjectiveConfig",
+    "HeadConfig", "ModelConfig", "PRESETS", "preset", "to_dict", "from_dict", "merge",
+    "parse_overrides", "apply_overrides", "load_yaml", "model_config_from_dict",
+]
