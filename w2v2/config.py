@@ -102,6 +102,10 @@ class ModelConfig:
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    # Per-utterance zero-mean unit-variance input normalisation (HF feature extractor's do_normalize).
+    normalize_waveform: bool = False
+    # Recompute CNN and Transformer activations in the backward pass: less memory, ~30% more compute.
+    gradient_checkpointing: bool = False
 
     @property
     def frame_rate_hz(self) -> float:

@@ -1,0 +1,78 @@
+"""Model checkpoints: `model.safetensors` + `w2v2.json` (kind + resolved config) in a directory.
+
+Design choices: safetensors only (loading never unpickles code); the directory is written to a
+temporary sibling and renamed into place, so an interrupted save never leaves a half-written
+checkpoint; the config travels with the weights, so a checkpoint rebuilds its own model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from w2v2.config import ModelConfig, model_config_from_dict, to_dict
+from w2v2.model import Wav2Vec2ForClassification, build_model, model_kind
+
+WEIGHTS, META = "model.safetensors", "w2v2.json"
+
+
+def atomic_dir_replace(tmp: Path, final: Path) -> None:
+    """Move the finished directory `tmp` to `final`, replacing any older one."""
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write weights and metadata to `directory` atomically; returns the directory."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    model = getattr(model, "module", model)  # DDP
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS))
+    meta = {"kind": model_kind(model), "model": to_dict(model.cfg), **(extra or {})}
+    (tmp / META).write_text(json.dumps(meta, indent=2))
+    atomic_dir_replace(tmp, directory)
+    return directory
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / META
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a w2v2 checkpoint (no {META})")
+    return json.loads(path.read_text())
+
+
+def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig | None = None) -> nn.Module:
+    """Rebuild the model stored in `directory`.
+
+    kind: the model to return; a pretraining checkpoint loaded as "classifier" keeps its backbone
+    and gets a fresh head. cfg: overrides the stored config (same architecture, e.g. other dropout).
+    """
+    meta = read_meta(directory)
+    stored_kind = meta["kind"]
+    cfg = cfg or model_config_from_dict(meta["model"])
+    kind = kind or stored_kind
+    model = build_model(cfg, kind)
+    state = load_file(str(Path(directory) / WEIGHTS))
+    if kind == stored_kind:
+        model.load_state_dict(state)
+    elif kind == "classifier" and isinstance(model, Wav2Vec2ForClassification):
+        model.load_backbone_from(state)
+    else:
+        raise ValueError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
+    return model

@@ -1,0 +1,142 @@
+"""Context network g: Z -> C (paper §2): convolutional relative positional embedding + Transformer.
+
+Design choices:
+- Both layer orderings of the paper's code: post-LN (base; LayerNorm after each residual, one
+  LayerNorm before the first layer) and pre-LN (large, "stable layer norm"; LayerNorm inside each
+  residual branch, one LayerNorm after the last layer).
+- One attention path: F.scaled_dot_product_attention with a boolean key-padding mask, so PyTorch
+  picks the flash / memory-efficient kernel. Q, K and V come from one fused Linear (one GEMM);
+  the HF converter splits and joins their weights.
+- The positional convolution keeps weight normalisation over the kernel axis (dim 2) as its own
+  two parameters (`weight_g`, `weight_v`), computed in fp32 under autocast (it is sensitive to
+  precision); an even kernel's extra output frame is trimmed.
+- hidden_states lists the Transformer input and every layer's output (the last after the final
+  LayerNorm for pre-LN), as HF does, for the weighted layer sum of the classification head.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from w2v2.config import ContextConfig
+
+
+class PositionalConv(nn.Module):
+    """Grouped conv over time with weight norm; (b, t, d) -> (b, t, d) relative position signal."""
+
+    def __init__(self, d: int, kernel: int, groups: int) -> None:
+        super().__init__()
+        if d % groups:
+            raise ValueError(f"context.dim={d} is not divisible by context.pos_conv_groups={groups}")
+        self.kernel, self.groups = kernel, groups
+        std = math.sqrt(4.0 / (kernel * d))
+        v = torch.randn(d, d // groups, kernel) * std
+        self.weight_v = nn.Parameter(v)
+        self.weight_g = nn.Parameter(v.norm(dim=(0, 1), keepdim=True))  # (1, 1, kernel)
+        self.bias = nn.Parameter(torch.zeros(d))
+
+    def weight(self) -> torch.Tensor:
+        v = self.weight_v.float()
+        return v * (self.weight_g.float() / v.norm(dim=(0, 1), keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = F.conv1d(rearrange(x.float(), "b t d -> b d t"), self.weight(), self.bias.float(),
+                         padding=self.kernel // 2, groups=self.groups)
+            if self.kernel % 2 == 0:
+                y = y[..., :-1]
+            y = F.gelu(y)
+        return rearrange(y, "b d t -> b t d").to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if d % heads:
+            raise ValueError(f"context.dim={d} is not divisible by context.heads={heads}")
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, frame_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (b, t, d); frame_padding_mask (b, t) True = padded key, or None."""
+        q, k, v = rearrange(self.qkv(x), "b t (n h e) -> n b h t e", n=3, h=self.heads)
+        keep = None if frame_padding_mask is None else rearrange(~frame_padding_mask, "b t -> b 1 1 t")
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(rearrange(y, "b h t e -> b t (h e)"))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int, ffn_dim: int, activation_dropout: float, dropout: float) -> None:
+        super().__init__()
+        self.up = nn.Linear(d, ffn_dim)
+        self.down = nn.Linear(ffn_dim, d)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(self.activation_dropout(F.gelu(self.up(x)))))
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, cfg: ContextConfig) -> None:
+        super().__init__()
+        self.layer_norm_first = cfg.layer_norm_first
+        self.attention = SelfAttention(cfg.dim, cfg.heads, cfg.attention_dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.norm_attn = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.ffn = FeedForward(cfg.dim, cfg.ffn_dim, cfg.activation_dropout, cfg.dropout)
+        self.norm_ffn = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, frame_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout(self.attention(self.norm_attn(x), frame_padding_mask))
+            return x + self.ffn(self.norm_ffn(x))
+        x = self.norm_attn(x + self.dropout(self.attention(x, frame_padding_mask)))
+        return self.norm_ffn(x + self.ffn(x))
+
+
+class ContextNetwork(nn.Module):
+    """(b, t, d) projected features (masked frames already replaced) -> c (b, t, d)."""
+
+    def __init__(self, cfg: ContextConfig, gradient_checkpointing: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.gradient_checkpointing = gradient_checkpointing
+        self.pos_conv = PositionalConv(cfg.dim, cfg.pos_conv_kernel, cfg.pos_conv_groups)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.layers))
+
+    def forward(self, x: torch.Tensor, frame_padding_mask: torch.Tensor | None = None,
+                output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Returns c (b, t, d) and, if asked, the layers+1 hidden states (b, t, d)."""
+        if frame_padding_mask is not None:
+            x = x.masked_fill(rearrange(frame_padding_mask, "b t -> b t 1"), 0.0)
+        x = x + self.pos_conv(x)
+        if not self.cfg.layer_norm_first:
+            x = self.norm(x)
+        x = self.dropout(x)
+        hidden = [x]
+        for layer in self.layers:
+            # LayerDrop (Fan et al., 2019): skip whole layers at random while training.
+            if self.training and self.cfg.layerdrop > 0 and random.random() < self.cfg.layerdrop:
+                hidden.append(x)
+                continue
+            if self.gradient_checkpointing and self.training and x.requires_grad:
+                x = checkpoint(layer, x, frame_padding_mask, use_reentrant=False)
+            else:
+                x = layer(x, frame_padding_mask)
+            hidden.append(x)
+        if self.cfg.layer_norm_first:
+            x = self.norm(x)
+            hidden[-1] = x
+        return x, (tuple(hidden) if output_hidden_states else None)
