@@ -73,6 +73,8 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
         model.load_state_dict(state)
     elif kind == "classifier" and isinstance(model, Wav2Vec2ForClassification):
         model.load_backbone_from(state)
+    elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):
+        model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     else:
         raise ValueError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
     return model

@@ -10,8 +10,9 @@ Design choices:
 - The positional convolution keeps weight normalisation over the kernel axis (dim 2) as its own
   two parameters (`weight_g`, `weight_v`), computed in fp32 under autocast (it is sensitive to
   precision); an even kernel's extra output frame is trimmed.
-- hidden_states lists the Transformer input and every layer's output (the last after the final
-  LayerNorm for pre-LN), as HF does, for the weighted layer sum of the classification head.
+- hidden_states lists the Transformer input and every layer's output (for pre-LN, the last one
+  before the final LayerNorm), as transformers 5 does, for the classification head's weighted
+  layer sum. (transformers 4 put the final LayerNorm's output last.)
 """
 
 from __future__ import annotations
@@ -137,6 +138,5 @@ class ContextNetwork(nn.Module):
                 x = layer(x, frame_padding_mask)
             hidden.append(x)
         if self.cfg.layer_norm_first:
-            x = self.norm(x)
-            hidden[-1] = x
+            x = self.norm(x)  # c is normalised; hidden_states keeps the raw last-layer output (as HF 5)
         return x, (tuple(hidden) if output_hidden_states else None)

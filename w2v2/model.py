@@ -165,7 +165,7 @@ class Wav2Vec2ForClassification(nn.Module):
         """Copy backbone weights from a pretraining model / classifier or its state_dict."""
         state = source.state_dict() if isinstance(source, nn.Module) else source
         sub = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        self.backbone.load_state_dict(sub)
+        self.backbone.load_state_dict(sub or state)  # a bare backbone's keys carry no prefix
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> ClassifierOutput:
@@ -178,10 +178,13 @@ class Wav2Vec2ForClassification(nn.Module):
         return ClassifierOutput(logits, pooled)
 
 
-MODELS = {"pretrain": Wav2Vec2ForPreTraining, "classifier": Wav2Vec2ForClassification}
+ModelKind = Literal["pretrain", "classifier", "backbone"]
+MODELS: dict[str, type[nn.Module]] = {
+    "pretrain": Wav2Vec2ForPreTraining, "classifier": Wav2Vec2ForClassification, "backbone": Wav2Vec2Model,
+}
 
 
-def build_model(cfg: ModelConfig, kind: Literal["pretrain", "classifier"] = "pretrain") -> nn.Module:
+def build_model(cfg: ModelConfig, kind: ModelKind = "pretrain") -> nn.Module:
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
     return MODELS[kind](cfg)
