@@ -1,0 +1,82 @@
+"""Model-level behaviour: input checks, frame counts, padding, objective, checkpoints."""
+
+import pytest
+import torch
+
+from w2v2.checkpoint import load_model, read_meta, save_model
+from w2v2.config import apply_overrides, preset
+from w2v2.model import build_model
+
+TINY = preset("tiny")
+
+
+def test_too_short_or_empty_input_is_a_clear_error() -> None:
+    model = build_model(TINY, "classifier").eval()
+    with pytest.raises(ValueError, match="at least 400"):
+        model(torch.randn(1, 399))
+    with pytest.raises(ValueError, match="empty"):
+        model(torch.randn(1, 0))
+    padding_mask = torch.zeros(2, 1000, dtype=torch.bool)
+    padding_mask[1, 300:] = True
+    with pytest.raises(ValueError, match=r"batch items \[1\]"):
+        model(torch.randn(2, 1000), padding_mask)
+    assert model(torch.randn(1, 400)).logits.shape == (1, 6)
+
+
+def test_frame_lengths_match_the_encoder_output() -> None:
+    model = build_model(TINY, "backbone").eval()
+    for n in (400, 401, 719, 720, 16000, 23456):
+        with torch.no_grad():
+            t = model(torch.randn(1, n)).c.shape[1]
+        assert model.frame_lengths(torch.tensor(n)).item() == t
+
+
+def test_padding_does_not_change_predictions_of_the_layer_norm_variant() -> None:
+    cfg = apply_overrides(TINY, ["encoder.norm=layer", "context.layer_norm_first=true"])
+    model = build_model(cfg, "classifier").eval()
+    torch.manual_seed(0)
+    short, long = torch.randn(3000), torch.randn(8000)
+    wave = torch.zeros(2, 8000)
+    wave[0, :3000], wave[1] = short, long
+    padding_mask = torch.zeros(2, 8000, dtype=torch.bool)
+    padding_mask[0, 3000:] = True
+    with torch.no_grad():
+        batched = model(wave, padding_mask).logits
+        alone = model(short[None]).logits
+    assert (batched[0] - alone[0]).abs().max().item() < 1e-5
+
+
+def test_normalize_waveform_makes_the_model_gain_invariant() -> None:
+    model = build_model(apply_overrides(TINY, ["normalize_waveform=true"]), "classifier").eval()
+    wave = torch.randn(1, 4000)
+    with torch.no_grad():
+        assert torch.allclose(model(wave).logits, model(5.0 * wave).logits, atol=1e-4)
+
+
+def test_pretraining_objective_is_finite_and_trains_every_parameter() -> None:
+    torch.manual_seed(0)
+    model = build_model(TINY, "pretrain").train()
+    out = model(torch.randn(2, 8000), generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and out.num_masked.item() > 0
+    assert 0.0 <= out.accuracy.item() <= 1.0
+    g, v = TINY.quantizer.groups, TINY.quantizer.codewords
+    assert g <= out.perplexity.item() <= g * v
+    (out.loss / out.num_masked).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+def test_checkpoint_round_trip_and_kind_conversion(tmp_path) -> None:
+    model = build_model(apply_overrides(TINY, ["head.pooling=attentive_stats"]), "classifier").eval()
+    save_model(model, tmp_path / "ck", extra={"labels": ["a"]})
+    again = load_model(tmp_path / "ck")
+    wave = torch.randn(2, 3000)
+    with torch.no_grad():
+        assert torch.equal(model(wave).logits, again.eval()(wave).logits)
+    assert read_meta(tmp_path / "ck")["labels"] == ["a"]
+    pre = build_model(TINY, "pretrain")
+    save_model(pre, tmp_path / "pre")
+    clf = load_model(tmp_path / "pre", kind="classifier")
+    assert torch.equal(clf.backbone.context.pos_conv.weight_v, pre.backbone.context.pos_conv.weight_v)
+    with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
+        load_model(tmp_path)
