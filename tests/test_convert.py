@@ -163,3 +163,15 @@ def test_parameter_counts_equal_transformers(name: str, hf_kwargs: dict) -> None
     assert count(ours_pre) == count(hf_pre)
     assert count(ours_clf) == count(hf_clf)
     print(f"{name}: pretraining {count(ours_pre):,} / classifier {count(ours_clf):,} parameters")
+
+
+def test_bare_backbone_checkpoint_loads(tmp_path) -> None:
+    """facebook/wav2vec2-base-style Wav2Vec2Model directories (no task head) load as a backbone."""
+    torch.manual_seed(2)
+    hf = transformers.Wav2Vec2Model(hf_config("base")).eval()
+    ours = load_hf(saved(hf, tmp_path, "bare"))
+    wave, _ = waves([4000])
+    with torch.no_grad():
+        assert max_diff(ours(wave).c, hf(wave).last_hidden_state) < 1e-4
+    clf = load_hf(tmp_path / "bare", kind="classifier")
+    assert torch.equal(clf.backbone.mask_emb, ours.mask_emb)

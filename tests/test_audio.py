@@ -1,0 +1,52 @@
+"""Decoding any audio to 16 kHz mono, and clear errors for bad files."""
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from w2v2.audio import AudioError, find_audio, load_audio, num_samples_16k
+
+
+def tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * math.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("ext,sr", [(".wav", 8000), (".flac", 44100), (".ogg", 22050), (".mp3", 48000)])
+def test_any_format_and_rate_becomes_16k_mono(tmp_path, ext: str, sr: int) -> None:
+    left = tone(sr, 1.0)
+    stereo = np.stack([left, left], axis=1)
+    path = tmp_path / f"clip{ext}"
+    sf.write(path, stereo, sr)
+    wave = load_audio(path)
+    assert wave.dtype == torch.float32 and wave.dim() == 1
+    assert abs(wave.numel() - 16000) < 1200  # mp3 adds encoder delay/padding
+    # The 440 Hz tone survives: its spectral peak sits at 440 Hz.
+    spectrum = torch.fft.rfft(wave[:16000] if wave.numel() >= 16000 else wave, n=16000).abs()
+    assert abs(spectrum.argmax().item() - 440) <= 2
+    if ext in (".wav", ".flac"):
+        assert num_samples_16k(path) == 16000
+
+
+def test_bad_files_raise_audio_error_naming_the_file(tmp_path) -> None:
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really a wav file")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0,), dtype=np.float32), 16000)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(800, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    for path, problem in [(corrupt, "cannot decode"), (empty, "empty"), (nan, "NaN"),
+                          (tmp_path / "missing.wav", "not found")]:
+        with pytest.raises(AudioError, match=problem) as info:
+            load_audio(path)
+        assert str(path) in str(info.value)
+
+
+def test_find_audio_is_recursive_and_sorted(tmp_path) -> None:
+    for name in ["b/x.wav", "a.FLAC", "c/d/e.mp3", "notes.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_audio(tmp_path)] == ["a.FLAC", "b/x.wav", "c/d/e.mp3"]
