@@ -77,6 +77,13 @@ class FeatureEncoder(nn.Module):
             jump *= s
         return field
 
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for an input of `num_samples` samples (plain Python, no tensor)."""
+        n = num_samples
+        for k, s in zip(self.cfg.conv_kernel, self.cfg.conv_stride, strict=True):
+            n = (n - k) // s + 1
+        return max(n, 0)
+
     def frame_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames produced for inputs of `num_samples` samples (any integer tensor shape)."""
         n = num_samples

@@ -79,11 +79,11 @@ class Wav2Vec2Model(nn.Module):
         if padding_mask is None:
             return None
         lengths = self.frame_lengths((~padding_mask).sum(-1))
-        if bool((lengths < 1).any()):
+        if not torch.compiler.is_compiling() and bool((lengths < 1).any()):
             bad = torch.nonzero(lengths < 1).flatten().tolist()
             raise ValueError(f"batch items {bad} have fewer than {self.feature_encoder.receptive_field} "
                              "real samples: pad short clips before batching")
-        t = int(self.frame_lengths(torch.tensor(wave.shape[-1])))
+        t = self.feature_encoder.num_frames(wave.shape[-1])
         return torch.arange(t, device=wave.device)[None, :] >= lengths[:, None]
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
@@ -106,7 +106,7 @@ class Wav2Vec2Model(nn.Module):
 def _sample_mask(model: Wav2Vec2Model, wave: torch.Tensor, padding_mask: torch.Tensor | None,
                  generator: torch.Generator | None) -> torch.Tensor:
     m = model.cfg.masking
-    t = int(model.frame_lengths(torch.tensor(wave.shape[-1])))
+    t = model.feature_encoder.num_frames(wave.shape[-1])
     return compute_mask((wave.shape[0], t), m.mask_prob, m.mask_length, m.min_masks, generator,
                         model.frame_padding_mask(wave, padding_mask), device=wave.device)
 
@@ -149,7 +149,7 @@ class Wav2Vec2ForPreTraining(nn.Module):
         loss = contrastive + obj.diversity_weight * diversity + obj.feature_penalty * penalty
         return PretrainOutput(loss, contrastive, diversity, penalty, num_masked,
                               correct / num_masked.clamp(min=1), qo.perplexity,
-                              torch.tensor(self.quantizer.temperature))
+                              self.quantizer.temperature.clone())
 
 
 class Wav2Vec2ForClassification(nn.Module):
@@ -168,10 +168,10 @@ class Wav2Vec2ForClassification(nn.Module):
         self.backbone.load_state_dict(sub or state)  # a bare backbone's keys carry no prefix
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> ClassifierOutput:
-        """wave (b, s); padding_mask (b, s) True = pad. Span masking (SpecAugment) in training only."""
-        mask = None
-        if self.training and self.cfg.masking.mask_prob > 0:
+                generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> ClassifierOutput:
+        """wave (b, s); padding_mask (b, s) True = pad. Span masking (SpecAugment) in training only:
+        sampled here unless `mask` (b, t) is given (e.g. by a compiled training step)."""
+        if mask is None and self.training and self.cfg.masking.mask_prob > 0:
             mask = _sample_mask(self.backbone, wave, padding_mask, generator)
         out = self.backbone(wave, padding_mask, mask, output_hidden_states=self.cfg.head.weighted_layer_sum)
         logits, pooled = self.head(out.c, out.hidden_states, out.frame_padding_mask)

@@ -79,10 +79,11 @@ class GumbelQuantizer(nn.Module):
         nn.init.normal_(self.to_logits.weight, mean=0.0, std=1.0)
         nn.init.zeros_(self.to_logits.bias)
         self.codebook = nn.Parameter(torch.rand(cfg.groups, cfg.codewords, cfg.codevector_dim // cfg.groups))
-        self.temperature = cfg.temp_max
+        # A buffer, not a Python float: torch.compile would otherwise recompile at every new value.
+        self.register_buffer("temperature", torch.tensor(cfg.temp_max), persistent=False)
 
     def set_step(self, step: int) -> None:
-        self.temperature = max(self.cfg.temp_max * self.cfg.temp_decay**step, self.cfg.temp_min)
+        self.temperature.fill_(max(self.cfg.temp_max * self.cfg.temp_decay**step, self.cfg.temp_min))
 
     def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> QuantizerOutput:
         """z (b, t, c); mask (b, t) frames counted in the perplexity (None: all)."""
