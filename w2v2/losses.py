@@ -33,11 +33,9 @@ def contrastive_logits(c: torch.Tensor, q: torch.Tensor, negative_indices: torch
     sim = einsum(c_n, q_n, "b t d, b s d -> b t s")  # every context frame vs every target frame
     pos = torch.diagonal(sim, dim1=1, dim2=2)  # (b, t)
     neg = torch.gather(sim, 2, negative_indices)  # (b, t, k)
-    logits = torch.cat([pos[..., None], neg], dim=-1) / logit_temp
     if codes is not None:
-        neg_is_pos = same_codes(codes, negative_indices)
-        logits[..., 1:] = logits[..., 1:].masked_fill(neg_is_pos, float("-inf"))
-    return logits
+        neg = neg.masked_fill(same_codes(codes, negative_indices), float("-inf"))
+    return torch.cat([pos[..., None], neg], dim=-1) / logit_temp
 
 
 def same_codes(codes: torch.Tensor, negative_indices: torch.Tensor) -> torch.Tensor:
