@@ -44,11 +44,12 @@ def resample(wave: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -
     return AF.resample(wave, orig_freq=int(orig_sr), new_freq=int(sample_rate))
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
     """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
 
-    Channels are averaged. Raises AudioError for a missing, unreadable or empty file and for
-    audio holding NaN/inf values. Length is not checked here: see `MIN_SAMPLES`.
+    Channels are averaged. Raises AudioError for a missing, unreadable or empty file, and for
+    audio holding NaN/inf values unless nonfinite="zero" (they become 0). Length is not checked
+    here: see `MIN_SAMPLES`.
     """
     path = Path(path)
     if not path.is_file():
@@ -60,7 +61,9 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
     if data.size == 0:
         raise AudioError(path, "no audio samples (empty file)")
     if not np.isfinite(data).all():
-        raise AudioError(path, "audio contains NaN or infinite values")
+        if nonfinite != "zero":
+            raise AudioError(path, "audio contains NaN or infinite values")
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
     return resample(wave, sr, sample_rate).contiguous()
 

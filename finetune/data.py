@@ -1,0 +1,93 @@
+"""Audio for fine-tuning: decoded once and cached, augmented on the fly, windowed for evaluation.
+
+Bad clips never stop a run mid-epoch: a file that fails to decode is skipped with a warning,
+NaN/inf samples become zeros (warned), clips shorter than the CNN's receptive field are
+zero-extended, silence is left as it is.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import torch
+import torchaudio.functional as AF
+
+from finetune.config import AugmentConfig
+from w2v2.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
+from w2v2.datasets import Item
+
+
+class AudioCache:
+    """Decoded 16 kHz mono clips by index (None for a clip that cannot be decoded)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+        self.cache: dict[int, torch.Tensor | None] = {}
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        if i not in self.cache:
+            self.cache[i] = self._load(self.items[i])
+        return self.cache[i]
+
+    @staticmethod
+    def _load(item: Item) -> torch.Tensor | None:
+        try:
+            return load_audio(item.path)
+        except AudioError as e:
+            if "NaN" not in e.problem:
+                warnings.warn(f"skipping {e}", stacklevel=2)
+                return None
+            warnings.warn(f"{item.path}: NaN/inf samples replaced by zeros", stacklevel=2)
+            return load_audio(item.path, nonfinite="zero")
+
+
+def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.Tensor:
+    """Speed perturbation, random gain and additive white noise at a random SNR. wave (s,)."""
+    speed = rng.choice(cfg.speeds)
+    if speed != 1.0:
+        wave = AF.resample(wave, int(SAMPLE_RATE * speed), SAMPLE_RATE)
+    wave = wave * 10 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20)
+    if rng.random() < cfg.noise_prob:
+        power = wave.pow(2).mean().clamp(min=1e-10)
+        snr = rng.uniform(*cfg.noise_snr_db)
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        wave = wave + torch.randn(wave.shape, generator=g) * torch.sqrt(power / 10 ** (snr / 10))
+    return wave
+
+
+def windows(wave: torch.Tensor, window: int) -> list[torch.Tensor]:
+    """Overlapping (50%) windows covering a long clip; a short clip is one window."""
+    if wave.numel() <= window:
+        return [wave]
+    hop = window // 2
+    starts = list(range(0, wave.numel() - window + 1, hop))
+    if starts[-1] + window < wave.numel():
+        starts.append(wave.numel() - window)
+    return [wave[s:s + window] for s in starts]
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+                  batch_size: int = 8, progress: bool = False) -> torch.Tensor:
+    """Class probabilities (n, num_labels): per-window softmax averaged over each clip's windows."""
+    from tqdm import tqdm
+
+    from w2v2.batching import collate_waves
+
+    model.eval()
+    pieces = [(owner, w) for owner, wave in enumerate(waves)
+              for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
+    pieces.sort(key=lambda p: p[1].numel())
+    num_labels = model.cfg.head.num_labels
+    sums = torch.zeros(len(waves), num_labels)
+    counts = torch.zeros(len(waves), 1)
+    starts = range(0, len(pieces), batch_size)
+    for s in tqdm(starts, desc="predicting", unit="batch", disable=not progress, leave=False):
+        chunk = pieces[s:s + batch_size]
+        wave, padding_mask = collate_waves([w for _, w in chunk], min_len=MIN_SAMPLES)
+        probs = torch.softmax(model(wave, padding_mask).logits.float(), dim=-1)
+        for (owner, _), p in zip(chunk, probs, strict=True):
+            sums[owner] += p
+            counts[owner] += 1
+    return sums / counts.clamp(min=1)

@@ -1,0 +1,183 @@
+"""`python -m finetune train`: parse config -> data -> model -> loop (best by validation UAR) -> outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from finetune.config import FinetuneConfig
+from finetune.data import AudioCache, augment, predict_probs
+from finetune.model import build_classifier
+from finetune.plots import plot_confusion, plot_curves
+from w2v2.audio import SAMPLE_RATE
+from w2v2.batching import BucketBatchSampler, collate_waves
+from w2v2.checkpoint import save_model
+from w2v2.config import to_dict
+from w2v2.datasets import Dataset, Item, speaker_split
+from w2v2.labels import EMOTIONS
+from w2v2.metrics import classification_metrics
+
+
+def class_weights(items: list[Item]) -> torch.Tensor:
+    counts = torch.bincount(torch.tensor([it.label for it in items]), minlength=len(EMOTIONS)).float()
+    return torch.where(counts > 0, counts.sum() / (len(EMOTIONS) * counts.clamp(min=1)), torch.zeros(()))
+
+
+def oversample(items: list[Item], seed: int) -> list[Item]:
+    """Repeat clips of rarer classes until every class matches the largest (balance=sampler)."""
+    rng = random.Random(seed)
+    by_class = {c: [it for it in items if it.label == c] for c in range(len(EMOTIONS))}
+    most = max(len(v) for v in by_class.values())
+    out = []
+    for group in by_class.values():
+        if group:
+            out += group + [rng.choice(group) for _ in range(most - len(group))]
+    return out
+
+
+def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache, window_seconds: float,
+                   progress: bool = False) -> tuple[dict, torch.Tensor]:
+    """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
+    waves = [w if (w := cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(len(items))]
+    probs = predict_probs(model, waves, window_seconds, progress=progress)
+    return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
+
+
+def set_trainable(model: torch.nn.Module, cfg: FinetuneConfig, step: int) -> None:
+    frozen_transformer = step < cfg.freeze_transformer_steps
+    for name, p in model.backbone.named_parameters():
+        in_cnn = name.startswith("feature_encoder.")
+        p.requires_grad_(not (in_cnn and cfg.freeze_feature_encoder) and not (not in_cnn and frozen_transformer))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int):
+    groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head},
+              {"params": list(model.backbone.parameters()), "lr": cfg.lr_backbone}]
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    warmup = max(1, int(cfg.warmup_fraction * total_steps))
+    schedule = lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch) -> tuple[float, int]:
+    model.train()
+    total, n = 0.0, 0
+    bar = tqdm(sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+    for batch in bar:
+        set_trainable(model, cfg, step)
+        pairs = [(cache[i], items[i].label) for i in batch]
+        pairs = [(augment(w, cfg.augmentation, rng) if cfg.augment else w, y) for w, y in pairs if w is not None]
+        if not pairs:
+            continue
+        wave, padding_mask = collate_waves([w for w, _ in pairs], int(cfg.crop_seconds * SAMPLE_RATE), gen)
+        labels = torch.tensor([y for _, y in pairs])
+        logits = model(wave, padding_mask, generator=gen).logits
+        loss = F.cross_entropy(logits, labels, weight=weights if cfg.balance == "loss" else None)
+        if not torch.isfinite(loss):
+            bar.write(f"step {step}: non-finite loss, batch skipped")
+            opt.zero_grad(set_to_none=True)
+            continue
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        total, n = total + loss.item(), n + 1
+        bar.set_postfix(loss=f"{total / n:.3f}")
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    return total / max(n, 1), step
+
+
+def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None) -> dict:
+    """Fine-tune on `data`, write the run folder, return metrics.json's content."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    train_items, val_items = speaker_split(data.train, cfg.val_fraction, cfg.seed, val_speakers)
+    if not val_items or not train_items:
+        raise ValueError(f"{data.root}: too few labelled clips to split into training and validation")
+    speakers = {it.speaker for it in val_items} & {it.speaker for it in train_items} - {None}
+    assert not speakers, f"speaker(s) in both splits: {speakers}"
+    fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
+    print(f"{len(train_items)} training / {len(val_items)} validation clips"
+          + (f" ({len({it.speaker for it in val_items})} validation speakers, none in training)"
+             if val_items[0].speaker else " (no speaker information: stratified random split)"))
+    model = build_classifier(cfg)
+    cache = AudioCache(fit_items)
+    val_cache = AudioCache(val_items)
+    lengths = [int(cfg.crop_seconds * SAMPLE_RATE)] * len(fit_items)  # crops: similar lengths
+    sampler = BucketBatchSampler(lengths, batch_size=cfg.batch_size, seed=cfg.seed)
+    steps_per_epoch = len(sampler)
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    opt, sched = make_optimizer(model, cfg, total_steps)
+    weights = class_weights(fit_items)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        loss, step = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch)
+        metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
+        history.append({"epoch": epoch, "step": step, "train_loss": loss, "val_uar": metrics["uar"],
+                        "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
+        with open(run / "history.jsonl", "a") as f:
+            f.write(json.dumps(history[-1]) + "\n")
+        better = metrics["uar"] > best
+        print(f"epoch {epoch}: loss {loss:.3f}  val UAR {metrics['uar']:.3f}  acc {metrics['accuracy']:.3f}  "
+              f"F1 {metrics['macro_f1']:.3f}{'  (best, saved)' if better else ''}")
+        if better:
+            best, best_epoch = metrics["uar"], epoch
+            save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
+                                                   "epoch": epoch, "val_uar": best})
+        if epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps):
+            print(f"stopping after epoch {epoch} (best epoch {best_epoch})")
+            break
+    plot_curves(history, run / "curves.png")
+    return finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
+
+
+def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
+           best_epoch: int, seconds: float) -> dict:
+    """Reload the best checkpoint; metrics.json, confusion matrices and, for competitions, submission.csv."""
+    from w2v2.checkpoint import load_model
+
+    model = load_model(run / "best").eval()
+    val_metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True)
+    result = {"validation": val_metrics, "best_epoch": best_epoch, "train_seconds": seconds,
+              "layout": data.layout, "data": str(data.root)}
+    plot_confusion(val_metrics["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix.png",
+                   f"validation (UAR {val_metrics['uar']:.3f})")
+    if data.test:
+        test_cache = AudioCache(data.test)
+        waves = [w if (w := test_cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(len(data.test))]
+        preds = predict_probs(model, waves, cfg.window_seconds, progress=True).argmax(-1).tolist()
+        write_submission(run / "submission.csv", data, preds)
+        result["submission"] = str(run / "submission.csv")
+        if data.test_labels:
+            truth = [data.test_labels[it.id] for it in data.test]
+            result["test"] = classification_metrics(truth, preds)
+            plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix_test.png",
+                           f"test (UAR {result['test']['uar']:.3f})")
+    (run / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def write_submission(path: Path, data: Dataset, preds: list[int]) -> None:
+    """sample_submission's ids, order and columns, with our labels."""
+    sub = data.submission.copy() if data.submission is not None else pd.DataFrame({"id": [t.id for t in data.test]})
+    label_col = next((c for c in sub.columns if c.strip().lower() == "label"), None)
+    sub[label_col or (sub.columns[-1] if len(sub.columns) > 1 else "label")] = preds
+    tmp = path.with_suffix(".tmp")
+    sub.to_csv(tmp, index=False)
+    tmp.replace(path)

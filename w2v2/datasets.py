@@ -1,0 +1,237 @@
+"""Labelled emotion datasets in the layouts users have, and speaker-independent splits.
+
+Layouts (detected automatically, or forced):
+- competition: train.csv (id,path,label[,speaker]), test.csv (id,path), sample_submission.csv (id,label);
+- crema: a folder of CREMA-D files `1001_DFA_ANG_XX.wav` (speaker, sentence, emotion code, level);
+- csv: a CSV `path,label[,speaker]` (label as 0..5, an emotion name or a CREMA-D code);
+- folders: one sub-folder per class (emotion name, CREMA-D code or digit 0..5).
+Paths are relative to the folder holding the CSV. Every problem names the file and the row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from w2v2.audio import AudioError, audio_info, find_audio
+from w2v2.labels import CREMA_CODES, EMOTIONS
+
+LAYOUTS = ("competition", "crema", "csv", "folders")
+CREMA_NAME = re.compile(r"^(\d+)_([A-Z]+)_([A-Z]{3})_([A-Z]+)$")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the file (and row) and the problem."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    path: Path
+    label: int | None = None
+    speaker: str | None = None
+
+
+@dataclass
+class Dataset:
+    layout: str
+    root: Path
+    train: list[Item]  # labelled items
+    test: list[Item] = field(default_factory=list)  # competition test items, sample_submission order
+    submission: pd.DataFrame | None = None  # sample_submission.csv as read
+    test_labels: dict[str, int] | None = None  # scoring labels where the corpus ships them
+
+
+def parse_label(value: object, where: str) -> int:
+    """0..5, an emotion name or a CREMA-D code -> class index; DatasetError naming `where`."""
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+(\.0+)?", text):
+        label = int(float(text))
+        if 0 <= label < len(EMOTIONS):
+            return label
+        raise DatasetError(f"{where}: label {text} is outside 0..{len(EMOTIONS) - 1}")
+    if text.lower() in EMOTIONS:
+        return EMOTIONS.index(text.lower())
+    if text.upper() in CREMA_CODES:
+        return CREMA_CODES[text.upper()]
+    raise DatasetError(f"{where}: unknown label {text!r} (use 0..5, {', '.join(EMOTIONS)} or a CREMA-D code)")
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise DatasetError(f"{path}: cannot read CSV ({type(e).__name__}: {e})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    return df
+
+
+def _resolve(root: Path, rel: str, *subdirs: str) -> Path:
+    """A CSV path relative to `root` (or, forgivingly, to one of its sub-folders)."""
+    p = Path(rel)
+    if p.is_absolute():
+        return p
+    for base in (root, *(root / s for s in subdirs)):
+        if (base / p).exists():
+            return base / p
+    return root / p
+
+
+def _csv_items(path: Path, subdirs: tuple[str, ...] = ()) -> list[Item]:
+    df = _read_csv(path, ("path", "label"))
+    items = []
+    for i, row in enumerate(df.itertuples(index=False), start=2):  # row 1 is the header
+        where = f"{path}, row {i}"
+        if not row.path:
+            raise DatasetError(f"{where}: empty path")
+        items.append(Item(id=getattr(row, "id", "") or Path(row.path).stem,
+                          path=_resolve(path.parent, row.path, *subdirs), label=parse_label(row.label, where),
+                          speaker=(getattr(row, "speaker", "") or None)))
+    return items
+
+
+def load_competition(root: Path) -> Dataset:
+    train = _csv_items(root / "train.csv", ("train",))
+    test_df = _read_csv(root / "test.csv", ("id", "path"))
+    test = [Item(id=r.id, path=_resolve(root, r.path, "test")) for r in test_df.itertuples(index=False)]
+    submission = None
+    if (root / "sample_submission.csv").is_file():
+        path = root / "sample_submission.csv"
+        submission = pd.read_csv(path, dtype=str, keep_default_na=False)  # columns kept exactly as given
+        id_col = next((c for c in submission.columns if c.strip().lower() == "id"), None)
+        if id_col is None:
+            raise DatasetError(f"{path}: no id column; found {list(submission.columns)}")
+        by_id = {t.id: t for t in test}
+        unknown = [i for i in submission[id_col] if i not in by_id]
+        if unknown:
+            raise DatasetError(f"{root / 'sample_submission.csv'}: ids not in test.csv, e.g. {unknown[:3]}")
+        test = [by_id[i] for i in submission[id_col]]
+    labels = None
+    if (root / "test_labels.csv").is_file():
+        df = _read_csv(root / "test_labels.csv", ("id", "label"))
+        labels = {r.id: parse_label(r.label, f"{root / 'test_labels.csv'}") for r in df.itertuples(index=False)}
+    return Dataset("competition", root, train, test, submission, labels)
+
+
+def load_crema(root: Path) -> Dataset:
+    items = []
+    for p in find_audio(root):
+        m = CREMA_NAME.match(p.stem)
+        if not m:
+            raise DatasetError(f"{p}: not a CREMA-D file name (expected like 1001_DFA_ANG_XX.wav)")
+        if m.group(3) not in CREMA_CODES:
+            raise DatasetError(f"{p}: unknown CREMA-D emotion code {m.group(3)!r} (known: {', '.join(CREMA_CODES)})")
+        items.append(Item(id=p.stem, path=p, label=CREMA_CODES[m.group(3)], speaker=m.group(1)))
+    return Dataset("crema", root, items)
+
+
+def load_folders(root: Path) -> Dataset:
+    items = []
+    for sub in sorted(d for d in root.iterdir() if d.is_dir()):
+        label = parse_label(sub.name, f"{sub} (class folder)")
+        items += [Item(id=p.stem, path=p, label=label) for p in find_audio(sub)]
+    return Dataset("folders", root, items)
+
+
+def detect_layout(root: Path) -> str:
+    if root.is_file():
+        return "csv"
+    if (root / "train.csv").is_file():
+        return "competition"
+    if _find_label_csv(root) is not None:
+        return "csv"
+    subdirs = [d for d in root.iterdir() if d.is_dir()]
+    names = {d.name.lower() for d in subdirs}
+    if subdirs and names <= set(EMOTIONS) | {c.lower() for c in CREMA_CODES} | {str(i) for i in range(6)}:
+        return "folders"
+    audio = find_audio(root)
+    if audio and all(CREMA_NAME.match(p.stem) for p in audio[:50]):
+        return "crema"
+    raise DatasetError(f"{root}: cannot tell the dataset layout (no train.csv, no CSV with path,label columns, "
+                       "no class folders, no CREMA-D file names); pass --layout")
+
+
+def _find_label_csv(root: Path) -> Path | None:
+    for p in sorted(root.glob("*.csv")):
+        with p.open() as f:
+            header = f.readline().lower()
+        if "path" in header and "label" in header:
+            return p
+    return None
+
+
+def load_dataset(root: str | Path, layout: str | None = None) -> Dataset:
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    layout = layout or detect_layout(root)
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+    if layout == "competition":
+        return load_competition(root)
+    if layout == "crema":
+        return load_crema(root)
+    if layout == "folders":
+        return load_folders(root)
+    csv = root if root.is_file() else _find_label_csv(root)
+    if csv is None:
+        raise DatasetError(f"{root}: no CSV with path,label columns")
+    return Dataset("csv", csv.parent, _csv_items(csv))
+
+
+def check_files(items: list[Item]) -> tuple[list[Item], list[tuple[Item, str]]]:
+    """Split items into readable ones and (item, problem) for missing/unreadable/empty files (headers only)."""
+    good, bad = [], []
+    for item in items:
+        if not item.path.is_file():
+            bad.append((item, "file not found"))
+            continue
+        try:
+            frames, _ = audio_info(item.path)
+        except AudioError as e:
+            bad.append((item, e.problem))
+            continue
+        if frames == 0:
+            bad.append((item, "no audio samples (empty file)"))
+        else:
+            good.append(item)
+    return good, bad
+
+
+def speaker_split(items: list[Item], val_fraction: float = 0.15, seed: int = 0,
+                  val_speakers: list[str] | None = None) -> tuple[list[Item], list[Item]]:
+    """(train, validation). With speakers known, whole speakers go to validation (never in both);
+    otherwise a per-class stratified random split."""
+    rng = np.random.default_rng(seed)
+    if val_speakers:
+        known = {it.speaker for it in items}
+        unknown = [s for s in val_speakers if s not in known]
+        if unknown:
+            raise DatasetError(f"--val-speakers: unknown speaker(s) {unknown}; known: {sorted(map(str, known))[:20]}")
+        chosen = set(val_speakers)
+    elif all(it.speaker for it in items) and len({it.speaker for it in items}) >= 2:
+        speakers = sorted({it.speaker for it in items})
+        rng.shuffle(speakers)
+        counts = {s: sum(it.speaker == s for it in items) for s in speakers}
+        chosen, total = set(), 0
+        for s in speakers:  # whole speakers until the fraction is reached, at least one left for training
+            if total >= val_fraction * len(items) or len(chosen) == len(speakers) - 1:
+                break
+            chosen.add(s)
+            total += counts[s]
+    else:
+        val_idx = []
+        for label in sorted({it.label for it in items}):
+            idx = [i for i, it in enumerate(items) if it.label == label]
+            rng.shuffle(idx)
+            val_idx += idx[:max(1, round(val_fraction * len(idx)))] if len(idx) > 1 else []
+        val_set = set(val_idx)
+        return [it for i, it in enumerate(items) if i not in val_set], [items[i] for i in sorted(val_set)]
+    return [it for it in items if it.speaker not in chosen], [it for it in items if it.speaker in chosen]
