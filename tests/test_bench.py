@@ -1,0 +1,34 @@
+"""Smoke run of `python -m w2v2.bench` on the tiny preset: the last printed line is JSON with finite,
+positive ratios, and the two sides' classifiers agree (same weights went through save_hf)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from w2v2.bench import main  # noqa: E402
+
+RATIO_KEYS = ("pretrain_speedup", "pretrain_peak_memory_ratio", "pretrain_step_memory_ratio", "inference_speedup")
+
+
+def test_tiny_benchmark_prints_a_table_and_json_ratios(capsys) -> None:
+    main(["--preset", "tiny", "--batch", "2", "--seconds", "0.5", "--steps", "2", "--warmup", "1", "--device", "cpu"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    for key in RATIO_KEYS:
+        assert math.isfinite(summary[key]) and summary[key] > 0, key
+    assert summary["w2v2_infer_s_per_audio_s"] > 0 and summary["transformers_infer_s_per_audio_s"] > 0
+    table = "\n".join(lines[:-1])
+    assert "pretrain step fwd+bwd (s)" in table and "classifier inference" in table
+    diff = float(table.split("max |logit difference| ")[1].split()[0])
+    assert diff < 1e-4
+
+
+def test_bad_arguments_are_clear_errors(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--seconds", "0.01"])
+    assert "--seconds >= 0.025" in capsys.readouterr().err

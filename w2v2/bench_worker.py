@@ -1,0 +1,238 @@
+"""One side of the benchmark (w2v2 or transformers), run in its own process by w2v2.bench.
+
+Design choices:
+- Each side runs in a fresh interpreter, so both are measured the same way: on CPU the peak resident
+  set size (getrusage ru_maxrss) of that process, on GPU torch.cuda.max_memory_allocated. Besides
+  the absolute peak we report the step's own memory: the peak above the resident size measured
+  right before the first step (weights and inputs loaded; on Linux the high-water mark is reset
+  there through /proc/self/clear_refs), i.e. activations, gradients and workspace.
+- Timings are medians over `steps` after `warmup` steps, with a device synchronise around each.
+- The fused-op micro-benchmarks (`op` mode) also run one variant per process, for the same reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_mb() -> float:
+    """Current resident set size (Linux /proc; elsewhere the peak so far)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _peak_rss_mb()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def start_memory(device: torch.device) -> float:
+    """Reset the peak counter; return the current usage (MB) the step's memory is measured above."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+    return _rss_mb()
+
+
+def peak_memory(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _peak_rss_mb()
+
+
+def timed(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Wall-clock seconds of `steps` calls of fn after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def load_side(side: str, directory: Path, kind: str) -> nn.Module:
+    """The saved checkpoint `directory / kind` as a w2v2 or a transformers model."""
+    if side == "w2v2":
+        from w2v2.convert import load_hf
+
+        return load_hf(directory / kind)
+    import transformers
+
+    cls = {"pretrain": transformers.Wav2Vec2ForPreTraining,
+           "classifier": transformers.Wav2Vec2ForSequenceClassification}[kind]
+    return cls.from_pretrained(directory / kind)
+
+
+def pretrain_step(side: str, model: nn.Module, wave: torch.Tensor, mask: torch.Tensor,
+                  negatives: torch.Tensor, autocast: contextlib.AbstractContextManager) -> Callable[[], float]:
+    """A closure running forward + backward of the pretraining loss. negatives (b, t, k) time indices."""
+    b, t, _ = negatives.shape
+    flat_negatives = negatives + (torch.arange(b, device=negatives.device) * t)[:, None, None]  # HF: (b*t) rows
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            if side == "w2v2":
+                loss = model(wave, mask=mask, negative_indices=negatives).loss
+            else:
+                loss = model(wave, mask_time_indices=mask, sampled_negative_indices=flat_negatives).loss
+        loss.backward()
+        return loss.item()
+
+    return step
+
+
+def run_side(args: argparse.Namespace) -> dict:
+    """Pretraining step time and memory, then classifier inference time, for one side."""
+    device, directory = torch.device(args.device), Path(args.dir)
+    autocast = (torch.autocast(device.type, DTYPES[args.dtype]) if args.dtype != "fp32"
+                else contextlib.nullcontext())
+    inputs = torch.load(directory / "inputs.pt")
+    wave, mask, negatives = (inputs[k].to(device) for k in ("wave", "mask", "negatives"))
+    model = load_side(args.side, directory, "pretrain").to(device).train()
+    if args.compile:
+        model = _compile(args.side, model)
+    step = pretrain_step(args.side, model, wave, mask, negatives, autocast)
+    base = start_memory(device)
+    times = timed(step, args.steps, args.warmup, device)
+    peak = peak_memory(device)
+    loss = step()
+    del model, step
+    gc.collect()
+    clf = load_side(args.side, directory, "classifier").to(device).eval()
+    if args.compile:
+        clf = _compile(args.side, clf)
+
+    def infer() -> torch.Tensor:
+        with torch.no_grad(), autocast:
+            return clf(wave).logits
+
+    infer_times = timed(infer, args.steps, args.warmup, device)
+    audio_seconds = wave.shape[0] * wave.shape[1] / 16000
+    return {"side": args.side, "step_s": statistics.median(times), "step_times": times,
+            "peak_mb": peak, "step_mem_mb": peak - base, "loss": loss,
+            "infer_s": statistics.median(infer_times),
+            "infer_s_per_audio_s": statistics.median(infer_times) / audio_seconds,
+            "logits": infer().float().cpu().tolist(), "threads": torch.get_num_threads(),
+            "attn": getattr(getattr(clf, "config", None), "_attn_implementation", "sdpa"),
+            "version": _version(args.side)}
+
+
+def _version(side: str) -> str:
+    from importlib.metadata import version
+
+    return version("w2v2" if side == "w2v2" else "transformers")
+
+
+def _compile(side: str, model: nn.Module) -> nn.Module:
+    if side == "w2v2":
+        from w2v2.compile import compile_model
+
+        return compile_model(model)
+    return torch.compile(model)  # transformers' model is not written for fullgraph
+
+
+# --- fused-op micro-benchmarks -------------------------------------------------------------------
+
+
+def op_case(op: str, variant: str, device: torch.device) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    """fn (forward + backward) of one op variant at base size, and its inputs."""
+    from einops import einsum, rearrange
+
+    from w2v2.losses import contrastive_logits, contrastive_logits_reference
+    from w2v2.quantizer import _StraightThroughLookup, lookup
+
+    gen = torch.Generator().manual_seed(0)
+    if op == "contrastive":  # b=4, t=500, k=100, d=256; codes from a 2x320 codebook as in the model
+        b, t, k, g, v, e = 4, 500, 100, 2, 320, 128
+        codes = torch.randint(0, v, (b, t, g), generator=gen)
+        codebook = torch.randn(g, v, e, generator=gen)
+        q = rearrange(lookup(codebook, rearrange(codes, "b t g -> (b t) g")), "(b t) g e -> b t (g e)", b=b)
+        c = torch.randn(b, t, g * e, generator=gen)
+        negatives = torch.randint(0, t, (b, t, k), generator=gen)
+        c, q, codes, negatives = (x.to(device) for x in (c, q, codes, negatives))
+        leaves = [c.requires_grad_(), q.requires_grad_()]
+        if variant == "fused":
+            return lambda: contrastive_logits(c, q, negatives, 0.1, codes).logsumexp(-1).sum().backward(), leaves
+        return lambda: contrastive_logits_reference(c, q, negatives, 0.1).logsumexp(-1).sum().backward(), leaves
+    # quantizer: b*t = 4*500 frames, g=2 groups of v=320 codewords of e=128 (base)
+    n, g, v, e = 2000, 2, 320, 128
+    logits = torch.randn(n, g, v, generator=gen).to(device).requires_grad_()
+    codebook = torch.rand(g, v, e, generator=gen).to(device).requires_grad_()
+
+    def run() -> None:
+        p = torch.softmax(logits, dim=-1)
+        codes = p.argmax(-1)
+        if variant == "fused":
+            q = _StraightThroughLookup.apply(p, codes, codebook)
+        else:
+            q = einsum(torch.nn.functional.one_hot(codes, v).to(p.dtype) - p.detach() + p, codebook,
+                       "n g v, g v e -> n g e")
+        q.square().sum().backward()
+
+    return run, [logits, codebook]
+
+
+def run_op(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    fn, leaves = op_case(args.op, args.variant, device)
+
+    def step() -> None:
+        for x in leaves:
+            x.grad = None
+        fn()
+
+    base = start_memory(device)
+    times = timed(step, args.steps, args.warmup, device)
+    return {"op": args.op, "variant": args.variant, "s": statistics.median(times),
+            "mem_mb": peak_memory(device) - base}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="internal: one side of `python -m w2v2.bench`")
+    p.add_argument("mode", choices=["side", "op"])
+    p.add_argument("--side", choices=["w2v2", "transformers"])
+    p.add_argument("--op", choices=["contrastive", "quantizer"])
+    p.add_argument("--variant", choices=["fused", "reference"])
+    p.add_argument("--dir")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--compile", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(json.dumps(run_side(args) if args.mode == "side" else run_op(args)))
+
+
+if __name__ == "__main__":
+    main()
