@@ -1,0 +1,96 @@
+"""Unlabelled audio for pretraining: a folder or a manifest, scanned once, cropped at random.
+
+Unusable files (unreadable, empty, too short) are skipped with one summary line naming them, or
+stop the run with `data.strict=true`. A file that fails to decode later (e.g. NaN samples) is
+dropped from its batch and reported; it never ends a run.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from w2v2.audio import SAMPLE_RATE, AudioError, audio_info, find_audio, load_audio
+from w2v2.batching import fit_length
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    num_samples: int  # at 16 kHz
+
+
+def read_manifest(path: Path) -> list[tuple[Path, int | None]]:
+    """CSV/TSV with a path column (or path as first column) and an optional length column."""
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
+    if not rows:
+        raise ValueError(f"{path}: empty manifest")
+    header = [c.strip().lower() for c in rows[0]]
+    has_header = "path" in header
+    col = header.index("path") if has_header else 0
+    length_col = next((header.index(c) for c in ("num_samples", "length", "frames") if c in header), None)
+    if not has_header and len(rows[0]) > 1 and rows[0][1].strip().isdigit():
+        length_col = 1
+    out = []
+    for row in rows[1:] if has_header else rows:
+        rel = Path(row[col].strip())
+        length = int(row[length_col]) if length_col is not None and length_col < len(row) and row[length_col] else None
+        out.append((rel if rel.is_absolute() else path.parent / rel, length))
+    return out
+
+
+def scan(source: Path, min_samples: int, strict: bool = False) -> tuple[list[Clip], list[tuple[Path, str]]]:
+    """(usable clips, [(path, problem)]) from a folder or a manifest; lengths from headers."""
+    if source.is_dir():
+        entries = [(p, None) for p in find_audio(source)]
+    elif source.is_file():
+        entries = read_manifest(source)
+    else:
+        raise FileNotFoundError(f"{source}: no such folder or manifest")
+    clips, bad = [], []
+    for path, length in tqdm(entries, desc="scanning audio", unit="file", disable=None, leave=False):
+        try:
+            if length is None:
+                frames, sr = audio_info(path)
+                length = int(round(frames * SAMPLE_RATE / sr))
+            problem = None if length >= min_samples else f"too short ({length} samples at 16 kHz)"
+        except AudioError as e:
+            problem = e.problem
+        if problem:
+            if strict:
+                raise ValueError(f"{path}: {problem} (data.strict=true)")
+            bad.append((path, problem))
+        else:
+            clips.append(Clip(path, length))
+    if not clips:
+        raise ValueError(f"{source}: no usable audio files ({len(bad)} unusable)")
+    return clips, bad
+
+
+def summarize_bad(bad: list[tuple[Path, str]], limit: int = 5) -> str:
+    shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
+    more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
+    return f"skipped {len(bad)} unusable file(s): {shown}{more}"
+
+
+def load_batch(clips: list[Clip], indices: list[int], max_samples: int, generator: torch.Generator,
+               failed: dict[str, str]) -> list[torch.Tensor]:
+    """Decode and randomly crop the clips of one batch; undecodable ones are recorded in `failed`."""
+    waves = []
+    for i in indices:
+        clip = clips[i]
+        if str(clip.path) in failed:
+            continue
+        try:
+            wave = load_audio(clip.path)
+        except AudioError as e:
+            failed[str(clip.path)] = e.problem
+            continue
+        waves.append(fit_length(wave, max_samples, generator))
+    return waves

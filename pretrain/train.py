@@ -1,0 +1,226 @@
+"""The pretraining loop: parse config -> data -> model -> loop -> checkpoints, log, curves.
+
+Exact resume: every step reseeds torch, Python and the mask/crop generator from (seed, step,
+rank), and the data position (epoch, batch) is saved, so a killed run resumed from its latest
+checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from pretrain.config import PretrainConfig
+from pretrain.data import Clip, load_batch, scan, summarize_bad
+from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
+from w2v2.audio import SAMPLE_RATE
+from w2v2.batching import BucketBatchSampler, collate_waves
+from w2v2.config import ModelConfig, to_dict
+from w2v2.model import build_model
+
+
+def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> Path:
+    if cfg.data.path:
+        return Path(cfg.data.path)
+    source = run / "synthetic"
+    if rank == 0 and not (source / "train.csv").is_file():
+        from w2v2.synth import generate_corpus
+
+        print(f"no data.path given: generating the built-in synthetic corpus in {source}")
+        generate_corpus(source, clips=cfg.data.synthetic_clips, seed=cfg.seed)
+    if world > 1:
+        dist.barrier()
+    return source
+
+
+def lr_lambda(cfg: PretrainConfig):
+    o = cfg.optim
+
+    def schedule(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        progress = min(1.0, (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if o.decay == "cosine" else 1.0 - progress
+
+    return schedule
+
+
+def amp_context(cfg: PretrainConfig, device: torch.device):
+    amp = cfg.optim.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
+    if amp == "none":
+        return nullcontext(), None
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+    return torch.autocast(device.type, dtype=dtype), scaler
+
+
+def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
+    seed = (cfg.seed * 1_000_003 + step) * 64 + rank
+    torch.manual_seed(seed)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = Path(cfg.run_dir)
+    rank, world, device = setup_distributed(cfg)
+    main_rank = rank == 0
+    if main_rank:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), "resolved_model": to_dict(model_cfg)},
+                                                        sort_keys=False))
+    source = data_source(cfg, run, rank, world)
+    clips, bad = scan(source, int(cfg.data.min_seconds * SAMPLE_RATE), cfg.data.strict)
+    if bad and main_rank:
+        print(summarize_bad(bad))
+    max_samples = int(cfg.data.max_seconds * SAMPLE_RATE)
+    sampler = BucketBatchSampler([c.num_samples for c in clips], batch_size=None,
+                                 max_batch_samples=int(cfg.data.max_batch_seconds * SAMPLE_RATE), seed=cfg.seed,
+                                 num_replicas=world, rank=rank, max_length=max_samples)
+    if len(sampler) == 0:
+        raise ValueError(f"{source}: too little audio for one batch per process ({len(clips)} clips, {world} ranks)")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(model_cfg, "pretrain").to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
+                            weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0}
+    resume_from = {"auto": latest_checkpoint(run), "none": None}.get(cfg.resume, Path(cfg.resume))
+    if resume_from is not None:
+        trainer.update(load_checkpoint(resume_from, model, opt, sched))
+        if main_rank:
+            print(f"resumed from {resume_from} at step {trainer['step']}")
+    ddp = model
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=model_cfg.context.layerdrop > 0)
+    amp, scaler = amp_context(cfg, device)
+    stats = loop(cfg, model, ddp, opt, sched, scaler, amp, clips, sampler, trainer, device, rank, max_samples)
+    if world > 1:
+        checks = [None] * world
+        digest = float(sum(p.double().sum() for p in model.parameters()))
+        dist.all_gather_object(checks, {"rank": rank, "param_sum": digest, "seen": sorted(stats.pop("seen"))})
+        if main_rank:
+            (run / "ddp_check.json").write_text(json.dumps(checks))
+        dist.destroy_process_group()
+    return stats
+
+
+def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, trainer, device, rank,
+         max_samples) -> dict:
+    run, main_rank = Path(cfg.run_dir), rank == 0
+    o, G = cfg.optim, model.cfg.quantizer.groups * model.cfg.quantizer.codewords
+    failed: dict[str, str] = {}
+    seen: set[tuple[int, int]] = set()  # (epoch, clip index), for the DDP sanity check
+    nonfinite_run, warned_collapse, first, last = 0, False, None, None
+    bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
+               disable=not main_rank or None)
+    t0, audio_s = time.perf_counter(), 0.0
+    while trainer["step"] < o.max_steps:
+        sampler.set_epoch(trainer["epoch"])
+        batches = list(sampler)
+        for b in range(trainer["batch"], len(batches), o.accumulate):
+            step = trainer["step"]
+            gen = reseed(cfg, step, rank)
+            model.set_step(step)
+            opt.zero_grad(set_to_none=True)
+            logs, ok = [], True
+            for micro in batches[b:b + o.accumulate]:
+                seen.update((trainer["epoch"], i) for i in micro)
+                waves = load_batch(clips, micro, max_samples, gen, failed)
+                if not waves:
+                    continue
+                wave, padding_mask = collate_waves(waves)
+                audio_s += float((~padding_mask).sum()) / SAMPLE_RATE
+                with amp:
+                    out = ddp(wave.to(device), padding_mask.to(device), generator=gen)
+                loss = out.loss / out.num_masked.clamp(min=1) / o.accumulate
+                if not torch.isfinite(loss):
+                    ok = False
+                    break
+                (scaler.scale(loss) if scaler else loss).backward()
+                logs.append(type(out)(*(t.detach() for t in out)))
+            trainer["batch"] = b + o.accumulate
+            if not ok or not logs:
+                nonfinite_run += not ok
+                trainer["nonfinite_total"] += not ok
+                if nonfinite_run >= cfg.max_nonfinite:
+                    raise RuntimeError(f"{nonfinite_run} non-finite losses in a row at step {step}: lower optim.lr, "
+                                       "use optim.amp=none or check the data; the last checkpoint is intact")
+                continue
+            nonfinite_run = 0
+            if scaler:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            trainer["step"] += 1
+            record = summarize(logs, trainer["step"], sched.get_last_lr()[0], audio_s / (time.perf_counter() - t0))
+            first = first or record
+            last = record
+            if main_rank:
+                bar.update()
+                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.2f}",
+                                ppl=f"{record['perplexity']:.1f}", temp=f"{record['temperature']:.2f}")
+                if trainer["step"] % cfg.log_every == 0 or trainer["step"] == 1:
+                    with open(run / "log.jsonl", "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                if not warned_collapse and trainer["step"] > o.warmup_steps and record["perplexity"] < 0.1 * G:
+                    warned_collapse = True
+                    warnings.warn(f"code perplexity collapsed to {record['perplexity']:.1f} of {G} codewords "
+                                  "(raise objective.diversity_weight or lower optim.lr)", stacklevel=1)
+                if trainer["step"] % cfg.save_every == 0 or trainer["step"] == o.max_steps:
+                    save_checkpoint(run, model, opt, sched, trainer, {"pretrain": to_dict(cfg)},
+                                    cfg.keep_checkpoints)
+            if trainer["step"] >= o.max_steps:
+                break
+        else:
+            trainer["epoch"] += 1
+            trainer["batch"] = 0
+    bar.close()
+    if failed and main_rank:
+        print(summarize_bad([(Path(p), why) for p, why in failed.items()]).replace("skipped", "dropped while training"))
+    return {"first": first, "last": last, "nonfinite_steps": trainer["nonfinite_total"], "failed": failed,
+            "seen": seen, "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
+
+
+def summarize(outs: list, step: int, lr: float, throughput: float) -> dict:
+    n = sum(float(o.num_masked) for o in outs)
+    return {"step": step, "loss": sum(float(o.loss) for o in outs) / max(n, 1),
+            "contrastive": sum(float(o.contrastive_loss) for o in outs) / max(n, 1),
+            "accuracy": sum(float(o.accuracy) * float(o.num_masked) for o in outs) / max(n, 1),
+            "perplexity": sum(float(o.perplexity) for o in outs) / len(outs),
+            "temperature": float(outs[-1].temperature), "lr": lr, "audio_seconds_per_second": throughput}

@@ -1,0 +1,110 @@
+"""Pretraining runs: exact resume after SIGKILL, 2-process DDP, learning, export, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from safetensors.torch import load_file
+
+from w2v2.synth import generate_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["data.max_seconds=2.0", "data.max_batch_seconds=8.0", "data.min_seconds=0.3", "optim.warmup_steps=5",
+        "threads=2"]
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("unlabelled")
+    generate_corpus(root, clips=24, speakers=4, seed=0)
+    return root / "train"
+
+
+def run_cli(args: list[str], **kw) -> subprocess.CompletedProcess | subprocess.Popen:
+    cmd = [sys.executable, "-m", "pretrain", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if kw.pop("background", False):
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def final_weights(run: Path, step: int) -> dict:
+    return load_file(str(run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_identical_weights(audio: Path, tmp_path: Path) -> None:
+    common = [f"data.path={audio}", "optim.max_steps=10", "save_every=2", *FAST]
+    ref = run_cli([*common, f"run_dir={tmp_path / 'ref'}"])
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    proc = run_cli([*common, f"run_dir={tmp_path / 'killed'}"], background=True)
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (latest.is_file() and latest.read_text().strip() >= "step_00000004"):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = latest.read_text().strip()
+    assert killed_at < "step_00000010", "the run finished before it could be killed"
+    resumed = run_cli([*common, f"run_dir={tmp_path / 'killed'}", "resume=auto"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+    a, b = final_weights(tmp_path / "ref", 10), final_weights(tmp_path / "killed", 10)
+    assert a.keys() == b.keys()
+    assert all((a[k] == b[k]).all() for k in a), f"weights differ after resuming from {killed_at}"
+
+
+def test_two_process_ddp_sees_different_data_and_agrees(audio: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "pretrain",
+           f"data.path={audio}", "optim.max_steps=3", f"run_dir={tmp_path}", *FAST[:-1], "threads=1"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    checks = json.loads((tmp_path / "ddp_check.json").read_text())
+    assert len(checks) == 2
+    assert checks[0]["param_sum"] == checks[1]["param_sum"]
+    seen = [{tuple(x) for x in c["seen"]} for c in checks]  # (epoch, clip) pairs
+    assert seen[0] and seen[1] and seen[0].isdisjoint(seen[1])  # in every epoch, each rank has its own clips
+
+
+def test_loss_falls_perplexity_holds_and_export_loads_in_transformers(audio: Path, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from pretrain.__main__ import main
+
+    main([f"data.path={audio}", "optim.max_steps=60", "log_every=1", "save_every=60", f"run_dir={tmp_path}", *FAST,
+          "optim.lr=0.002", "model.quantizer.temp_decay=0.97"])  # anneal the Gumbel temperature within the test
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    start = np.mean([r["contrastive"] for r in log[:5]])
+    end = np.mean([r["contrastive"] for r in log[-5:]])
+    print(f"contrastive loss per masked frame: {start:.3f} (first 5 steps) -> {end:.3f} (last 5)")
+    assert end < 0.9 * start, (start, end)
+    assert min(r["perplexity"] for r in log) > 4  # G = 2: collapse would be 2
+    assert (tmp_path / "curves.png").is_file()
+    main(["export", str(tmp_path), str(tmp_path / "hf")])
+    _, info = transformers.Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_bad_files_are_reported_and_do_not_stop_the_run(audio: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(audio.glob("*.wav"))[:8]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "empty.wav").write_bytes(b"")
+    (data / "corrupt.flac").write_bytes(b"fLaC this is not flac")
+    sf.write(data / "short.wav", np.zeros(100, dtype=np.float32), 16000)
+    sf.write(data / "nan.wav", np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    out = run_cli([f"data.path={data}", "optim.max_steps=4", f"run_dir={tmp_path / 'run'}", *FAST])
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("empty.wav", "corrupt.flac", "short.wav", "nan.wav"):
+        assert name in out.stdout, name
+    assert (tmp_path / "run" / "checkpoints" / "step_00000004" / "model.safetensors").is_file()
+    strict = run_cli([f"data.path={data}", "optim.max_steps=1", f"run_dir={tmp_path / 'strict'}", "--strict", *FAST])
+    assert strict.returncode != 0 and "data.strict" in strict.stderr
