@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Zero-download demo: synthesise the emotional-speech corpus, fine-tune the tiny model on CPU,
+# print metrics and the submission path (python -m finetune with no arguments).
+demo: $(STAMP)
+	$(PY) -m finetune
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check w2v2 pretrain finetune tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs demo .pytest_cache
