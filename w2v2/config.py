@@ -224,22 +224,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass `cls` from a (possibly partial) nested dict; unknown keys are errors."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(prefix + k for k in sorted(unknown))}; "
-                         f"valid keys here: {', '.join(prefix + n for n in sorted(names))}")
-    default = cls()
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        if is_dataclass(tp) and isinstance(value, dict):
-            kwargs[name] = merge(getattr(default, name), value, prefix=prefix + name + ".")
-        else:
-            kwargs[name] = _coerce(value, tp, prefix + name)
-    return replace(default, **kwargs)
+    """Build dataclass `cls` from a (possibly partial) nested dict over its defaults; unknown keys are errors."""
+    return merge(cls(), data, prefix)
 
 
 def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
