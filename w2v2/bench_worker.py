@@ -2,7 +2,7 @@
 
 Design choices:
 - Each side runs in a fresh interpreter, so both are measured the same way: on CPU the peak resident
-  set size (getrusage ru_maxrss) of that process, on GPU torch.cuda.max_memory_allocated. Besides
+  set size of that process (VmHWM; getrusage's ru_maxrss elsewhere), on GPU torch.cuda.max_memory_allocated. Besides
   the absolute peak we report the step's own memory: the peak above the resident size measured
   right before the first step (weights and inputs loaded; on Linux the high-water mark is reset
   there through /proc/self/clear_refs), i.e. activations, gradients and workspace.
@@ -44,7 +44,17 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """Peak resident set size of this process since start or the last reset (start_memory).
+
+    Linux: VmHWM of /proc/self/status. Not getrusage's ru_maxrss there: it also counts the parent's
+    pages at fork time (before exec), which would put the benchmark driver's RSS under both sides."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def start_memory(device: torch.device) -> float:
