@@ -43,7 +43,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
     r.add_argument("--window-seconds", type=float, default=8.0)
-    return p.parse_args(argv)
+    # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
+    args, rest = p.parse_known_args(argv)
+    bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
+    if bad or (rest and args.command == "evaluate"):
+        p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
+    if args.command == "train":
+        args.overrides += rest
+    elif args.command == "predict":
+        args.inputs += [Path(a) for a in rest]
+    return args
 
 
 def checked(items: list, skip_bad: bool, what: str) -> list:

@@ -102,3 +102,14 @@ def test_bad_clips_are_reported_up_front_and_never_crash_training(corpus: Path, 
     with pytest.warns(UserWarning, match="NaN"):
         main(["train", "--data", str(data), "--run", str(tmp_path / "r2"), "--skip-bad", "augment=false", *FAST])
     assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["validation"]["n"] > 0
+
+
+def test_cli_accepts_overrides_and_inputs_on_both_sides_of_options() -> None:
+    from finetune.__main__ import parse_args
+
+    a = parse_args(["train", "epochs=2", "--data", "d", "--skip-bad", "lr=0.1"])
+    assert a.overrides == ["epochs=2", "lr=0.1"] and a.skip_bad and a.data == Path("d")
+    r = parse_args(["predict", "--ckpt", "run", "x.wav", "--out", "p.csv", "y.wav"])
+    assert r.inputs == [Path("x.wav"), Path("y.wav")] and r.out == Path("p.csv")
+    with pytest.raises(SystemExit):
+        parse_args(["train", "--data", "d", "--no-such-flag"])
