@@ -32,3 +32,14 @@ def test_bad_arguments_are_clear_errors(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--seconds", "0.01"])
     assert "--seconds >= 0.025" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("op", ["contrastive", "quantizer", "attention"])
+def test_op_micro_benchmark_measures_both_variants(op: str) -> None:
+    import argparse
+
+    from w2v2.bench_worker import run_op
+
+    for variant in ("fused", "reference"):
+        res = run_op(argparse.Namespace(op=op, variant=variant, device="cpu", steps=1, warmup=0))
+        assert res["op"] == op and res["s"] > 0 and math.isfinite(res["mem_mb"])

@@ -136,7 +136,7 @@ def print_table(args: argparse.Namespace, info: dict, results: dict[str, dict], 
 def bench_ops(args: argparse.Namespace) -> dict[str, float]:
     """Fused vs straightforward op, forward+backward at base size: time and memory above inputs."""
     out = {}
-    for op in ("contrastive", "quantizer"):
+    for op in ("contrastive", "quantizer", "attention"):
         res = {v: run_worker(["op", "--op", op, "--variant", v, *worker_args(args)]) for v in ("fused", "reference")}
         f, ref = res["fused"], res["reference"]
         out[f"{op}_speedup"] = ref["s"] / f["s"]

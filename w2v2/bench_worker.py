@@ -166,7 +166,7 @@ def _compile(side: str, model: nn.Module) -> nn.Module:
     if side == "w2v2":
         from w2v2.compile import compile_model
 
-        return compile_model(model)
+        return compile_model(model, fallback_random=False)  # speed, not eager-identical noise
     return torch.compile(model)  # transformers' model is not written for fullgraph
 
 
@@ -193,6 +193,8 @@ def op_case(op: str, variant: str, device: torch.device) -> tuple[Callable[[], N
         if variant == "fused":
             return lambda: contrastive_logits(c, q, negatives, 0.1, codes).logsumexp(-1).sum().backward(), leaves
         return lambda: contrastive_logits_reference(c, q, negatives, 0.1).logsumexp(-1).sum().backward(), leaves
+    if op == "attention":  # base: b=4, h=12 heads of 64, t=500 frames, the last 100 of two utterances padded
+        return _attention_case(variant, device, gen)
     # quantizer: b*t = 4*500 frames, g=2 groups of v=320 codewords of e=128 (base)
     n, g, v, e = 2000, 2, 320, 128
     logits = torch.randn(n, g, v, generator=gen).to(device).requires_grad_()
@@ -209,6 +211,27 @@ def op_case(op: str, variant: str, device: torch.device) -> tuple[Callable[[], N
         q.square().sum().backward()
 
     return run, [logits, codebook]
+
+
+def _attention_case(variant: str, device: torch.device,
+                    gen: torch.Generator) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    """SDPA with a boolean key-padding mask vs the explicit softmax(q k^T / sqrt(d) + mask) v."""
+    import torch.nn.functional as F
+
+    b, h, t, e = 4, 12, 500, 64
+    q, k, v = (torch.randn(b, h, t, e, generator=gen).to(device).requires_grad_() for _ in range(3))
+    keep = torch.ones(b, 1, 1, t, dtype=torch.bool, device=device)
+    keep[2:, ..., -100:] = False
+
+    def run() -> None:
+        if variant == "fused":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        else:
+            scores = (q @ k.transpose(-1, -2)) / e**0.5
+            y = scores.masked_fill(~keep, float("-inf")).softmax(-1) @ v
+        y.square().sum().backward()
+
+    return run, [q, k, v]
 
 
 def run_op(args: argparse.Namespace) -> dict:
@@ -230,7 +253,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description="internal: one side of `python -m w2v2.bench`")
     p.add_argument("mode", choices=["side", "op"])
     p.add_argument("--side", choices=["w2v2", "transformers"])
-    p.add_argument("--op", choices=["contrastive", "quantizer"])
+    p.add_argument("--op", choices=["contrastive", "quantizer", "attention"])
     p.add_argument("--variant", choices=["fused", "reference"])
     p.add_argument("--dir")
     p.add_argument("--device", default="cpu")
