@@ -51,6 +51,7 @@ class PretrainConfig:
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     device: str = "auto"
     threads: int = 0
+    compile: bool = False  # torch.compile the model as one graph; needs model.context.layerdrop=0
 
 
 def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pretrain.data import Clip, load_batch, scan, summarize_bad
 from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
 from w2v2.audio import SAMPLE_RATE
 from w2v2.batching import BucketBatchSampler, collate_waves
+from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
 from w2v2.model import build_model
 
@@ -119,9 +120,13 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
         if main_rank:
             print(f"resumed from {resume_from} at step {trainer['step']}")
     ddp = model
+    if cfg.compile:
+        if model_cfg.context.layerdrop > 0:  # Python-random layer skipping would recompile per pattern
+            raise ValueError("compile=true needs model.context.layerdrop=0")
+        ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            ddp, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.context.layerdrop > 0)
     amp, scaler = amp_context(cfg, device)
     stats = loop(cfg, model, ddp, opt, sched, scaler, amp, clips, sampler, trainer, device, rank, max_samples)
@@ -161,8 +166,10 @@ def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, t
                     continue
                 wave, padding_mask = collate_waves(waves)
                 audio_s += float((~padding_mask).sum()) / SAMPLE_RATE
+                wave, padding_mask = wave.to(device), padding_mask.to(device)
+                mask, negatives = model.draw_targets(wave, padding_mask, gen)
                 with amp:
-                    out = ddp(wave.to(device), padding_mask.to(device), generator=gen)
+                    out = ddp(wave, padding_mask, mask=mask, negative_indices=negatives)
                 loss = out.loss / out.num_masked.clamp(min=1) / o.accumulate
                 if not torch.isfinite(loss):
                     ok = False

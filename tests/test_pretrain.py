@@ -108,3 +108,16 @@ def test_bad_files_are_reported_and_do_not_stop_the_run(audio: Path, tmp_path: P
     assert (tmp_path / "run" / "checkpoints" / "step_00000004" / "model.safetensors").is_file()
     strict = run_cli([f"data.path={data}", "optim.max_steps=1", f"run_dir={tmp_path / 'strict'}", "--strict", *FAST])
     assert strict.returncode != 0 and "data.strict" in strict.stderr
+
+
+def test_compiled_training_runs_and_refuses_layerdrop(audio: Path, tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+
+    main([f"data.path={audio}", "optim.max_steps=3", "log_every=1", f"run_dir={tmp_path}", *FAST,
+          "compile=true", "model.context.layerdrop=0"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    assert all(r["perplexity"] > 1 for r in log)
+    with pytest.raises(SystemExit, match="layerdrop=0"):
+        main([f"data.path={audio}", "optim.max_steps=1", f"run_dir={tmp_path / 'b'}", *FAST, "compile=true",
+              "model.context.layerdrop=0.1"])

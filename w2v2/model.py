@@ -127,6 +127,13 @@ class Wav2Vec2ForPreTraining(nn.Module):
         """Anneal the Gumbel temperature to its value at update `step`."""
         self.quantizer.set_step(step)
 
+    def draw_targets(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Span mask (b, t) and negative time indices (b, t, k), drawn eagerly (their number of spans is
+        data dependent, so a compiled forward takes them as inputs)."""
+        mask = _sample_mask(self.backbone, wave, padding_mask, generator)
+        return mask, sample_negatives(mask, self.cfg.objective.num_negatives, generator)
+
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, negative_indices: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> PretrainOutput:
