@@ -100,9 +100,9 @@ def report(result: dict, run: Path) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     from finetune.data import AudioCache
     from finetune.train import evaluate_items
-    from w2v2.checkpoint import load_model, read_meta
+    from w2v2.checkpoint import load_model, read_meta, resolve_checkpoint
 
-    ckpt = args.ckpt / "best" if (args.ckpt / "best").is_dir() else args.ckpt
+    ckpt = resolve_checkpoint(args.ckpt)
     model = load_model(ckpt).eval()
     window = read_meta(ckpt).get("finetune", {}).get("window_seconds", 8.0)
     data = load_dataset(args.data, args.layout)

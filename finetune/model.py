@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import load_model
+from w2v2.checkpoint import load_model, resolve_checkpoint
 from w2v2.config import merge, preset, to_dict
 from w2v2.convert import load_hf
 from w2v2.labels import EMOTIONS
@@ -21,8 +19,7 @@ def _load_init(init: str) -> Wav2Vec2ForClassification | None:
     if kind == "hf" and where:
         return load_hf(where, kind="classifier")
     if kind == "ckpt" and where:
-        path = Path(where)
-        return load_model(path / "best" if (path / "best").is_dir() else path, kind="classifier")
+        return load_model(resolve_checkpoint(where), kind="classifier")
     raise ValueError(f"init={init!r}: use scratch, hf:DIR_OR_ID or ckpt:PATH")
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from finetune.data import AudioCache, predict_probs
 from w2v2.audio import AUDIO_EXTENSIONS, find_audio
-from w2v2.checkpoint import load_model
+from w2v2.checkpoint import load_model, resolve_checkpoint
 from w2v2.datasets import Item
 from w2v2.labels import EMOTIONS
 
@@ -27,7 +27,7 @@ def expand(inputs: list[Path]) -> list[Path]:
 
 
 def predict_files(ckpt: Path, files: list[Path], window_seconds: float = 8.0) -> pd.DataFrame:
-    ckpt = ckpt / "best" if (ckpt / "best").is_dir() else ckpt
+    ckpt = resolve_checkpoint(ckpt)
     model = load_model(ckpt).eval()
     cache = AudioCache([Item(id=f.stem, path=f) for f in files])
     ok = [i for i in range(len(files)) if cache[i] is not None]

@@ -12,17 +12,14 @@ from pathlib import Path
 
 
 def export(argv: list[str]) -> None:
-    from w2v2.checkpoint import load_model
+    from w2v2.checkpoint import load_model, resolve_checkpoint
     from w2v2.convert import save_hf
 
     p = argparse.ArgumentParser(prog="python -m pretrain export")
     p.add_argument("checkpoint", type=Path, help="a checkpoint directory, or a run folder (its latest)")
     p.add_argument("out_dir", type=Path)
     args = p.parse_args(argv)
-    ckpt = args.checkpoint
-    if (ckpt / "checkpoints" / "latest").is_file():
-        ckpt = ckpt / "checkpoints" / (ckpt / "checkpoints" / "latest").read_text().strip()
-    out = save_hf(load_model(ckpt), args.out_dir)
+    out = save_hf(load_model(resolve_checkpoint(args.checkpoint)), args.out_dir)
     print(f"wrote a transformers Wav2Vec2ForPreTraining directory: {out}")
 
 

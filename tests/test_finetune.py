@@ -113,3 +113,20 @@ def test_cli_accepts_overrides_and_inputs_on_both_sides_of_options() -> None:
     assert r.inputs == [Path("x.wav"), Path("y.wav")] and r.out == Path("p.csv")
     with pytest.raises(SystemExit):
         parse_args(["train", "--data", "d", "--no-such-flag"])
+
+
+def test_init_from_a_pretraining_run_folder_takes_its_latest_backbone(tmp_path) -> None:
+    from w2v2.checkpoint import save_model
+    from w2v2.config import preset
+    from w2v2.model import build_model
+
+    run = tmp_path / "pretrain_run"
+    old, new = (build_model(preset("tiny"), "pretrain") for _ in range(2))
+    save_model(old, run / "checkpoints" / "step_00000001")
+    save_model(new, run / "checkpoints" / "step_00000002")
+    (run / "checkpoints" / "latest").write_text("step_00000002\n")
+    clf = build_classifier(FinetuneConfig(init=f"ckpt:{run}"))
+    for name, p in new.backbone.state_dict().items():
+        assert torch.equal(clf.backbone.state_dict()[name], p), name
+    with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
+        build_classifier(FinetuneConfig(init=f"ckpt:{tmp_path / 'nothing'}"))

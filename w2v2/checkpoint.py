@@ -50,6 +50,18 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
     return directory
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory a user means by `path`: a fine-tuning run folder gives its `best/`,
+    a pretraining run folder its latest `checkpoints/step_N/`, anything else itself."""
+    path = Path(path)
+    if (path / "best").is_dir():
+        return path / "best"
+    pointer = path / "checkpoints" / "latest"
+    if pointer.is_file():
+        return path / "checkpoints" / pointer.read_text().strip()
+    return path
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META
     if not path.is_file():
