@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100 data.path=DIR")
     # parse_known_args: overrides may sit on both sides of --strict/--config, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
-    if any(a.startswith("-") or "=" not in a for a in rest):
-        p.error(f"unrecognized arguments: {' '.join(a for a in rest if a.startswith('-') or '=' not in a)}")
+    bad = [a for a in rest if a.startswith("-") or "=" not in a]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
     args.overrides += rest
     from pretrain.config import resolve
     from pretrain.train import pretrain

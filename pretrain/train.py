@@ -88,6 +88,8 @@ def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
 
 
 def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
+    if cfg.compile and model_cfg.context.layerdrop > 0:  # checked before the data scan, which can be long
+        raise ValueError("compile=true needs model.context.layerdrop=0 (random layer skipping recompiles)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
@@ -121,8 +123,6 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
             print(f"resumed from {resume_from} at step {trainer['step']}")
     ddp = model
     if cfg.compile:
-        if model_cfg.context.layerdrop > 0:  # Python-random layer skipping would recompile per pattern
-            raise ValueError("compile=true needs model.context.layerdrop=0")
         ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
