@@ -1,6 +1,7 @@
 """python -m finetune [train|evaluate|predict] ...; with no arguments, the zero-download demo.
 
-  python -m finetune train --data DIR [--init hf:DIR_OR_ID | ckpt:PATH | scratch] [--config YAML] key=value ...
+  python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
+                           [--config YAML] key=value ...
   python -m finetune evaluate --ckpt RUN --data DIR
   python -m finetune predict --ckpt RUN FILES_OR_DIRS... [--out preds.csv]
 """
@@ -26,7 +27,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t = sub.add_parser("train", help="fine-tune an emotion classifier")
     t.add_argument("--data", required=True, type=Path, help="dataset folder or CSV (layout detected)")
     t.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
-    t.add_argument("--init", help="scratch | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
+    t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
     t.add_argument("--config", default="configs/finetune/tiny.yaml", help="YAML with differences from defaults")
     t.add_argument("--run", type=Path, help="run folder (default runs/finetune-<time>)")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from w2v2.config import HeadConfig, apply_overrides, load_yaml, merge
 
@@ -21,7 +21,8 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class FinetuneConfig:
     preset: str = "tiny"  # architecture when starting from scratch
-    init: str = "scratch"  # scratch | hf:DIR_OR_ID | ckpt:PATH
+    init: str = "scratch"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the init's/preset's ModelConfig
     head: HeadConfig | None = None  # None: the checkpoint's head, or DEFAULT_HEAD for a new one
     mask_prob: float = 0.05  # SpecAugment-style span masking while fine-tuning
     mask_length: int = 10

@@ -5,29 +5,18 @@ from __future__ import annotations
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import load_model, resolve_checkpoint
+from w2v2.checkpoint import load_init
 from w2v2.config import merge, preset, to_dict
-from w2v2.convert import load_hf
 from w2v2.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
 
 
-def _load_init(init: str) -> Wav2Vec2ForClassification | None:
-    if init == "scratch":
-        return None
-    kind, _, where = init.partition(":")
-    if kind == "hf" and where:
-        return load_hf(where, kind="classifier")
-    if kind == "ckpt" and where:
-        return load_model(resolve_checkpoint(where), kind="classifier")
-    raise ValueError(f"init={init!r}: use scratch, hf:DIR_OR_ID or ckpt:PATH")
-
-
 def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
-    """A six-emotion classifier; the source's head is kept where it fits (same head, six labels)."""
-    source = _load_init(cfg.init)
-    base_cfg = source.cfg if source is not None else preset(cfg.preset)
-    source_head_fits = source is not None and source.cfg.head.num_labels == len(EMOTIONS)
+    """A six-emotion classifier: the init's backbone (or random weights of `preset` + `model`), and
+    the init's head only where it was a six-emotion classifier with the same head config."""
+    source = load_init(cfg.init, None)  # its own kind: a pretraining checkpoint has no head to keep
+    base_cfg = merge(source.cfg if source is not None else preset(cfg.preset), cfg.model, prefix="model.")
+    source_head_fits = isinstance(source, Wav2Vec2ForClassification) and source.cfg.head.num_labels == len(EMOTIONS)
     head = cfg.head or (source.cfg.head if source_head_fits else DEFAULT_HEAD)
     model_cfg = merge(base_cfg, {
         "head": {**to_dict(head), "num_labels": len(EMOTIONS)},

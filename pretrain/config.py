@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from w2v2.checkpoint import init_config
 from w2v2.config import ModelConfig, from_dict, load_yaml, merge, parse_overrides, preset
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = ""  # folder (scanned recursively) or CSV/TSV manifest; "" = built-in synthetic corpus
+    # a folder (scanned recursively), a CSV/TSV manifest, a competition folder (its train and test audio,
+    # labels ignored), or a list of these; "" = the built-in synthetic corpus
+    path: tuple[str, ...] | str = ""
     synthetic_clips: int = 300
     max_seconds: float = 15.625  # random crops (250k samples, the paper's base recipe)
     min_seconds: float = 0.5  # shorter files are skipped
@@ -38,8 +41,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    preset: str = "tiny"
-    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's ModelConfig
+    preset: str = "tiny"  # the architecture when init=scratch
+    # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH: continued (domain-adaptive) pretraining from
+    # those weights; their architecture replaces the preset (`model` still overrides it)
+    init: str = "scratch"
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's (or init's) ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run_dir: str = "runs/pretrain"
@@ -66,5 +72,8 @@ def resolve(config_path: str | None, overrides: list[str]) -> tuple[PretrainConf
     data = load_yaml(config_path) if config_path else {}
     data = deep_merge(data, parse_overrides(overrides))
     cfg = from_dict(PretrainConfig, data)
-    model_cfg = merge(preset(cfg.preset), cfg.model, prefix="model.")
+    base = init_config(cfg.init)
+    if base is not None and "preset" in data:
+        print(f"note: init={cfg.init} brings its own architecture; preset={cfg.preset} is not used")
+    model_cfg = merge(base or preset(cfg.preset), cfg.model, prefix="model.")
     return cfg, model_cfg

@@ -1,4 +1,5 @@
-"""Unlabelled audio for pretraining: a folder or a manifest, scanned once, cropped at random.
+"""Unlabelled audio for pretraining: folders, manifests or competition folders, scanned once, cropped
+at random.
 
 Unusable files (unreadable, empty, too short) are skipped with one summary line naming them, or
 stop the run with `data.strict=true`. A file that fails to decode later (e.g. NaN samples) is
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from w2v2.audio import SAMPLE_RATE, AudioError, audio_info, find_audio, load_audio
 from w2v2.batching import fit_length
+from w2v2.datasets import competition_audio
 
 
 @dataclass(frozen=True)
@@ -45,14 +47,23 @@ def read_manifest(path: Path) -> list[tuple[Path, int | None]]:
     return out
 
 
-def scan(source: Path, min_samples: int, strict: bool = False) -> tuple[list[Clip], list[tuple[Path, str]]]:
-    """(usable clips, [(path, problem)]) from a folder or a manifest; lengths from headers."""
+def source_entries(source: Path) -> list[tuple[Path, int | None]]:
+    """(path, length or None) of every clip in one source: a competition folder (train and test audio
+    from its CSVs, labels ignored), any other folder (scanned recursively) or a manifest."""
     if source.is_dir():
-        entries = [(p, None) for p in find_audio(source)]
-    elif source.is_file():
-        entries = read_manifest(source)
-    else:
-        raise FileNotFoundError(f"{source}: no such folder or manifest")
+        if (source / "train.csv").is_file() and (source / "test.csv").is_file():
+            return [(p, None) for p in competition_audio(source)]
+        return [(p, None) for p in find_audio(source)]
+    if source.is_file():
+        return read_manifest(source)
+    raise FileNotFoundError(f"{source}: no such folder or manifest")
+
+
+def scan(sources: Path | list[Path], min_samples: int,
+         strict: bool = False) -> tuple[list[Clip], list[tuple[Path, str]]]:
+    """(usable clips, [(path, problem)]) from one or several sources; lengths from headers."""
+    sources = [sources] if isinstance(sources, Path) else sources
+    entries = [e for source in sources for e in source_entries(source)]
     clips, bad = [], []
     for path, length in tqdm(entries, desc="scanning audio", unit="file", disable=None, leave=False):
         try:
@@ -69,7 +80,7 @@ def scan(source: Path, min_samples: int, strict: bool = False) -> tuple[list[Cli
         else:
             clips.append(Clip(path, length))
     if not clips:
-        raise ValueError(f"{source}: no usable audio files ({len(bad)} unusable)")
+        raise ValueError(f"{', '.join(map(str, sources))}: no usable audio files ({len(bad)} unusable)")
     return clips, bad
 
 

@@ -26,6 +26,7 @@ from pretrain.data import Clip, load_batch, scan, summarize_bad
 from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
 from w2v2.audio import SAMPLE_RATE
 from w2v2.batching import BucketBatchSampler, collate_waves
+from w2v2.checkpoint import load_init
 from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
 from w2v2.model import build_model
@@ -43,9 +44,9 @@ def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> Path:
+def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[Path]:
     if cfg.data.path:
-        return Path(cfg.data.path)
+        return [Path(p) for p in ((cfg.data.path,) if isinstance(cfg.data.path, str) else cfg.data.path)]
     source = run / "synthetic"
     if rank == 0 and not (source / "train.csv").is_file():
         from w2v2.synth import generate_corpus
@@ -54,7 +55,7 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> Path:
         generate_corpus(source, clips=cfg.data.synthetic_clips, seed=cfg.seed)
     if world > 1:
         dist.barrier()
-    return source
+    return [source]
 
 
 def lr_lambda(cfg: PretrainConfig):
@@ -108,7 +109,8 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
                                  max_batch_samples=int(cfg.data.max_batch_seconds * SAMPLE_RATE), seed=cfg.seed,
                                  num_replicas=world, rank=rank, max_length=max_samples)
     if len(sampler) == 0:
-        raise ValueError(f"{source}: too little audio for one batch per process ({len(clips)} clips, {world} ranks)")
+        raise ValueError(f"{', '.join(map(str, source))}: too little audio for one batch per process "
+                         f"({len(clips)} clips, {world} ranks)")
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, "pretrain").to(device)
@@ -121,6 +123,10 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
         trainer.update(load_checkpoint(resume_from, model, opt, sched))
         if main_rank:
             print(f"resumed from {resume_from} at step {trainer['step']}")
+    elif cfg.init != "scratch":  # continued pretraining: same architecture, the source's weights
+        model.load_state_dict(load_init(cfg.init, "pretrain").state_dict())
+        if main_rank:
+            print(f"starting from the weights of {cfg.init}")
     ddp = model
     if cfg.compile:
         ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic

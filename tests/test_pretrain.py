@@ -121,3 +121,48 @@ def test_compiled_training_runs_and_refuses_layerdrop(audio: Path, tmp_path: Pat
     with pytest.raises(SystemExit, match="layerdrop=0"):
         main([f"data.path={audio}", "optim.max_steps=1", f"run_dir={tmp_path / 'b'}", *FAST, "compile=true",
               "model.context.layerdrop=0.1"])
+
+
+def test_continued_pretraining_starts_from_exactly_the_given_weights(audio: Path, tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+    from w2v2.checkpoint import load_model
+    from w2v2.convert import save_hf
+
+    main([f"data.path={audio}", "optim.max_steps=2", "save_every=2", f"run_dir={tmp_path / 'src'}", *FAST])
+    source = load_file(str(tmp_path / "src" / "checkpoints" / "step_00000002" / "model.safetensors"))
+    save_hf(load_model(tmp_path / "src" / "checkpoints" / "step_00000002"), tmp_path / "hf")
+    for init in (f"ckpt:{tmp_path / 'src'}", f"hf:{tmp_path / 'hf'}"):
+        run = tmp_path / init.split(":")[0]
+        # lr 0: the one update changes nothing, so the saved weights are the ones the run started from
+        main([f"data.path={audio}", "optim.max_steps=1", "save_every=1", f"run_dir={run}", f"init={init}",
+              "optim.lr=0", *FAST])
+        started = final_weights(run, 1)
+        assert started.keys() == source.keys()
+        differ = [k for k in source if k != "quantizer.temperature" and not (started[k] == source[k]).all()]
+        assert not differ, f"{init}: {differ[:3]}"
+    # and a fresh run from scratch does not start from them
+    main([f"data.path={audio}", "optim.max_steps=1", "save_every=1", f"run_dir={tmp_path / 'scratch'}",
+          "optim.lr=0", *FAST])
+    fresh = final_weights(tmp_path / "scratch", 1)
+    assert not (fresh["project_c.weight"] == source["project_c.weight"]).all()
+
+
+def test_a_competition_folder_gives_its_train_and_test_audio_and_no_labels(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from pretrain.data import scan
+
+    generate_corpus(tmp_path / "comp", clips=12, speakers=4, seed=1)
+    train = pd.read_csv(tmp_path / "comp" / "train.csv")
+    test = pd.read_csv(tmp_path / "comp" / "test.csv")
+    train["label"] = "not-a-label"  # labels are never read
+    train.to_csv(tmp_path / "comp" / "train.csv", index=False)
+    (tmp_path / "comp" / "stray.wav").write_bytes((tmp_path / "comp" / train.path[0]).read_bytes())
+    clips, bad = scan(tmp_path / "comp", min_samples=400)
+    expected = {(tmp_path / "comp" / p).resolve() for p in [*train.path, *test.path]}
+    assert {c.path.resolve() for c in clips} == expected and not bad  # CSV audio only: not stray.wav
+    # several sources at once: the competition folder and a manifest
+    sf.write(tmp_path / "extra.wav", np.zeros(8000, dtype=np.float32), 16000)
+    (tmp_path / "extra.tsv").write_text("path\tnum_samples\nextra.wav\t8000\n")
+    clips, _ = scan([tmp_path / "comp", tmp_path / "extra.tsv"], min_samples=400)
+    assert {c.path.resolve() for c in clips} == expected | {(tmp_path / "extra.wav").resolve()}

@@ -18,9 +18,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from w2v2.config import ModelConfig, model_config_from_dict, to_dict
+from w2v2.convert import load_hf, read_hf_config
 from w2v2.model import Wav2Vec2ForClassification, build_model, model_kind
 
 WEIGHTS, META = "model.safetensors", "w2v2.json"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped with the package
+INIT_HELP = "scratch, pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH"
 
 
 def atomic_dir_replace(tmp: Path, final: Path) -> None:
@@ -85,8 +88,55 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
         model.load_state_dict(state)
     elif kind == "classifier" and isinstance(model, Wav2Vec2ForClassification):
         model.load_backbone_from(state)
+    elif kind == "pretrain":  # continued pretraining from a fine-tuned model: a fresh quantizer
+        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
+                                        if k.startswith("backbone.")} if stored_kind != "backbone" else state)
     elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):
         model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     else:
         raise ValueError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
     return model
+
+
+def pretrained_names() -> list[str]:
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / META).is_file()) if PRETRAINED_DIR.is_dir() else []
+
+
+def init_checkpoint(init: str) -> tuple[str, str]:
+    """('hf', DIR_OR_ID) or ('ckpt', checkpoint dir) for an init spec; ('scratch', '') for none.
+
+    Specs: scratch; pretrained:NAME (shipped in w2v2/pretrained/); hf:DIR_OR_ID (a transformers
+    Wav2Vec2 checkpoint); ckpt:PATH (a w2v2 checkpoint or run folder)."""
+    kind, _, where = init.partition(":")
+    if init == "scratch":
+        return "scratch", ""
+    if kind == "pretrained" and where:
+        if where not in pretrained_names():
+            raise ValueError(f"init={init!r}: no shipped checkpoint {where!r}; available: {pretrained_names()}")
+        return "ckpt", str(PRETRAINED_DIR / where)
+    if kind == "hf" and where:
+        return "hf", where
+    if kind == "ckpt" and where:
+        path = resolve_checkpoint(where)
+        if not (path / META).is_file():
+            raise FileNotFoundError(f"init={init!r}: {path} is not a w2v2 checkpoint or run folder (no {META})")
+        return "ckpt", str(path)
+    raise ValueError(f"init={init!r}: use {INIT_HELP}")
+
+
+def init_config(init: str) -> ModelConfig | None:
+    """The architecture an init spec brings (read from its config, weights not loaded); None for scratch."""
+    kind, where = init_checkpoint(init)
+    if kind == "scratch":
+        return None
+    return read_hf_config(where) if kind == "hf" else model_config_from_dict(read_meta(where)["model"])
+
+
+def load_init(init: str, kind: str | None) -> nn.Module | None:
+    """The `kind` model ("pretrain", "classifier", "backbone"; None: the stored kind) holding an init
+    spec's weights; parts the source lacks (a quantizer, a head) start from random weights. None for
+    scratch."""
+    source, where = init_checkpoint(init)
+    if source == "scratch":
+        return None
+    return load_hf(where, kind=kind) if source == "hf" else load_model(where, kind=kind)

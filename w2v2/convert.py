@@ -224,12 +224,8 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{directory}: no model.safetensors or pytorch_model.bin")
 
 
-def load_hf(path_or_id: str | Path, kind: str | None = None) -> nn.Module:
-    """The w2v2 model equal to an HF Wav2Vec2 checkpoint, in eval mode.
-
-    kind: None for the checkpoint's own ("pretrain", "classifier" or "backbone"); another kind keeps
-    what the checkpoint has (e.g. "classifier" from a pretraining checkpoint: a fresh head).
-    """
+def read_hf_config(path_or_id: str | Path) -> ModelConfig:
+    """The ModelConfig of a transformers Wav2Vec2 directory (config.json, preprocessor's do_normalize)."""
     directory = _resolve(path_or_id)
     config_path = directory / "config.json"
     if not config_path.is_file():
@@ -240,9 +236,20 @@ def load_hf(path_or_id: str | Path, kind: str | None = None) -> nn.Module:
     do_normalize = False
     if (directory / "preprocessor_config.json").is_file():
         do_normalize = bool(json.loads((directory / "preprocessor_config.json").read_text()).get("do_normalize"))
+    return config_from_hf(hf_cfg, do_normalize)
+
+
+def load_hf(path_or_id: str | Path, kind: str | None = None) -> nn.Module:
+    """The w2v2 model equal to an HF Wav2Vec2 checkpoint, in eval mode.
+
+    kind: None for the checkpoint's own ("pretrain", "classifier" or "backbone"); another kind keeps
+    what the checkpoint has (e.g. "classifier" from a pretraining checkpoint: a fresh head).
+    """
+    directory = _resolve(path_or_id)
+    cfg = read_hf_config(directory)
     hf_state = _read_weights(directory)
     stored = hf_kind(hf_state)
-    model = build_model(config_from_hf(hf_cfg, do_normalize), kind or stored)
+    model = build_model(cfg, kind or stored)
     missing = load_state_from_hf(model, hf_state, stored)
     # Parts a checkpoint of another kind cannot have; mask_emb is absent where HF masking was off.
     allowed = {"pretrain": ("quantizer.", "project_"), "classifier": ("head.",), "backbone": ()}[model_kind(model)]

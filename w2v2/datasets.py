@@ -120,6 +120,16 @@ def load_competition(root: Path) -> Dataset:
     return Dataset("competition", root, train, test, submission, labels)
 
 
+def competition_audio(root: Path) -> list[Path]:
+    """Every audio path of a competition folder, train and test, labels not read (for pretraining)."""
+    paths = []
+    for name, sub in (("train.csv", "train"), ("test.csv", "test")):
+        if (root / name).is_file():
+            df = _read_csv(root / name, ("path",))
+            paths += [_resolve(root, rel, sub) for rel in df["path"]]
+    return paths
+
+
 def load_crema(root: Path) -> Dataset:
     items = []
     for p in find_audio(root):

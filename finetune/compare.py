@@ -1,0 +1,239 @@
+"""python -m finetune.compare: does the pretrained checkpoint make the emotion model better?
+
+The SUPERB / EmoBox protocol on a labelled dataset with speakers, test speakers never seen:
+  probe     frozen backbone, softmax-weighted sum of every layer, mean pooling, linear classifier;
+  finetune  the whole model trained by `finetune.train` (the recipe in --config and key=value overrides),
+each from the given checkpoint (--init) and from random weights of exactly the same architecture,
+over several seeds. Prints a table of test accuracy / UAR / macro-F1 (mean ± sd) and one JSON line.
+
+  python -m finetune.compare --data ../shared/data/ravdess-16k --test-speakers 19-24 --init pretrained:small
+  python -m finetune.compare --data demo/data --init pretrained:small      # competition folder + test_labels.csv
+
+Each (mode, init, seed) result is stored in the run folder as it finishes, so a killed comparison
+continues where it stopped. The probe caches each clip's per-layer mean vectors once per backbone
+(mean pooling is linear, so the weighted layer sum of pooled vectors equals pooling the weighted sum)
+and trains the head on them; its inputs are standardised with training-set statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from finetune.config import resolve_config
+from finetune.data import AudioCache, windows
+from finetune.model import build_classifier
+from finetune.train import class_weights, train
+from w2v2.audio import SAMPLE_RATE
+from w2v2.checkpoint import init_config
+from w2v2.config import HeadConfig, to_dict
+from w2v2.datasets import Dataset, Item, load_dataset, speaker_split
+from w2v2.heads import ClassificationHead
+from w2v2.metrics import classification_metrics
+
+METRICS = ("accuracy", "uar", "macro_f1")
+
+
+def parse_speakers(text: str) -> set[str]:
+    """'19-24' or '19,20,21' -> {'19', ..., '24'}."""
+    out: set[str] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        out |= {str(s) for s in range(int(lo), int(hi) + 1)} if sep else {lo}
+    return out
+
+
+def split_test(data: Dataset, test_speakers: set[str] | None) -> tuple[list[Item], list[Item]]:
+    """(training items, labelled test items): the given speakers held out, or a competition test set."""
+    if test_speakers:
+        known = {str(it.speaker) for it in data.train}
+        if not test_speakers <= known:
+            raise ValueError(f"--test-speakers {sorted(test_speakers - known)} not in the data; known: {sorted(known)}")
+        return ([it for it in data.train if str(it.speaker) not in test_speakers],
+                [it for it in data.train if str(it.speaker) in test_speakers])
+    if data.test and data.test_labels:
+        return data.train, [replace(t, label=data.test_labels[t.id]) for t in data.test]
+    raise ValueError(f"{data.root}: give --test-speakers, or a competition folder with test_labels.csv")
+
+
+@torch.no_grad()
+def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float) -> torch.Tensor:
+    """(n, layers+1, d): each clip's hidden states averaged over its frames (and windows), one clip at a
+    time so that no clip's features depend on padding."""
+    backbone = model.backbone.eval()
+    cache, out = AudioCache(items), []
+    for i in range(len(items)):
+        wave = cache[i] if cache[i] is not None else torch.zeros(SAMPLE_RATE)
+        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None], output_hidden_states=True).hidden_states])
+                      for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
+        out.append(torch.stack(per_window).mean(0))
+    return torch.stack(out)
+
+
+def train_probe(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: int, epochs: int,
+                lr: float) -> dict[str, dict]:
+    """Weighted-layer-sum + linear head on cached (n, layers+1, d) vectors; the epoch with the best
+    validation UAR is kept. Returns validation and test metrics."""
+    torch.manual_seed(seed)
+    mean, std = x["train"].mean(0), x["train"].std(0) + 1e-5
+    x = {k: (v - mean) / std for k, v in x.items()}
+    head = ClassificationHead(HeadConfig(weighted_layer_sum=True, projector_dim=256), x["train"].shape[-1],
+                              x["train"].shape[1])
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
+    weights = class_weights([Item("", Path(), int(label)) for label in y["train"]])
+
+    def logits(v: torch.Tensor) -> torch.Tensor:
+        return head(v[:, -1:], tuple(rearrange(v, "b n d -> n b 1 d")), None)[0]
+
+    g = torch.Generator().manual_seed(seed)
+    best, best_state = -1.0, None
+    for _ in range(epochs):
+        head.train()
+        for idx in torch.randperm(len(y["train"]), generator=g).split(32):
+            loss = F.cross_entropy(logits(x["train"][idx]), y["train"][idx], weight=weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        with torch.no_grad():
+            uar = classification_metrics(y["val"].tolist(), logits(x["val"]).argmax(-1).tolist())["uar"]
+        if uar > best:
+            best, best_state = uar, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    head.eval()
+    with torch.no_grad():
+        return {split: classification_metrics(y[split].tolist(), logits(x[split]).argmax(-1).tolist())
+                for split in ("val", "test")}
+
+
+def run_probe(args: argparse.Namespace, arm: str, seed: int, splits: dict[str, list[Item]],
+              features: dict) -> dict:
+    cfg = finetune_config(args, arm, seed)
+    key = "pretrained" if arm == "pretrained" else f"random-{seed}"  # pretrained features: once for all seeds
+    if key not in features:
+        model = build_classifier(cfg)
+        features[key] = {s: layer_means(model, items, cfg.window_seconds) for s, items in splits.items()}
+    y = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
+    result = train_probe(features[key], y, seed, args.probe_epochs, args.probe_lr)
+    return {"test": result["test"], "validation": result["val"]}
+
+
+def finetune_config(args: argparse.Namespace, arm: str, seed: int):
+    """The fine-tuning config of one arm: the checkpoint, or random weights of its exact architecture."""
+    if arm == "pretrained":
+        return resolve_config(args.config, [*args.overrides, f"init={args.init}", f"seed={seed}"])
+    cfg = resolve_config(args.config, [*args.overrides, "init=scratch", f"seed={seed}"])
+    return replace(cfg, model=to_dict(init_config(args.init)))
+
+
+def run_finetune(args: argparse.Namespace, arm: str, seed: int, train_items: list[Item], test_items: list[Item],
+                 data: Dataset, folder: Path) -> dict:
+    cfg = finetune_config(args, arm, seed)
+    # train() splits off the same validation clips as the probe: speaker_split, same items, fraction, seed
+    subset = Dataset(data.layout, data.root, train_items, test_items, None, {it.id: it.label for it in test_items})
+    result = train(subset, cfg, folder)
+    return {"test": result["test"], "validation": result["validation"], "train_seconds": result["train_seconds"]}
+
+
+def summarize(results: dict[str, dict]) -> list[dict]:
+    """One row per (mode, arm): mean and sd of each test metric over seeds."""
+    rows = []
+    pairs = {tuple(k.split("/")[:2]) for k in results}
+    for mode, arm in sorted(pairs, key=lambda r: (r[0] != "probe", r[1] != "pretrained")):
+        runs = [v for k, v in results.items() if k.startswith(f"{mode}/{arm}/")]
+        row = {"mode": mode, "init": arm, "seeds": len(runs)}
+        for m in METRICS:
+            vals = [r["test"][m] for r in runs]
+            row[m] = statistics.mean(vals)
+            row[m + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        row["seconds"] = statistics.mean(r["seconds"] for r in runs)
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], init: str) -> None:
+    print("\n| mode | init | seeds | accuracy | UAR | macro-F1 | s per run |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = init if r["init"] == "pretrained" else "random weights"
+        cells = " | ".join(f"{r[m]:.3f} ± {r[m + '_sd']:.3f}" for m in METRICS)
+        print(f"| {r['mode']} | {name} | {r['seeds']} | {cells} | {r['seconds']:.0f} |")
+    by = {(r["mode"], r["init"]): r for r in rows}
+    for mode in ("probe", "finetune"):
+        if (mode, "pretrained") in by and (mode, "random") in by:
+            gain = by[(mode, "pretrained")]["uar"] - by[(mode, "random")]["uar"]
+            print(f"{mode}: pretrained - random = {gain:+.3f} UAR")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m finetune.compare", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, type=Path, help="labelled dataset (any layout finetune reads)")
+    p.add_argument("--layout", help="force a dataset layout")
+    p.add_argument("--test-speakers", help="held-out test speakers, e.g. 19-24 or 1,5,9")
+    p.add_argument("--init", default="pretrained:small", help="the checkpoint to judge (pretrained:NAME, ckpt:, hf:)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--modes", nargs="+", choices=("probe", "finetune"), default=["probe", "finetune"])
+    p.add_argument("--config", default="configs/finetune/small.yaml", help="fine-tuning recipe (both arms)")
+    p.add_argument("--run", type=Path, default=Path("runs/compare"), help="results and fine-tuning runs")
+    p.add_argument("--probe-epochs", type=int, default=60)
+    p.add_argument("--probe-lr", type=float, default=1e-3)
+    p.add_argument("overrides", nargs="*", help="key=value fine-tuning overrides (both arms), e.g. epochs=10")
+    args, rest = p.parse_known_args(argv)
+    bad = [a for a in rest if a.startswith("-") or "=" not in a]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides += rest
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    data = load_dataset(args.data, args.layout)
+    train_items, test_items = split_test(data, parse_speakers(args.test_speakers) if args.test_speakers else None)
+    base = resolve_config(args.config, args.overrides)
+    if base.threads:
+        torch.set_num_threads(base.threads)
+    args.run.mkdir(parents=True, exist_ok=True)
+    store = args.run / "results.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
+    features: dict = {}
+    print(f"{len(train_items)} training clips, {len(test_items)} test clips "
+          f"({len({it.speaker for it in test_items} - {None})} test speakers); {args.init} vs random weights")
+    for mode in args.modes:
+        for seed in range(args.seeds):
+            train_part, val_part = speaker_split(train_items, base.val_fraction, seed)
+            splits = {"train": train_part, "val": val_part, "test": test_items}
+            for arm in ("pretrained", "random"):
+                key = f"{mode}/{arm}/{seed}"
+                if key in results:
+                    continue
+                start = time.perf_counter()
+                random.seed(seed)
+                if mode == "probe":
+                    res = run_probe(args, arm, seed, splits, features)
+                else:
+                    res = run_finetune(args, arm, seed, train_items, test_items, data,
+                                       args.run / f"finetune-{arm}-seed{seed}")
+                res["seconds"] = time.perf_counter() - start
+                results[key] = res
+                store.write_text(json.dumps(results, indent=1))
+                t = res["test"]
+                print(f"{key}: test accuracy {t['accuracy']:.3f}  UAR {t['uar']:.3f}  macro-F1 {t['macro_f1']:.3f}"
+                      f"  ({res['seconds']:.0f} s)", flush=True)
+    rows = summarize({k: v for k, v in results.items() if k.split("/")[0] in args.modes})
+    print_table(rows, args.init)
+    print(json.dumps({"data": str(args.data), "init": args.init, "rows": rows}))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
