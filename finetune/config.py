@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.config import HeadConfig, apply_overrides, load_yaml, merge
+from w2v2.audio import MIN_SECONDS
+from w2v2.config import DROP, PROB, HeadConfig, apply_overrides, load_yaml, merge, ranged
 
 DEFAULT_HEAD = HeadConfig(weighted_layer_sum=True)
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    speeds: tuple[float, ...] = (0.9, 1.0, 1.1)  # speed perturbation (Ko et al., 2015)
-    gain_db: float = 6.0  # uniform +-gain
-    noise_prob: float = 0.5
+    speeds: tuple[float, ...] = ranged((0.9, 1.0, 1.1), 0, lo_open=True)  # speed perturbation (Ko et al., 2015)
+    gain_db: float = ranged(6.0, 0)  # uniform +-gain
+    noise_prob: float = ranged(0.5, **PROB)
     noise_snr_db: tuple[float, float] = (15.0, 40.0)
 
 
@@ -24,29 +25,30 @@ class FinetuneConfig:
     init: str = "scratch"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the init's/preset's ModelConfig
     head: HeadConfig | None = None  # None: the checkpoint's head, or DEFAULT_HEAD for a new one
-    mask_prob: float = 0.05  # SpecAugment-style span masking while fine-tuning
-    mask_length: int = 10
-    layerdrop: float = 0.05
-    dropout: float = 0.1
+    mask_prob: float = ranged(0.05, **PROB)  # SpecAugment-style span masking while fine-tuning
+    mask_length: int = ranged(10, 1)
+    layerdrop: float = ranged(0.05, **DROP)
+    dropout: float = ranged(0.1, **DROP)
     freeze_feature_encoder: bool = True
-    freeze_transformer_steps: int = 0  # train only the head for the first N steps
-    lr_head: float = 1e-3
-    lr_backbone: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    epochs: int = 10
-    max_steps: int = 0  # 0: epochs decide
-    batch_size: int = 8
-    crop_seconds: float = 6.0  # random crops while training
-    window_seconds: float = 8.0  # evaluation/prediction windows for long clips (50% overlap)
+    freeze_transformer_steps: int = ranged(0, 0)  # train only the head for the first N steps
+    lr_head: float = ranged(1e-3, 0)
+    lr_backbone: float = ranged(5e-5, 0)
+    weight_decay: float = ranged(0.01, 0)
+    warmup_fraction: float = ranged(0.1, **PROB)
+    epochs: int = ranged(10, 1)
+    max_steps: int = ranged(0, 0)  # 0: epochs decide
+    batch_size: int = ranged(8, 1)
+    # random crops while training; at least the CNN's receptive field (400 samples), else all padding
+    crop_seconds: float = ranged(6.0, MIN_SECONDS)
+    window_seconds: float = ranged(8.0, MIN_SECONDS)  # evaluation/prediction windows for long clips (50% overlap)
     balance: Literal["none", "loss", "sampler"] = "loss"
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
-    val_fraction: float = 0.15
-    patience: int = 4  # epochs without a better validation UAR before stopping
-    grad_clip: float = 1.0
+    val_fraction: float = ranged(0.15, 0, 1, lo_open=True, hi_open=True)  # both splits need clips
+    patience: int = ranged(4, 1)  # epochs without a better validation UAR before stopping
+    grad_clip: float = ranged(1.0, 0, lo_open=True)
     seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
 
 
 def resolve_config(config_path: str | None, overrides: list[str]) -> FinetuneConfig:

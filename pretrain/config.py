@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from w2v2.audio import MIN_SECONDS
 from w2v2.checkpoint import init_config
-from w2v2.config import ModelConfig, from_dict, load_yaml, merge, parse_overrides, preset
+from w2v2.config import ModelConfig, from_dict, load_yaml, merge, parse_overrides, preset, ranged
 
 
 @dataclass(frozen=True)
@@ -18,24 +19,24 @@ class DataConfig:
     # a folder (scanned recursively), a CSV/TSV manifest, a competition folder (its train and test audio,
     # labels ignored), or a list of these; "" = the built-in synthetic corpus
     path: tuple[str, ...] | str = ""
-    synthetic_clips: int = 300
-    max_seconds: float = 15.625  # random crops (250k samples, the paper's base recipe)
-    min_seconds: float = 0.5  # shorter files are skipped
-    max_batch_seconds: float = 80.0  # padded audio per batch (per rank)
+    synthetic_clips: int = ranged(300, 1)
+    max_seconds: float = ranged(15.625, MIN_SECONDS)  # random crops (250k samples, the paper's base recipe)
+    min_seconds: float = ranged(0.5, MIN_SECONDS)  # shorter files are skipped
+    max_batch_seconds: float = ranged(80.0, MIN_SECONDS)  # padded audio per batch (per rank)
     strict: bool = False  # stop at the first unusable file instead of skipping it
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    warmup_steps: int = 32000
-    max_steps: int = 400000
+    lr: float = ranged(5e-4, 0)
+    betas: tuple[float, float] = ranged((0.9, 0.98), 0, 1, hi_open=True)
+    eps: float = ranged(1e-6, 0, lo_open=True)
+    weight_decay: float = ranged(0.01, 0)
+    warmup_steps: int = ranged(32000, 0)
+    max_steps: int = ranged(400000, 1)
     decay: Literal["linear", "cosine"] = "linear"
-    grad_clip: float = 10.0
-    accumulate: int = 1  # gradient accumulation
+    grad_clip: float = ranged(10.0, 0, lo_open=True)
+    accumulate: int = ranged(1, 1)  # gradient accumulation
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, else none
 
 
@@ -51,12 +52,12 @@ class PretrainConfig:
     run_dir: str = "runs/pretrain"
     resume: str = "auto"  # auto: continue from the run's latest checkpoint; none: start over; or a checkpoint
     seed: int = 0
-    log_every: int = 10
-    save_every: int = 1000
-    keep_checkpoints: int = 2
-    max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
+    log_every: int = ranged(10, 1)
+    save_every: int = ranged(1000, 1)
+    keep_checkpoints: int = ranged(2, 0)  # 0: keep all
+    max_nonfinite: int = ranged(20, 1)  # consecutive non-finite losses before the run stops
     device: str = "auto"
-    threads: int = 0
+    threads: int = ranged(0, 0)
     compile: bool = False  # torch.compile the model as one graph; needs model.context.layerdrop=0
 
 

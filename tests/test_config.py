@@ -32,3 +32,62 @@ def test_overrides_are_type_checked() -> None:
 def test_round_trip_through_dict() -> None:
     cfg = apply_overrides(preset("tiny"), ["head.pooling=attentive_stats"])
     assert from_dict(ModelConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("lr_head=-0.001", "lr_head=-0.001 is out of range: must be >= 0"),
+    ("lr_head=.nan", "lr_head: expected a finite number, got nan"),
+    ("batch_size=0", "batch_size=0 is out of range: must be >= 1"),
+    ("batch_size=-4", "batch_size=-4 is out of range: must be >= 1"),
+    ("crop_seconds=0", "crop_seconds=0.0 is out of range: must be >= 0.025"),
+    ("epochs=0", "epochs=0 is out of range: must be >= 1"),
+    ("val_fraction=0", r"val_fraction=0.0 is out of range: must be \(0, 1\)"),
+    ("augmentation.speeds=[0.9,0]", r"augmentation.speeds=\(0.9, 0.0\) is out of range: must be > 0"),
+    ("model.masking.mask_prob=1.5", r"model.masking.mask_prob=1.5 is out of range: must be \[0, 1\]"),
+])
+def test_finetune_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
+    from finetune.config import resolve_config
+    from finetune.model import build_classifier
+
+    with pytest.raises(ValueError, match=message):
+        build_classifier(resolve_config("configs/finetune/tiny.yaml", [override]))  # model.* is merged here
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.lr=-1", "optim.lr=-1.0 is out of range: must be >= 0"),
+    ("optim.accumulate=0", "optim.accumulate=0 is out of range: must be >= 1"),
+    ("data.max_seconds=0", "data.max_seconds=0.0 is out of range"),
+    ("model.context.dropout=1", r"model.context.dropout=1.0 is out of range: must be \[0, 1\)"),
+    ("model.quantizer.temp_min=.inf", "model.quantizer.temp_min: expected a finite number, got inf"),
+])
+def test_pretrain_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
+    from pretrain.config import resolve
+
+    with pytest.raises(ValueError, match=message):
+        resolve("configs/pretrain/tiny.yaml", [override])
+
+
+def test_shipped_configs_are_in_range_and_the_edges_allowed() -> None:
+    from finetune.config import resolve_config
+    from pretrain.config import resolve
+
+    for name in ("tiny", "small", "base"):
+        resolve_config(f"configs/finetune/{name}.yaml", [])
+    for name in ("tiny", "small", "base", "large"):
+        resolve(f"configs/pretrain/{name}.yaml", [])
+    cfg = resolve_config(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1"])
+    assert (cfg.lr_backbone, cfg.crop_seconds, cfg.warmup_fraction) == (0.0, 0.025, 1.0)
+
+
+def test_malformed_yaml_names_the_file_and_line_in_both_clis(tmp_path) -> None:
+    from finetune.__main__ import main as finetune_main
+    from pretrain.__main__ import main as pretrain_main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\nlr_head: [0.1\nbatch_size: 4\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml, line 3, column \d+: not valid YAML"):
+        finetune_main(["train", "--data", str(tmp_path), "--config", str(bad), "--run", str(tmp_path / "r")])
+    bad.write_text("optim:\n  lr: 0.1\n lr: 2\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml, line 3, column \d+: not valid YAML"):
+        pretrain_main(["--config", str(bad), f"run_dir={tmp_path / 'p'}"])
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()  # refused before any output

@@ -18,6 +18,7 @@ import torchaudio.functional as AF
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MIN_SAMPLES = 400  # receptive field of the CNN feature encoder: shorter input yields no frame
+MIN_SECONDS = MIN_SAMPLES / SAMPLE_RATE  # 25 ms: the shortest crop or window worth a config value
 
 
 class AudioError(ValueError):

@@ -4,10 +4,15 @@ Presets: `tiny` (tests, CPU demos), `base` (= facebook/wav2vec2-base architectur
 (= facebook/wav2vec2-large-lv60 architecture). Any nested frozen dataclass, model or training
 config, can be built from a dict (`from_dict`), dumped (`to_dict`), and changed with dotted
 `key=value` overrides (`apply_overrides`) that are type-checked; unknown keys are errors.
+
+Ranges: a numeric field declared with `ranged(default, lo, hi)` is checked wherever a value enters
+(YAML, overrides, a checkpoint's stored config), by `merge`, for every config class of both CLIs;
+floats must also be finite. Defaults and presets are trusted.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -20,78 +25,119 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric field (or of each item of a numeric tuple)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # True: lo itself is not allowed
+    hi_open: bool = False
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo is None:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+    def contains(self, v: float) -> bool:
+        above = self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)
+        below = self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+        return above and below
+
+
+def ranged(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False) -> Any:
+    """A dataclass field whose values `merge` checks against [lo, hi] (open ends where asked)."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open, hi_open)})
+
+
+def check_range(cls: type, name: str, value: Any, key: str | None = None) -> Any:
+    """`value` if it lies in field `name`'s declared range (every item, for a tuple); else ValueError."""
+    rng = next((f.metadata.get("range") for f in fields(cls) if f.name == name), None)
+    items = value if isinstance(value, tuple) else (value,)
+    if rng is not None and any(isinstance(v, int | float) and not rng.contains(v) for v in items):
+        raise ValueError(f"{key or name}={value!r} is out of range: must be {rng}")
+    return value
+
+
+PROB = {"lo": 0.0, "hi": 1.0}  # a probability: [0, 1]
+DROP = {"lo": 0.0, "hi": 1.0, "hi_open": True}  # a dropout rate: [0, 1)
+
+
+@dataclass(frozen=True)
 class FeatureEncoderConfig:
     """CNN feature encoder (paper §2): raw 16 kHz audio -> z, one frame per 20 ms."""
 
-    conv_dim: tuple[int, ...] = (512,) * 7
-    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
-    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    conv_dim: tuple[int, ...] = ranged((512,) * 7, 1)
+    conv_kernel: tuple[int, ...] = ranged((10, 3, 3, 3, 3, 2, 2), 1)
+    conv_stride: tuple[int, ...] = ranged((5, 2, 2, 2, 2, 2, 2), 1)
     norm: Literal["group", "layer"] = "group"  # group: base (GN on layer 0); layer: large (LN everywhere)
     conv_bias: bool = False
-    grad_scale: float = 1.0  # fairseq feature_grad_mult: scales the gradient reaching the CNN
+    grad_scale: float = ranged(1.0, 0)  # fairseq feature_grad_mult: scales the gradient reaching the CNN
 
 
 @dataclass(frozen=True)
 class ContextConfig:
     """Transformer context network with convolutional relative positional embedding."""
 
-    dim: int = 768
-    layers: int = 12
-    heads: int = 12
-    ffn_dim: int = 3072
+    dim: int = ranged(768, 1)
+    layers: int = ranged(12, 1)
+    heads: int = ranged(12, 1)
+    ffn_dim: int = ranged(3072, 1)
     layer_norm_first: bool = False  # False: post-LN (base); True: pre-LN / "stable layer norm" (large)
-    pos_conv_kernel: int = 128
-    pos_conv_groups: int = 16
-    dropout: float = 0.1  # residual dropout
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    input_dropout: float = 0.1  # after the feature projection
-    layerdrop: float = 0.1
-    layer_norm_eps: float = 1e-5
+    pos_conv_kernel: int = ranged(128, 1)
+    pos_conv_groups: int = ranged(16, 1)
+    dropout: float = ranged(0.1, **DROP)  # residual dropout
+    attention_dropout: float = ranged(0.1, **DROP)
+    activation_dropout: float = ranged(0.0, **DROP)
+    input_dropout: float = ranged(0.1, **DROP)  # after the feature projection
+    layerdrop: float = ranged(0.1, **DROP)
+    layer_norm_eps: float = ranged(1e-5, 0, lo_open=True)
 
 
 @dataclass(frozen=True)
 class MaskingConfig:
     """Span masking of the context network's input (paper §3.1)."""
 
-    mask_prob: float = 0.65  # probability of each frame starting a span (fairseq semantics)
-    mask_length: int = 10
-    min_masks: int = 2
+    mask_prob: float = ranged(0.65, **PROB)  # probability of each frame starting a span (fairseq semantics)
+    mask_length: int = ranged(10, 1)
+    min_masks: int = ranged(2, 0)
 
 
 @dataclass(frozen=True)
 class QuantizerConfig:
     """Gumbel-softmax product quantizer (paper §2, §3.2)."""
 
-    groups: int = 2
-    codewords: int = 320
-    codevector_dim: int = 256  # concatenated over groups
-    temp_max: float = 2.0
-    temp_min: float = 0.5
-    temp_decay: float = 0.999995
+    groups: int = ranged(2, 1)
+    codewords: int = ranged(320, 2)
+    codevector_dim: int = ranged(256, 1)  # concatenated over groups
+    temp_max: float = ranged(2.0, 0, lo_open=True)
+    temp_min: float = ranged(0.5, 0, lo_open=True)
+    temp_decay: float = ranged(0.999995, 0, 1, lo_open=True)
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """Contrastive + diversity (+ feature penalty) objective (paper §3.2)."""
 
-    proj_dim: int = 256  # shared space of projected c and projected q
-    num_negatives: int = 100
-    logit_temp: float = 0.1  # kappa
-    diversity_weight: float = 0.1  # alpha
-    feature_penalty: float = 0.0  # L2 penalty on z; fairseq's base recipe uses 10
-    features_dropout: float = 0.0  # dropout on the quantizer input
+    proj_dim: int = ranged(256, 1)  # shared space of projected c and projected q
+    num_negatives: int = ranged(100, 1)
+    logit_temp: float = ranged(0.1, 0, lo_open=True)  # kappa
+    diversity_weight: float = ranged(0.1, 0)  # alpha
+    feature_penalty: float = ranged(0.0, 0)  # L2 penalty on z; fairseq's base recipe uses 10
+    features_dropout: float = ranged(0.0, **DROP)  # dropout on the quantizer input
 
 
 @dataclass(frozen=True)
 class HeadConfig:
     """Utterance classification head for emotion recognition."""
 
-    num_labels: int = 6
+    num_labels: int = ranged(6, 1)
     weighted_layer_sum: bool = False
-    projector_dim: int = 256
+    projector_dim: int = ranged(256, 1)
     pooling: Literal["mean", "attentive_stats"] = "mean"
-    dropout: float = 0.0  # on the pooled vector
+    dropout: float = ranged(0.0, **DROP)  # on the pooled vector
 
 
 @dataclass(frozen=True)
@@ -221,6 +267,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # nan/inf would train silently into a NaN model
+            raise ValueError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -258,7 +306,7 @@ def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
         if is_dataclass(tp) and isinstance(value, dict):
             kwargs[name] = merge(getattr(cfg, name), value, prefix=prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, tp, prefix + name)
+            kwargs[name] = check_range(type(cfg), name, _coerce(value, tp, prefix + name), prefix + name)
     return replace(cfg, **kwargs)
 
 
@@ -292,7 +340,12 @@ def apply_overrides(cfg: T, items: list[str]) -> T:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return data
@@ -305,6 +358,6 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
 
 __all__ = [
     "FeatureEncoderConfig", "ContextConfig", "MaskingConfig", "QuantizerConfig", "ObjectiveConfig",
-    "HeadConfig", "ModelConfig", "PRESETS", "preset", "to_dict", "from_dict", "merge",
+    "HeadConfig", "ModelConfig", "PRESETS", "preset", "to_dict", "from_dict", "merge", "ranged", "check_range",
     "parse_overrides", "apply_overrides", "load_yaml", "model_config_from_dict",
 ]
