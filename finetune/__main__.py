@@ -15,8 +15,10 @@ import time
 import warnings
 from pathlib import Path
 
-from finetune.config import resolve_config
-from w2v2.datasets import LAYOUTS, DatasetError, check_files, load_dataset
+from finetune.config import FinetuneConfig, resolve_config
+from finetune.outputs import check_output_file, prepare_run
+from w2v2.config import check_range
+from w2v2.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
 
@@ -30,6 +32,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
     t.add_argument("--config", default="configs/finetune/tiny.yaml", help="YAML with differences from defaults")
     t.add_argument("--run", type=Path, help="run folder (default runs/finetune-<time>)")
+    t.add_argument("--overwrite", action="store_true", help="replace an earlier run in the --run folder")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
@@ -43,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--ckpt", required=True, type=Path)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
-    r.add_argument("--window-seconds", type=float, default=8.0)
+    r.add_argument("--window-seconds", type=window_seconds, default=8.0)
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
@@ -54,6 +57,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     elif args.command == "predict":
         args.inputs += [Path(a) for a in rest]
     return args
+
+
+def window_seconds(text: str) -> float:
+    """--window-seconds, held to the range of the config field it stands for."""
+    try:
+        return check_range(FinetuneConfig, "window_seconds", float(text), "--window-seconds")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def checked(items: list, skip_bad: bool, what: str) -> list:
@@ -76,11 +87,13 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
     overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
     cfg = resolve_config(args.config, overrides)
+    run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+    prepare_run(run, args.overwrite)
     data = load_dataset(args.data, args.layout)
     data.train = checked(data.train, args.skip_bad, "training")
-    if data.test:
-        data.test = checked(data.test, True, "test") if args.skip_bad else checked(data.test, False, "test")
-    run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
+    if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
+        # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
+        print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
     val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     result = train(data, cfg, run, val_speakers)
     report(result, run)
@@ -100,18 +113,22 @@ def report(result: dict, run: Path) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     from finetune.data import AudioCache
+    from finetune.model import load_classifier
     from finetune.train import evaluate_items
-    from w2v2.checkpoint import load_model, read_meta, resolve_checkpoint
+    from w2v2.checkpoint import CheckpointError, read_meta
 
-    ckpt = resolve_checkpoint(args.ckpt)
-    model = load_model(ckpt).eval()
+    if args.out:
+        check_output_file(args.out, "--out")
+    model, ckpt = load_classifier(args.ckpt)
     window = read_meta(ckpt).get("finetune", {}).get("window_seconds", 8.0)
     data = load_dataset(args.data, args.layout)
-    items = data.train
-    if data.test_labels:  # a competition folder that ships test labels: score the test set
-        items = [type(t)(t.id, t.path, data.test_labels[t.id], None) for t in data.test]
+    # a competition folder that ships test labels: score the (labelled) test set
+    items = labelled_test(data) if data.test_labels else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    metrics, _ = evaluate_items(model, items, AudioCache(items), window, progress=True)
+    try:
+        metrics, _ = evaluate_items(model, items, AudioCache(items), window, progress=True)
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt}: {e}") from None
     print(f"accuracy {metrics['accuracy']:.3f}  UAR {metrics['uar']:.3f}  macro-F1 {metrics['macro_f1']:.3f}"
           f"  ({metrics['n']} clips)")
     if args.out:
@@ -146,7 +163,8 @@ def demo() -> None:
         print(f"generating the synthetic emotional-speech corpus in {DEMO_DATA} ...")
         generate_corpus(DEMO_DATA, clips=600, seed=0)
     print("fine-tuning the tiny model from scratch on CPU (a few minutes) ...")
-    main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--config", "configs/finetune/tiny.yaml"])
+    main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--config", "configs/finetune/tiny.yaml",
+          "--overwrite"])  # the demo's folder holds the last demo
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
 
 

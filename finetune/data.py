@@ -67,10 +67,33 @@ def windows(wave: torch.Tensor, window: int) -> list[torch.Tensor]:
     return [wave[s:s + window] for s in starts]
 
 
+def window_batches(lengths: list[int], batch_size: int, pad: bool) -> list[list[int]]:
+    """Indices into `lengths` in batches of up to `batch_size`, shortest first. Without `pad`, a batch
+    holds only equal lengths: nothing is padded, so no result can depend on its batch mates."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and (pad or lengths[batches[-1][-1]] == lengths[i]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def padding_invariant(model: torch.nn.Module) -> bool:
+    """Whether padding a clip leaves its output unchanged. Not for the group-norm CNN (base): its first
+    GroupNorm normalises each channel over the whole padded length. The layer-norm CNN normalises each
+    frame alone, and the context network zeroes and masks padded frames."""
+    return model.cfg.encoder.norm == "layer"
+
+
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
                   batch_size: int = 8, progress: bool = False) -> torch.Tensor:
-    """Class probabilities (n, num_labels): per-window softmax averaged over each clip's windows."""
+    """Class probabilities (n, num_labels): per-window softmax averaged over each clip's windows.
+
+    A clip's result never depends on the other clips of the call (see `window_batches`). ValueError
+    when the model outputs NaN/inf."""
     from tqdm import tqdm
 
     from w2v2.batching import collate_waves
@@ -78,16 +101,17 @@ def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seco
     model.eval()
     pieces = [(owner, w) for owner, wave in enumerate(waves)
               for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
-    pieces.sort(key=lambda p: p[1].numel())
+    batches = window_batches([max(w.numel(), MIN_SAMPLES) for _, w in pieces], batch_size, padding_invariant(model))
     num_labels = model.cfg.head.num_labels
     sums = torch.zeros(len(waves), num_labels)
     counts = torch.zeros(len(waves), 1)
-    starts = range(0, len(pieces), batch_size)
-    for s in tqdm(starts, desc="predicting", unit="batch", disable=not progress, leave=False):
-        chunk = pieces[s:s + batch_size]
+    for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
+        chunk = [pieces[i] for i in batch]
         wave, padding_mask = collate_waves([w for _, w in chunk], min_len=MIN_SAMPLES)
-        probs = torch.softmax(model(wave, padding_mask).logits.float(), dim=-1)
-        for (owner, _), p in zip(chunk, probs, strict=True):
+        logits = model(wave, padding_mask).logits.float()
+        if not bool(logits.isfinite().all()):
+            raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
+        for (owner, _), p in zip(chunk, torch.softmax(logits, dim=-1), strict=True):
             sums[owner] += p
             counts[owner] += 1
     return sums / counts.clamp(min=1)

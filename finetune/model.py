@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import load_init
+from w2v2.checkpoint import CheckpointError, load_init, load_model, read_meta, resolve_checkpoint
 from w2v2.config import merge, preset, to_dict
 from w2v2.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
@@ -31,3 +33,18 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
         if source_head_fits and model.cfg.head == source.cfg.head:
             model.head.load_state_dict(source.head.state_dict())
     return model
+
+
+def load_classifier(path: str | Path) -> tuple[Wav2Vec2ForClassification, Path]:
+    """(the six-emotion classifier, its checkpoint directory) of a fine-tuning run folder or checkpoint;
+    CheckpointError naming it for anything else (a pretraining run has no trained head)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    if meta["kind"] != "classifier":
+        raise CheckpointError(f"{ckpt}: a {meta['kind']} checkpoint, not an emotion classifier; fine-tune it first: "
+                              f"python -m finetune train --init ckpt:{path} --data DIR")
+    model = load_model(ckpt)
+    if model.cfg.head.num_labels != len(EMOTIONS):
+        raise CheckpointError(f"{ckpt}: a classifier of {model.cfg.head.num_labels} classes, not the "
+                              f"{len(EMOTIONS)} emotions ({', '.join(EMOTIONS)}); fine-tune it first")
+    return model.eval(), ckpt

@@ -22,7 +22,7 @@ from w2v2.audio import SAMPLE_RATE
 from w2v2.batching import BucketBatchSampler, collate_waves
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
-from w2v2.datasets import Dataset, Item, speaker_split
+from w2v2.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
 from w2v2.labels import EMOTIONS
 from w2v2.metrics import classification_metrics
 
@@ -107,13 +107,13 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_items, val_items = speaker_split(data.train, cfg.val_fraction, cfg.seed, val_speakers)
     if not val_items or not train_items:
-        raise ValueError(f"{data.root}: too few labelled clips to split into training and validation")
-    speakers = {it.speaker for it in val_items} & {it.speaker for it in train_items} - {None}
-    assert not speakers, f"speaker(s) in both splits: {speakers}"
+        raise ValueError(f"{data.root}: {len(data.train)} labelled clips are too few to split into training and "
+                         f"validation at val_fraction={cfg.val_fraction}")
+    why_random = None if val_speakers else no_speaker_split(data.train)
     fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
     print(f"{len(train_items)} training / {len(val_items)} validation clips"
-          + (f" ({len({it.speaker for it in val_items})} validation speakers, none in training)"
-             if val_items[0].speaker else " (no speaker information: stratified random split)"))
+          + (f" ({why_random}: stratified random split, validation speakers may also be in training)" if why_random
+             else f" ({len({it.speaker for it in val_items})} validation speakers, none in training)"))
     model = build_classifier(cfg)
     cache = AudioCache(fit_items)
     val_cache = AudioCache(val_items)
@@ -125,9 +125,13 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     weights = class_weights(fit_items)
     rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
+    (run / "history.jsonl").write_text("")  # this run's epochs only
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         loss, step = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch)
+        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+            raise ValueError(f"the weights became NaN/inf in epoch {epoch}: lower lr_head/lr_backbone; "
+                             + (f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"))
         metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
         history.append({"epoch": epoch, "step": step, "train_loss": loss, "val_uar": metrics["uar"],
                         "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
@@ -164,9 +168,9 @@ def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCach
         preds = predict_probs(model, waves, cfg.window_seconds, progress=True).argmax(-1).tolist()
         write_submission(run / "submission.csv", data, preds)
         result["submission"] = str(run / "submission.csv")
-        if data.test_labels:
-            truth = [data.test_labels[it.id] for it in data.test]
-            result["test"] = classification_metrics(truth, preds)
+        if labelled := labelled_test(data):
+            pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
+            result["test"] = classification_metrics([it.label for it in labelled], [pred_of[it.id] for it in labelled])
             plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix_test.png",
                            f"test (UAR {result['test']['uar']:.3f})")
     (run / "metrics.json").write_text(json.dumps(result, indent=2))

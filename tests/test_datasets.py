@@ -83,3 +83,56 @@ def test_speaker_independent_split() -> None:
     anonymous = [Item(id=str(i), path=Path("x"), label=i % 6) for i in range(60)]
     train, val = speaker_split(anonymous, 0.2)
     assert sorted(it.label for it in val) == sorted(list(range(6)) * 2)  # stratified
+
+
+def competition(root: Path, train: str, test: str, sample: str, labels: str | None = None) -> Path:
+    for i in range(3):
+        wav(root / "train" / f"t{i}.wav")
+        wav(root / "test" / f"x{i}.wav")
+    (root / "train.csv").write_text(train)
+    (root / "test.csv").write_text(test)
+    (root / "sample_submission.csv").write_text(sample)
+    if labels is not None:
+        (root / "test_labels.csv").write_text(labels)
+    return root
+
+
+TRAIN = "id,path,label\nt0,train/t0.wav,0\nt1,train/t1.wav,5\nt2,train/t2.wav,3\n"
+TEST = "id,path\nx0,test/x0.wav\nx1,test/x1.wav\nx2,test/x2.wav\n"
+SAMPLE = "id,label\nx2,0\nx0,0\nx1,0\n"
+
+
+def test_duplicate_ids_in_test_or_submission_are_errors_naming_them(tmp_path) -> None:
+    dup_test = "id,path\nx0,test/x0.wav\nx1,test/x1.wav\nx1,test/x2.wav\n"  # x1 would be predicted from x2.wav
+    with pytest.raises(DatasetError, match=r"test.csv: 1 duplicate id\(s\), e.g. \['x1'\]"):
+        load_dataset(competition(tmp_path / "a", TRAIN, dup_test, "id,label\nx0,0\nx1,0\n"))
+    dup_sample = "id,label\nx2,0\nx0,0\nx2,0\nx1,0\n"  # x2 would count twice in the test metrics
+    with pytest.raises(DatasetError, match=r"sample_submission.csv: 1 duplicate id\(s\), e.g. \['x2'\]"):
+        load_dataset(competition(tmp_path / "b", TRAIN, TEST, dup_sample))
+
+
+def test_duplicate_train_ids_are_warned_about(tmp_path) -> None:
+    train = "id,path,label\nt0,train/t0.wav,0\nt0,train/t1.wav,5\nt2,train/t2.wav,3\n"
+    with pytest.warns(UserWarning, match=r"train.csv: 1 duplicate id\(s\), e.g. \['t0'\]"):
+        data = load_dataset(competition(tmp_path, train, TEST, SAMPLE))
+    assert [it.id for it in data.train] == ["t0", "t0", "t2"]  # both clips still train
+
+
+def test_test_labels_missing_some_ids_are_warned_and_scored_without_them(tmp_path) -> None:
+    from w2v2.datasets import labelled_test
+
+    with pytest.warns(UserWarning, match=r"no label for 1 of 3 test ids \(e.g. \['x1'\]\)"):
+        data = load_dataset(competition(tmp_path, TRAIN, TEST, SAMPLE, "id,label\nx0,fear\nx2,sad\n"))
+    assert [(it.id, it.label) for it in labelled_test(data)] == [("x2", 2), ("x0", 1)]  # sample order
+
+
+def test_one_speaker_or_rows_without_one_fall_back_to_a_random_split() -> None:
+    from w2v2.datasets import no_speaker_split
+
+    one = [Item(id=str(i), path=Path("x"), label=i % 6, speaker="solo") for i in range(24)]
+    partial = [Item(id=str(i), path=Path("x"), label=i % 6, speaker=f"s{i % 3}" if i % 4 else "") for i in range(24)]
+    assert no_speaker_split(one) == "only one speaker"
+    assert no_speaker_split(partial) == "6 of 24 rows have no speaker"
+    for items in (one, partial):
+        train, val = speaker_split(items, 0.25)
+        assert len(val) == 6 and len(train) == 18 and sorted(it.label for it in val) == list(range(6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,173 @@ def test_init_from_a_pretraining_run_folder_takes_its_latest_backbone(tmp_path) 
         assert torch.equal(clf.backbone.state_dict()[name], p), name
     with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
         build_classifier(FinetuneConfig(init=f"ckpt:{tmp_path / 'nothing'}"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input and re-runs (issue 11): each case a clear error before the work, or handled correctly.
+
+
+def tiny_checkpoint(folder: Path, kind: str = "classifier", seed: int = 0) -> Path:
+    """A fine-tuning-like run folder (folder/best) or, for kind="pretrain", a pretraining run folder."""
+    from w2v2.checkpoint import save_model
+    from w2v2.config import preset
+    from w2v2.model import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(preset("tiny"), kind)
+    if kind == "classifier":
+        return save_model(model, folder / "best").parent
+    save_model(model, folder / "checkpoints" / "step_00000001")
+    (folder / "checkpoints" / "latest").write_text("step_00000001\n")
+    return folder
+
+
+def clip_file(path: Path, seconds: float, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.random.default_rng(seed).normal(0, 0.1, int(16000 * seconds)).astype(np.float32), 16000)
+    return path
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_a_clips_prediction_is_the_same_alone_and_among_other_clips(norm: str) -> None:
+    from finetune.data import predict_probs
+    from w2v2.config import apply_overrides, preset
+    from w2v2.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(apply_overrides(preset("tiny"), [f"encoder.norm={norm}"]), "classifier").eval()
+    g = torch.Generator().manual_seed(0)
+    clip, longer, long_file = (torch.randn(n, generator=g) * 0.1 for n in (8000, 24000, 16000 * 20))
+    alone = predict_probs(model, [clip], window_seconds=8.0)[0]
+    in_folder = predict_probs(model, [longer, clip, long_file], window_seconds=8.0)  # one batch of 8 before
+    assert torch.allclose(in_folder[1], alone, atol=1e-6), (in_folder[1] - alone).abs().max()
+    assert torch.allclose(in_folder[2], predict_probs(model, [long_file], 8.0)[0], atol=1e-6)
+
+
+def test_a_run_folder_holding_a_run_is_refused_or_with_overwrite_replaced(corpus: Path, run: Path, tmp_path) -> None:
+    before = (run / "best" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match=r"already holds a finished run .*pass --overwrite"):
+        main(["train", "--data", str(corpus), "--run", str(run), *FAST])
+    assert (run / "best" / "model.safetensors").read_bytes() == before
+    killed = tmp_path / "killed"  # a run killed in epoch 2: history, best/, no metrics.json
+    (killed / "best").mkdir(parents=True)
+    (killed / "history.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    (killed / "submission.csv").write_text("id,label\nstale,0\n")
+    (killed / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"already holds an unfinished run \(no metrics.json\)"):
+        main(["train", "--data", str(corpus), "--run", str(killed), *FAST])
+    data = tmp_path / "labels.csv"  # a dataset without a test set: nothing rewrites submission.csv
+    rows = pd.read_csv(corpus / "train.csv").head(24)
+    rows.assign(path=[str(corpus / p) for p in rows.path]).to_csv(data, index=False)
+    main(["train", "--data", str(data), "--run", str(killed), "--overwrite", *FAST])
+    assert [json.loads(line)["epoch"] for line in (killed / "history.jsonl").read_text().splitlines()] == [1]
+    assert not (killed / "submission.csv").exists() and (killed / "notes.txt").read_text() == "mine"
+    assert (killed / "metrics.json").is_file() and (killed / "best" / "model.safetensors").is_file()
+
+
+def test_one_speaker_trains_with_a_random_split_instead_of_crashing(corpus: Path, tmp_path, capsys) -> None:
+    rows = pd.read_csv(corpus / "train.csv").head(24)
+    rows.assign(speaker="solo", path=[str(corpus / p) for p in rows.path]).to_csv(tmp_path / "labels.csv", index=False)
+    main(["train", "--data", str(tmp_path / "labels.csv"), "--run", str(tmp_path / "r"), *FAST])
+    assert "only one speaker: stratified random split" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["validation"]["n"] > 0
+
+
+@pytest.fixture(scope="module")
+def damaged(corpus: Path, tmp_path_factory) -> tuple[Path, Path]:
+    """A competition folder whose test_labels.csv misses two ids and whose first test file is corrupt,
+    trained with --skip-bad."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("damaged") / "data"
+    shutil.copytree(corpus, root)
+    labels = pd.read_csv(root / "test_labels.csv")
+    labels.iloc[2:].to_csv(root / "test_labels.csv", index=False)
+    test = pd.read_csv(root / "test.csv").set_index("id")
+    (root / test.path[labels.id.iloc[-1]]).write_bytes(b"RIFF not audio at all")  # a labelled clip
+    out = root.parent / "run"
+    main(["train", "--data", str(root), "--run", str(out), "--skip-bad", *FAST])
+    return root, out
+
+
+def test_test_labels_missing_ids_score_the_labelled_test_clips(damaged: tuple[Path, Path], tmp_path) -> None:
+    root, out = damaged
+    labelled = len(pd.read_csv(root / "test_labels.csv"))
+    assert json.loads((out / "metrics.json").read_text())["test"]["n"] == labelled
+    main(["evaluate", "--ckpt", str(out), "--data", str(root), "--out", str(tmp_path / "m.json"), "--skip-bad"])
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == labelled - 1  # the corrupt one is skipped
+
+
+def test_skip_bad_test_files_keep_their_submission_rows(damaged: tuple[Path, Path]) -> None:
+    root, out = damaged
+    sub, sample = pd.read_csv(out / "submission.csv"), pd.read_csv(root / "sample_submission.csv")
+    assert list(sub.id) == list(sample.id) and sub.label.between(0, 5).all()
+
+
+def test_predict_and_evaluate_refuse_a_pretraining_run(corpus: Path, tmp_path) -> None:
+    pre = tiny_checkpoint(tmp_path / "pretrain_run", kind="pretrain")
+    for argv in (["predict", "--ckpt", str(pre), str(corpus / "test")],
+                 ["evaluate", "--ckpt", str(pre), "--data", str(corpus)]):
+        with pytest.raises(SystemExit, match=r"step_00000001: a pretrain checkpoint, not an emotion classifier; "
+                                             r"fine-tune it first: python -m finetune train --init ckpt:"):
+            main(argv)
+
+
+def test_nan_weights_or_outputs_are_errors_naming_the_checkpoint(corpus: Path, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    test_dir = str(corpus / "test")
+    for name, value in (("nan", float("nan")), ("overflow", 3e38)):  # 3e38 is finite; the logits are not
+        weights = tiny_checkpoint(tmp_path / name) / "best" / "model.safetensors"
+        state = load_file(str(weights))
+        state["head.classifier.weight"].fill_(value)
+        save_file(state, str(weights))
+        with pytest.raises(SystemExit, match=rf"{name}/best: non-finite|{name}/best: the model outputs NaN/inf"):
+            main(["predict", "--ckpt", str(tmp_path / name), test_dir, "--out", str(tmp_path / f"{name}.csv")])
+        assert not (tmp_path / f"{name}.csv").exists()
+
+
+def test_predict_fails_when_no_input_could_be_decoded(tmp_path) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVE garbage")
+    with pytest.raises(SystemExit, match=r"none of the 2 file\(s\) could be decoded"):
+        main(["predict", "--ckpt", str(ckpt), str(tmp_path / "corrupt.wav"), str(tmp_path / "gone.wav"),
+              "--out", str(tmp_path / "p.csv")])
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_window_seconds_zero_or_negative_is_a_usage_error(tmp_path, capsys) -> None:
+    for value in ("0", "-2"):
+        with pytest.raises(SystemExit) as e:
+            main(["predict", "--ckpt", str(tmp_path), str(tmp_path), "--window-seconds", value])
+        assert e.value.code == 2
+        assert f"--window-seconds={float(value)} is out of range: must be >= 0.025" in capsys.readouterr().err
+
+
+def test_output_paths_are_checked_before_the_work(corpus: Path, tmp_path, monkeypatch) -> None:
+    import finetune.predict
+
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    clip = clip_file(tmp_path / "a.wav", 1.0, 0)
+    monkeypatch.setattr(finetune.predict, "predict_files", lambda *a: pytest.fail("predicted before the check"))
+    with pytest.raises(SystemExit, match=r"--out .*: is a folder; give a file name"):
+        main(["predict", "--ckpt", str(ckpt), str(clip), "--out", str(tmp_path)])
+    monkeypatch.undo()
+    main(["predict", "--ckpt", str(ckpt), str(clip), "--out", str(tmp_path / "new" / "sub" / "p.csv")])
+    assert len(pd.read_csv(tmp_path / "new" / "sub" / "p.csv")) == 1  # a missing folder is created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match=r"--run .*file: is a file, not a folder"):
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "file"), *FAST])
+    with pytest.raises(SystemExit, match=r"--run .*file/run: cannot write into"):
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "file" / "run"), *FAST])
+    with pytest.raises(SystemExit, match=r"--out .*file/m.json: cannot write into"):
+        main(["evaluate", "--ckpt", str(ckpt), "--data", str(corpus), "--out", str(tmp_path / "file" / "m.json")])
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_folder_is_refused_before_training(corpus: Path, tmp_path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    with pytest.raises(SystemExit, match=r"--run .*ro/run: cannot write into"):
+        main(["train", "--data", str(corpus), "--run", str(ro / "run"), *FAST])

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,47 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped wit
 INIT_HELP = "scratch, pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the directory or file and the problem."""
+
+
+def _old(final: Path) -> Path:
+    return final.with_name(final.name + ".old")
+
+
 def atomic_dir_replace(tmp: Path, final: Path) -> None:
-    """Move the finished directory `tmp` to `final`, replacing any older one."""
+    """Move the finished directory `tmp` to `final`, replacing any older one.
+
+    A directory cannot be swapped in one rename, so the old one is first renamed to `final.old`; a
+    kill between the two renames leaves `final.old` complete, and `recover` loads it in `final`'s
+    place until the next save."""
+    old = _old(final)
     if final.exists():
-        old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / META).is_file() and (directory / WEIGHTS).is_file()
+
+
+def recover(directory: Path) -> Path:
+    """`directory`, or its complete `.old` predecessor when a replace was killed halfway."""
+    old = _old(directory)
+    if not is_complete(directory) and is_complete(old):
+        warnings.warn(f"{directory}: missing (a save was interrupted); using the previous checkpoint {old}",
+                      stacklevel=2)
+        return old
+    return directory
+
+
+def check_finite(model: nn.Module, where: str | Path) -> None:
+    """CheckpointError naming `where` if any weight is NaN or infinite."""
+    bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CheckpointError(f"{where}: non-finite (NaN/inf) weights in {len(bad)} tensor(s), e.g. {bad[:3]}")
 
 
 def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -45,6 +77,7 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     model = getattr(model, "module", model)  # DDP
     model = getattr(model, "_orig_mod", model)  # torch.compile
+    check_finite(model, f"refusing to save {directory}")  # a NaN model must never replace a good one
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS))
     meta = {"kind": model_kind(model), "model": to_dict(model.cfg), **(extra or {})}
@@ -57,19 +90,36 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory a user means by `path`: a fine-tuning run folder gives its `best/`,
     a pretraining run folder its latest `checkpoints/step_N/`, anything else itself."""
     path = Path(path)
-    if (path / "best").is_dir():
-        return path / "best"
+    if (path / "best").is_dir() or _old(path / "best").is_dir():
+        return recover(path / "best")
     pointer = path / "checkpoints" / "latest"
     if pointer.is_file():
         return path / "checkpoints" / pointer.read_text().strip()
-    return path
+    return recover(path)
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a w2v2 checkpoint (no {META})")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint metadata ({e}); the checkpoint is damaged") from None
+    if not isinstance(meta, dict) or "kind" not in meta or "model" not in meta:
+        raise CheckpointError(f"{path}: not w2v2 checkpoint metadata (needs 'kind' and 'model')")
+    return meta
+
+
+def _read_weights(directory: Path) -> dict[str, Any]:
+    path = directory / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error type (truncated file, bad header)
+        raise CheckpointError(f"{path}: unreadable weights ({type(e).__name__}: {e}); the file is damaged or "
+                              "truncated") from None
 
 
 def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig | None = None) -> nn.Module:
@@ -78,12 +128,25 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
     kind: the model to return; a pretraining checkpoint loaded as "classifier" keeps its backbone
     and gets a fresh head. cfg: overrides the stored config (same architecture, e.g. other dropout).
     """
+    directory = Path(directory)
     meta = read_meta(directory)
     stored_kind = meta["kind"]
-    cfg = cfg or model_config_from_dict(meta["model"])
-    kind = kind or stored_kind
-    model = build_model(cfg, kind)
-    state = load_file(str(Path(directory) / WEIGHTS))
+    try:
+        cfg = cfg or model_config_from_dict(meta["model"])
+        model = build_model(cfg, kind or stored_kind)
+    except ValueError as e:
+        raise CheckpointError(f"{directory / META}: invalid model config: {e}") from None
+    try:
+        _load_weights(model, kind or stored_kind, stored_kind, _read_weights(directory), directory)
+    except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shapes
+        first = str(e).strip().splitlines()
+        raise CheckpointError(f"{directory}: the weights in {WEIGHTS} do not fit the config in {META} (was "
+                              f"either edited?): {' '.join(first[1:3]) if len(first) > 1 else first[0]}") from None
+    check_finite(model, directory)
+    return model
+
+
+def _load_weights(model: nn.Module, kind: str, stored_kind: str, state: dict[str, Any], directory: Path) -> None:
     if kind == stored_kind:
         model.load_state_dict(state)
     elif kind == "classifier" and isinstance(model, Wav2Vec2ForClassification):
@@ -94,8 +157,7 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
     elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):
         model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     else:
-        raise ValueError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
-    return model
+        raise CheckpointError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
 
 
 def pretrained_names() -> list[str]:

@@ -11,6 +11,8 @@ Paths are relative to the folder holding the CSV. Every problem names the file a
 from __future__ import annotations
 
 import re
+import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,9 +99,25 @@ def _csv_items(path: Path, subdirs: tuple[str, ...] = ()) -> list[Item]:
     return items
 
 
+def duplicates(ids: list[str]) -> list[str]:
+    """Ids that occur more than once, in first-seen order."""
+    counts = Counter(ids)
+    return [i for i in counts if counts[i] > 1]
+
+
+def _unique_ids(path: Path, ids: list[str]) -> None:
+    """Test and submission ids key predictions: a repeated one would give one clip another's row."""
+    dup = duplicates(ids)
+    if dup:
+        raise DatasetError(f"{path}: {len(dup)} duplicate id(s), e.g. {dup[:5]}; every id must be unique")
+
+
 def load_competition(root: Path) -> Dataset:
     train = _csv_items(root / "train.csv", ("train",))
+    if dup := duplicates([it.id for it in train]):  # harmless for training, but usually a merge mistake
+        warnings.warn(f"{root / 'train.csv'}: {len(dup)} duplicate id(s), e.g. {dup[:5]}", stacklevel=2)
     test_df = _read_csv(root / "test.csv", ("id", "path"))
+    _unique_ids(root / "test.csv", list(test_df["id"]))
     test = [Item(id=r.id, path=_resolve(root, r.path, "test")) for r in test_df.itertuples(index=False)]
     submission = None
     if (root / "sample_submission.csv").is_file():
@@ -108,16 +126,34 @@ def load_competition(root: Path) -> Dataset:
         id_col = next((c for c in submission.columns if c.strip().lower() == "id"), None)
         if id_col is None:
             raise DatasetError(f"{path}: no id column; found {list(submission.columns)}")
+        _unique_ids(path, list(submission[id_col]))
         by_id = {t.id: t for t in test}
         unknown = [i for i in submission[id_col] if i not in by_id]
         if unknown:
             raise DatasetError(f"{root / 'sample_submission.csv'}: ids not in test.csv, e.g. {unknown[:3]}")
         test = [by_id[i] for i in submission[id_col]]
-    labels = None
-    if (root / "test_labels.csv").is_file():
-        df = _read_csv(root / "test_labels.csv", ("id", "label"))
-        labels = {r.id: parse_label(r.label, f"{root / 'test_labels.csv'}") for r in df.itertuples(index=False)}
-    return Dataset("competition", root, train, test, submission, labels)
+    return Dataset("competition", root, train, test, submission, _test_labels(root, test))
+
+
+def _test_labels(root: Path, test: list[Item]) -> dict[str, int] | None:
+    """test_labels.csv as {id: label}; test ids it does not cover are warned about (scored without them)."""
+    path = root / "test_labels.csv"
+    if not path.is_file():
+        return None
+    df = _read_csv(path, ("id", "label"))
+    labels = {r.id: parse_label(r.label, f"{path}, row {i}")
+              for i, r in enumerate(df.itertuples(index=False), start=2)}
+    uncovered = [t.id for t in test if t.id not in labels]
+    if uncovered:
+        warnings.warn(f"{path}: no label for {len(uncovered)} of {len(test)} test ids (e.g. {uncovered[:3]}); "
+                      "test metrics cover the labelled ones only", stacklevel=2)
+    return labels
+
+
+def labelled_test(data: Dataset) -> list[Item]:
+    """The test items that test_labels.csv labels, with their label (sample_submission order)."""
+    labels = data.test_labels or {}
+    return [Item(t.id, t.path, labels[t.id], t.speaker) for t in data.test if t.id in labels]
 
 
 def competition_audio(root: Path) -> list[Path]:
@@ -218,15 +254,16 @@ def check_files(items: list[Item]) -> tuple[list[Item], list[tuple[Item, str]]]:
 def speaker_split(items: list[Item], val_fraction: float = 0.15, seed: int = 0,
                   val_speakers: list[str] | None = None) -> tuple[list[Item], list[Item]]:
     """(train, validation). With speakers known, whole speakers go to validation (never in both);
-    otherwise a per-class stratified random split."""
+    otherwise (see `no_speaker_split`) a per-class stratified random split."""
     rng = np.random.default_rng(seed)
+    why_random = no_speaker_split(items) if not val_speakers else None
     if val_speakers:
         known = {it.speaker for it in items}
         unknown = [s for s in val_speakers if s not in known]
         if unknown:
             raise DatasetError(f"--val-speakers: unknown speaker(s) {unknown}; known: {sorted(map(str, known))[:20]}")
         chosen = set(val_speakers)
-    elif all(it.speaker for it in items) and len({it.speaker for it in items}) >= 2:
+    elif why_random is None:
         speakers = sorted({it.speaker for it in items})
         rng.shuffle(speakers)
         counts = {s: sum(it.speaker == s for it in items) for s in speakers}
@@ -244,4 +281,18 @@ def speaker_split(items: list[Item], val_fraction: float = 0.15, seed: int = 0,
             val_idx += idx[:max(1, round(val_fraction * len(idx)))] if len(idx) > 1 else []
         val_set = set(val_idx)
         return [it for i, it in enumerate(items) if i not in val_set], [items[i] for i in sorted(val_set)]
+    # rows without a speaker (possible with --val-speakers) train: they cannot be in a chosen speaker
     return [it for it in items if it.speaker not in chosen], [it for it in items if it.speaker in chosen]
+
+
+def no_speaker_split(items: list[Item]) -> str | None:
+    """Why `items` cannot be split by speaker (None when they can): validation needs a speaker of
+    its own, and a row without a speaker could be any of them."""
+    unknown = sum(not it.speaker for it in items)
+    if unknown == len(items):
+        return "no speaker information"
+    if unknown:
+        return f"{unknown} of {len(items)} rows have no speaker"
+    if len({it.speaker for it in items}) < 2:
+        return "only one speaker"
+    return None

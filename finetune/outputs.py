@@ -1,0 +1,54 @@
+"""Output paths, checked before any work starts: a long run must never end unable to write its result,
+and a re-run must never mix with, or silently replace, an earlier run's files."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+# everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best.")
+RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv", "submission.tmp", "curves.png",
+               "confusion_matrix.png", "confusion_matrix_test.png", "best", "best.old")
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written; the message names it."""
+
+
+def _probe(folder: Path, what: str) -> None:
+    """Create `folder` if needed and prove a file can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OutputError(f"{what}: cannot write into {folder} ({e.strerror or e})") from None
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """A file we will write at the end: not a folder, in a folder that exists (created) and is writable."""
+    if path.is_dir():
+        raise OutputError(f"{what} {path}: is a folder; give a file name, e.g. {path / 'predictions.csv'}")
+    _probe(path.parent, f"{what} {path}")
+
+
+def previous_outputs(run: Path) -> list[Path]:
+    return sorted(p for p in run.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith(".best."))
+
+
+def prepare_run(run: Path, overwrite: bool) -> None:
+    """A writable run folder holding no earlier run's outputs. An earlier run (finished, or killed:
+    no metrics.json) is refused, or with `overwrite` its outputs are removed first; other files stay."""
+    if run.exists() and not run.is_dir():
+        raise OutputError(f"--run {run}: is a file, not a folder")
+    old = previous_outputs(run) if run.is_dir() else []
+    if old and not overwrite:
+        state = "a finished run" if (run / "metrics.json").is_file() else "an unfinished run (no metrics.json)"
+        raise OutputError(f"--run {run}: already holds {state} ({', '.join(p.name for p in old)}); pass --overwrite "
+                          "to replace it with a new run from epoch 1, or choose another --run")
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if old:
+        print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
+    _probe(run, f"--run {run}")

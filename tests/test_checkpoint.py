@@ -1,0 +1,97 @@
+"""Checkpoints: a killed replace stays loadable; damaged or edited files and NaN weights are clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from w2v2 import checkpoint
+from w2v2.checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
+from w2v2.config import preset
+from w2v2.model import build_model
+
+
+def classifier(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(preset("tiny"), "classifier")
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_a_kill_between_the_two_renames_of_a_replace_leaves_the_previous_model_loadable(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    first, second, third = classifier(0), classifier(1), classifier(2)
+    save_model(first, run / "best")
+    real_replace, calls = os.replace, []
+
+    def killed_after_first_rename(src, dst):  # the process dies after best -> best.old
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_after_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(second, run / "best")
+    monkeypatch.setattr(checkpoint.os, "replace", real_replace)
+    assert not (run / "best").exists() and (run / "best.old").is_dir()
+    with pytest.warns(UserWarning, match="a save was interrupted"):
+        for where in (run, run / "best"):  # a run folder or its best/: both find best.old
+            assert resolve_checkpoint(where) == run / "best.old"
+            assert same_weights(load_model(resolve_checkpoint(where)), first)
+    save_model(third, run / "best")  # the next save completes the replace and removes best.old
+    assert same_weights(load_model(resolve_checkpoint(run)), third) and not (run / "best.old").exists()
+
+
+def test_damaged_or_edited_checkpoint_files_are_errors_naming_the_file(tmp_path) -> None:
+    good = save_model(classifier(0), tmp_path / "good")
+    truncated = save_model(classifier(0), tmp_path / "truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"truncated/model.safetensors: unreadable weights"):
+        load_model(truncated)
+    garbage = save_model(classifier(0), tmp_path / "garbage")
+    (garbage / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match=r"garbage/model.safetensors: unreadable weights"):
+        load_model(garbage)
+    edited = save_model(classifier(0), tmp_path / "edited")
+    meta = json.loads((edited / "w2v2.json").read_text())
+    meta["model"]["context"]["dim"] = 32  # heads 4 still divide it, so the model builds; the weights cannot fit
+    (edited / "w2v2.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"edited: the weights in model.safetensors do not fit the config"):
+        load_model(edited)
+    meta["model"]["context"]["dropout"] = 3.0
+    (edited / "w2v2.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"edited/w2v2.json: invalid model config: context.dropout=3.0"):
+        load_model(edited)
+    cut = (good / "w2v2.json").read_text()[:100]
+    (good / "w2v2.json").write_text(cut)
+    with pytest.raises(CheckpointError, match=r"good/w2v2.json: unreadable checkpoint metadata"):
+        load_model(good)
+
+
+def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    model = classifier(0)
+    save_model(model, tmp_path / "best")
+    with torch.no_grad():
+        model.head.classifier.weight[0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"refusing to save .*best: non-finite .*'head.classifier.weight'"):
+        save_model(model, tmp_path / "best")
+    assert load_model(tmp_path / "best") is not None  # the good one is still there
+    # written behind save_model's back (another tool, a bit flip): loading names it
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "best" / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"best: non-finite \(NaN/inf\) weights in 1 tensor"):
+        load_model(tmp_path / "best")
+
+
+def test_a_checkpoint_path_that_is_no_checkpoint_says_so(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
+        load_model(tmp_path)
