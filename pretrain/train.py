@@ -26,7 +26,7 @@ from pretrain.data import Clip, load_batch, scan, summarize_bad
 from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
 from w2v2.audio import SAMPLE_RATE
 from w2v2.batching import BucketBatchSampler, collate_waves
-from w2v2.checkpoint import load_init
+from w2v2.checkpoint import load_init, read_meta
 from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
 from w2v2.model import build_model
@@ -94,6 +94,9 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
+    resume_from = {"auto": latest_checkpoint(run), "none": None}.get(cfg.resume, Path(cfg.resume))
+    if resume_from is not None:  # before anything of the run is overwritten
+        check_same_model(resume_from, model_cfg)
     rank, world, device = setup_distributed(cfg)
     main_rank = rank == 0
     if main_rank:
@@ -118,7 +121,6 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
                             weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0}
-    resume_from = {"auto": latest_checkpoint(run), "none": None}.get(cfg.resume, Path(cfg.resume))
     if resume_from is not None:
         trainer.update(load_checkpoint(resume_from, model, opt, sched))
         if main_rank:
@@ -127,6 +129,8 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
         model.load_state_dict(load_init(cfg.init, "pretrain").state_dict())
         if main_rank:
             print(f"starting from the weights of {cfg.init}")
+    if main_rank:
+        trim_log(run / "log.jsonl", trainer["step"])
     ddp = model
     if cfg.compile:
         ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic
@@ -144,6 +148,42 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
             (run / "ddp_check.json").write_text(json.dumps(checks))
         dist.destroy_process_group()
     return stats
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def check_same_model(checkpoint: Path, model_cfg: ModelConfig) -> None:
+    """ValueError listing the differences when `checkpoint` holds another model config than this run's."""
+    stored, wanted = flat(read_meta(checkpoint)["model"]), flat(to_dict(model_cfg))
+    diff = [f"{k}: {stored.get(k)} -> {wanted.get(k)}" for k in sorted(stored.keys() | wanted.keys())
+            if stored.get(k) != wanted.get(k)]
+    if diff:
+        raise ValueError(f"{checkpoint} was trained with another model config ({'; '.join(diff[:5])}"
+                         f"{f'; and {len(diff) - 5} more' if len(diff) > 5 else ''}): resume with the run's own "
+                         "config, start over with resume=none, or use another run_dir")
+
+
+def logged_step(line: str) -> int | None:
+    """The step of one log.jsonl line; None for a line cut short by a kill."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop log records after `step` (the resumed checkpoint's): the run logs those steps again."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if (n := logged_step(line)) is not None and n <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
 
 
 def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, trainer, device, rank,

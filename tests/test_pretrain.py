@@ -166,3 +166,26 @@ def test_a_competition_folder_gives_its_train_and_test_audio_and_no_labels(tmp_p
     (tmp_path / "extra.tsv").write_text("path\tnum_samples\nextra.wav\t8000\n")
     clips, _ = scan([tmp_path / "comp", tmp_path / "extra.tsv"], min_samples=400)
     assert {c.path.resolve() for c in clips} == expected | {(tmp_path / "extra.wav").resolve()}
+
+
+def test_resuming_logs_each_step_once_and_refuses_another_architecture(audio: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from pretrain.__main__ import main
+
+    run = tmp_path / "run"
+    common = [f"data.path={audio}", "log_every=1", "save_every=2", f"run_dir={run}", *FAST]
+    main([*common, "optim.max_steps=3"])
+    # as if killed after logging step 3 but before its checkpoint: latest is step 2
+    shutil.rmtree(run / "checkpoints" / "step_00000003")
+    (run / "checkpoints" / "latest").write_text("step_00000002\n")
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 4, "loss"')  # a line cut short by the kill
+    main([*common, "optim.max_steps=4"])
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    config = (run / "config.yaml").read_text()
+    with pytest.raises(SystemExit, match=r"step_00000004 was trained with another model config "
+                                         r"\(context.layers: 2 -> 3\).*resume=none"):
+        main([*common, "optim.max_steps=6", "model.context.layers=3"])
+    assert (run / "config.yaml").read_text() == config  # the run's own config is untouched
