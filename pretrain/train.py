@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pretrain.config import PretrainConfig
@@ -135,7 +136,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if cfg.compile:
         ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic
     if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
+        ddp = DistributedDataParallel(
             ddp, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.context.layerdrop > 0)
     amp, scaler = amp_context(cfg, device)
@@ -186,6 +187,66 @@ def trim_log(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
+Prepared = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # wave, padding_mask, mask, negatives
+
+
+def prepare(model, clips: list[Clip], micro: list[int], max_samples: int, gen: torch.Generator,
+            failed: dict[str, str], device: torch.device) -> Prepared | None:
+    """One micro-batch on `device` with its mask and negatives drawn; None when no clip decoded."""
+    waves = load_batch(clips, micro, max_samples, gen, failed)
+    if not waves:
+        return None
+    wave, padding_mask = collate_waves(waves)
+    wave, padding_mask = wave.to(device), padding_mask.to(device)
+    mask, negatives = model.draw_targets(wave, padding_mask, gen)
+    return wave, padding_mask, mask, negatives
+
+
+def agree(values: torch.Tensor, op: dist.ReduceOp.RedOpType) -> torch.Tensor:
+    """`values` reduced over every rank (themselves in a single process)."""
+    if dist.is_initialized():
+        dist.all_reduce(values, op=op)
+    return values
+
+
+def accumulate(ddp: torch.nn.Module, amp, scaler, prepared: list[Prepared | None],
+               device: torch.device) -> tuple[list, str]:
+    """Forward and backward of one update's micro-batches -> (detached outputs, "ok" | "empty" | "nonfinite").
+
+    Every rank takes the same branch, or DDP's gradient all-reduce would wait forever for a rank that
+    skipped its backward: a micro-batch empty on any rank is left out on all (decided before any
+    forward, as DDP's forward may broadcast buffers), and a non-finite loss on any rank skips the
+    update on all (decided before the one synchronising backward). Gradients sync once per update
+    (no_sync on the other micro-batches, as nanoGPT), and the loss is normalised by the masked frames
+    of the whole update summed over ranks, so every masked frame weighs the same (minimal_hubert)."""
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    n = len(prepared)
+    local = torch.tensor([float(p is None) for p in prepared] + [float(p[2].sum()) if p else 0.0 for p in prepared],
+                         device=device)
+    total = agree(local, dist.ReduceOp.SUM).cpu()
+    runnable = [i for i in range(n) if total[i] == 0]
+    if not runnable:
+        return [], "empty"
+    frames = float(sum(total[n + i] for i in runnable))
+    outs, bad = [], False
+    for k, i in enumerate(runnable):
+        wave, padding_mask, mask, negatives = prepared[i]
+        last = k == len(runnable) - 1
+        sync = nullcontext() if last or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync()
+        with sync:
+            with amp:
+                out = ddp(wave, padding_mask, mask=mask, negative_indices=negatives)
+            # DDP averages gradients over ranks: times world, the sum over all ranks' frames / frames
+            loss = out.loss * world / max(frames, 1.0)
+            bad = bad or not bool(torch.isfinite(loss))
+            if last:
+                bad = bool(agree(torch.tensor(float(bad), device=device), dist.ReduceOp.MAX))
+            if not bad:
+                (scaler.scale(loss) if scaler else loss).backward()
+        outs.append(type(out)(*(t.detach() for t in out)))
+    return outs, "nonfinite" if bad else "ok"
+
+
 def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, trainer, device, rank,
          max_samples) -> dict:
     run, main_rank = Path(cfg.run_dir), rank == 0
@@ -204,28 +265,17 @@ def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, t
             gen = reseed(cfg, step, rank)
             model.set_step(step)
             opt.zero_grad(set_to_none=True)
-            logs, ok = [], True
-            for micro in batches[b:b + o.accumulate]:
-                seen.update((trainer["epoch"], i) for i in micro)
-                waves = load_batch(clips, micro, max_samples, gen, failed)
-                if not waves:
-                    continue
-                wave, padding_mask = collate_waves(waves)
-                audio_s += float((~padding_mask).sum()) / SAMPLE_RATE
-                wave, padding_mask = wave.to(device), padding_mask.to(device)
-                mask, negatives = model.draw_targets(wave, padding_mask, gen)
-                with amp:
-                    out = ddp(wave, padding_mask, mask=mask, negative_indices=negatives)
-                loss = out.loss / out.num_masked.clamp(min=1) / o.accumulate
-                if not torch.isfinite(loss):
-                    ok = False
-                    break
-                (scaler.scale(loss) if scaler else loss).backward()
-                logs.append(type(out)(*(t.detach() for t in out)))
+            micros = batches[b:b + o.accumulate]
+            seen.update((trainer["epoch"], i) for micro in micros for i in micro)
+            prepared = [prepare(model, clips, micro, max_samples, gen, failed, device) for micro in micros]
+            audio_s += sum(float((~p[1]).sum()) for p in prepared if p is not None) / SAMPLE_RATE
+            logs, status = accumulate(ddp, amp, scaler, prepared, device)
             trainer["batch"] = b + o.accumulate
-            if not ok or not logs:
-                nonfinite_run += not ok
-                trainer["nonfinite_total"] += not ok
+            if status != "ok":
+                nonfinite_run += status == "nonfinite"
+                trainer["nonfinite_total"] += status == "nonfinite"
+                if status == "nonfinite" and main_rank:
+                    bar.write(f"step {step + 1}: non-finite loss (on at least one rank): update skipped on every rank")
                 if nonfinite_run >= cfg.max_nonfinite:
                     raise RuntimeError(f"{nonfinite_run} non-finite losses in a row at step {step}: lower optim.lr, "
                                        "use optim.amp=none or check the data; the last checkpoint is intact")

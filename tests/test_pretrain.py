@@ -189,3 +189,22 @@ def test_resuming_logs_each_step_once_and_refuses_another_architecture(audio: Pa
                                          r"\(context.layers: 2 -> 3\).*resume=none"):
         main([*common, "optim.max_steps=6", "model.context.layers=3"])
     assert (run / "config.yaml").read_text() == config  # the run's own config is untouched
+
+
+def test_ddp_a_nan_or_an_empty_batch_on_one_rank_is_skipped_by_both_and_never_hangs(audio: Path, tmp_path: Path):
+    import torch
+
+    # rank 1's third micro-batch holds a NaN; rank 0's sixth decodes nothing (2 micro-batches per update)
+    faults = ["nan:1:3", "empty:0:6"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29518",
+           str(ROOT / "tests" / "ddp_fault_worker.py"), *faults, "--", f"data.path={audio}", "optim.max_steps=4",
+           "optim.accumulate=2", "log_every=1", "save_every=4", "model.context.layerdrop=0.2", f"run_dir={tmp_path}",
+           *FAST[:-1], "threads=1"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("non-finite loss (on at least one rank): update skipped on every rank") == 1
+    checks = json.loads((tmp_path / "ddp_check.json").read_text())
+    assert checks[0]["param_sum"] == checks[1]["param_sum"]  # both ranks took the same branches
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    state = torch.load(tmp_path / "checkpoints" / "step_00000004" / "trainer.pt", weights_only=True)
+    assert state["nonfinite_total"] == 1
