@@ -2,7 +2,7 @@
 
 Bad clips never stop a run mid-epoch: a file that fails to decode is skipped with a warning,
 NaN/inf samples become zeros (warned), clips shorter than the CNN's receptive field are
-zero-extended, silence is left as it is.
+zero-extended (warned), silence is left as it is.
 """
 
 from __future__ import annotations
@@ -33,13 +33,17 @@ class AudioCache:
     @staticmethod
     def _load(item: Item) -> torch.Tensor | None:
         try:
-            return load_audio(item.path)
+            wave = load_audio(item.path)
         except AudioError as e:
             if "NaN" not in e.problem:
                 warnings.warn(f"skipping {e}", stacklevel=2)
                 return None
             warnings.warn(f"{item.path}: NaN/inf samples replaced by zeros", stacklevel=2)
-            return load_audio(item.path, nonfinite="zero")
+            wave = load_audio(item.path, nonfinite="zero")
+        if wave.numel() < MIN_SAMPLES:  # collate_waves zero-extends it: mostly silence the model sees
+            warnings.warn(f"{item.path}: {wave.numel()} samples at 16 kHz, shorter than the model's "
+                          f"{MIN_SAMPLES} (25 ms): zero-extended", stacklevel=2)
+        return wave
 
 
 def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.Tensor:

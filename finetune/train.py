@@ -129,10 +129,13 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         loss, step = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch)
-        if not all(bool(p.isfinite().all()) for p in model.parameters()):
-            raise ValueError(f"the weights became NaN/inf in epoch {epoch}: lower lr_head/lr_backbone; "
-                             + (f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"))
-        metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
+        kept = f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"
+        try:
+            if not all(bool(p.isfinite().all()) for p in model.parameters()):
+                raise ValueError("the weights became NaN/inf")
+            metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
+        except ValueError as e:  # a diverged model: never saved as best/
+            raise ValueError(f"epoch {epoch}: {e}; lower lr_head/lr_backbone ({kept})") from None
         history.append({"epoch": epoch, "step": step, "train_loss": loss, "val_uar": metrics["uar"],
                         "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
         with open(run / "history.jsonl", "a") as f:

@@ -37,6 +37,7 @@ def test_round_trip_through_dict() -> None:
 @pytest.mark.parametrize(("override", "message"), [
     ("lr_head=-0.001", "lr_head=-0.001 is out of range: must be >= 0"),
     ("lr_head=.nan", "lr_head: expected a finite number, got nan"),
+    ("lr_head=nan", "lr_head: expected a finite number, got nan"),
     ("batch_size=0", "batch_size=0 is out of range: must be >= 1"),
     ("batch_size=-4", "batch_size=-4 is out of range: must be >= 1"),
     ("crop_seconds=0", "crop_seconds=0.0 is out of range: must be >= 0.025"),
@@ -75,8 +76,11 @@ def test_shipped_configs_are_in_range_and_the_edges_allowed() -> None:
         resolve_config(f"configs/finetune/{name}.yaml", [])
     for name in ("tiny", "small", "base", "large"):
         resolve(f"configs/pretrain/{name}.yaml", [])
-    cfg = resolve_config(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1"])
-    assert (cfg.lr_backbone, cfg.crop_seconds, cfg.warmup_fraction) == (0.0, 0.025, 1.0)
+    cfg = resolve_config(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1",
+                                "lr_head=3e-4"])  # YAML 1.1 reads 3e-4 as a string; a float field takes it
+    assert (cfg.lr_backbone, cfg.crop_seconds, cfg.warmup_fraction, cfg.lr_head) == (0.0, 0.025, 1.0, 3e-4)
+    with pytest.raises(ValueError, match="lr_head: expected a number, got 'fast'"):
+        resolve_config(None, ["lr_head=fast"])
 
 
 def test_malformed_yaml_names_the_file_and_line_in_both_clis(tmp_path) -> None:

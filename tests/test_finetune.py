@@ -100,8 +100,12 @@ def test_bad_clips_are_reported_up_front_and_never_crash_training(corpus: Path, 
     pd.concat([rows[["path", "label", "speaker"]], extra]).to_csv(data / "labels.csv", index=False)
     with pytest.raises(SystemExit, match="--skip-bad"):
         main(["train", "--data", str(data), "--run", str(tmp_path / "r1"), *FAST])
-    with pytest.warns(UserWarning, match="NaN"):
+    with pytest.warns(UserWarning) as caught:
         main(["train", "--data", str(data), "--run", str(tmp_path / "r2"), "--skip-bad", "augment=false", *FAST])
+    messages = [str(w.message) for w in caught]
+    assert any("nan.wav: NaN/inf samples replaced by zeros" in m for m in messages)
+    assert any("short.wav: 100 samples at 16 kHz, shorter than the model's 400 (25 ms): zero-extended" in m
+               for m in messages)
     assert json.loads((tmp_path / "r2" / "metrics.json").read_text())["validation"]["n"] > 0
 
 
@@ -301,3 +305,9 @@ def test_a_read_only_run_folder_is_refused_before_training(corpus: Path, tmp_pat
     ro.chmod(0o500)
     with pytest.raises(SystemExit, match=r"--run .*ro/run: cannot write into"):
         main(["train", "--data", str(corpus), "--run", str(ro / "run"), *FAST])
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_model(corpus: Path, tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"epoch 1: .*NaN/inf.*lower lr_head/lr_backbone \(no model was saved\)"):
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "r"), *FAST, "lr_head=1e30", "lr_backbone=1e30"])
+    assert not (tmp_path / "r" / "best").exists()
