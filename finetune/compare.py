@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -141,6 +142,7 @@ def run_finetune(args: argparse.Namespace, arm: str, seed: int, train_items: lis
     cfg = finetune_config(args, arm, seed)
     # train() splits off the same validation clips as the probe: speaker_split, same items, fraction, seed
     subset = Dataset(data.layout, data.root, train_items, test_items, None, {it.id: it.label for it in test_items})
+    shutil.rmtree(folder, ignore_errors=True)  # a run killed before it reached results.json starts over
     result = train(subset, cfg, folder)
     return {"test": result["test"], "validation": result["validation"], "train_seconds": result["train_seconds"]}
 

@@ -1,0 +1,141 @@
+"""python -m pretrain.card RUN OUT_DIR [--name small]: ship a pretraining run as a w2v2 checkpoint with a
+model card.
+
+OUT_DIR gets the run's latest checkpoint (model.safetensors + w2v2.json, the resolved config and the
+pretraining recipe), its curves (curves.png) and README.md: what data (hours, clips, speakers where a
+manifest says), how many updates, wall time, throughput, the final contrastive accuracy and code
+perplexity, and the data's licences. Every figure is read from the run (log.jsonl, config.yaml) and
+from the data it names, so the card cannot drift from the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import yaml
+from safetensors.torch import load_file
+
+from pretrain.plots import plot_log
+from w2v2.checkpoint import META, WEIGHTS, read_meta, resolve_checkpoint
+
+# What we know of the corpora this project pretrains on; anything else is listed by path only.
+KNOWN_DATA = {
+    "speechocean762": "speechocean762 (Zhang et al., 2021, *speechocean762: An Open-Source Non-native English Speech "
+                      "Corpus For Pronunciation Assessment*, arXiv:2104.01378): read English by 250 Mandarin-native "
+                      "speakers, children and adults; free for commercial and non-commercial use, cite the paper",
+    "ljspeech": "LJ Speech 1.1 (Keith Ito, 2017; LibriVox recordings): one female English reader; public domain",
+}
+
+
+def source_facts(path: str) -> dict:
+    """Clips, hours and speakers of one pretraining source (from a manifest's num_samples / speaker)."""
+    p = Path(path)
+    facts = {"path": path, "description": next((d for k, d in KNOWN_DATA.items() if k in path.lower()), path)}
+    if p.is_file():
+        with open(p, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
+        if rows and "num_samples" in rows[0]:
+            facts["clips"] = len(rows)
+            facts["hours"] = sum(int(r["num_samples"]) for r in rows) / 16000 / 3600
+        if rows and "speaker" in rows[0]:
+            facts["speakers"] = len({r["speaker"] for r in rows})
+    return facts
+
+
+def run_facts(run: Path) -> dict:
+    """Final figures of a run: step, wall time, throughput, accuracy and perplexity (mean of the last 5 logs)."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    last = rows[-5:]
+    wall = rows[-1].get("elapsed_s") or (run / "log.jsonl").stat().st_mtime - (run / "config.yaml").stat().st_mtime
+    return {"steps": rows[-1]["step"], "wall_minutes": wall / 60,
+            "audio_seconds_per_second": rows[-1]["audio_seconds_per_second"],
+            "accuracy": statistics.mean(r["accuracy"] for r in last),
+            "perplexity": statistics.mean(r["perplexity"] for r in last),
+            "contrastive": statistics.mean(r["contrastive"] for r in last),
+            "first_accuracy": rows[0]["accuracy"]}
+
+
+def write_card(run: Path, out: Path, name: str) -> Path:
+    ckpt = resolve_checkpoint(run)
+    meta = read_meta(ckpt)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (WEIGHTS, META):
+        shutil.copy2(ckpt / f, out / f)
+    plot_log(run / "log.jsonl", out / "curves.png")
+    paths = cfg["data"]["path"]
+    sources = [source_facts(p) for p in ([paths] if isinstance(paths, str) else paths)]
+    r = run_facts(run)
+    model, optim = meta["model"], cfg["optim"]
+    params = sum(t.numel() for t in load_file(str(out / WEIGHTS)).values())
+    hours = sum(s.get("hours", 0) for s in sources)
+    lines = [
+        f"# w2v2 `{name}`: wav2vec 2.0 pretrained on {hours:.1f} h of speech",
+        "",
+        f"A {params / 1e6:.1f}M-parameter wav2vec 2.0 (Baevski et al., 2020) pretraining model, written and "
+        "trained with w2v2 on 2 CPU cores. Use it as the starting point for emotion recognition "
+        f"(`python -m finetune train --data DIR --init pretrained:{name}`) or for continued pretraining on your "
+        f"own audio (`python -m pretrain init=pretrained:{name} data.path=DIR`, with the recipe of "
+        f"`configs/pretrain/{name}.yaml` where the project has one).",
+        "",
+        "## Architecture",
+        f"- CNN feature encoder: channels {model['encoder']['conv_dim']}, {model['encoder']['norm']} norm, "
+        "20 ms frames, 25 ms receptive field" + (", waveform normalised per utterance" if model["normalize_waveform"]
+                                                 else ""),
+        f"- Transformer: {model['context']['layers']} layers, width {model['context']['dim']}, "
+        f"{model['context']['heads']} heads, FFN {model['context']['ffn_dim']}, "
+        f"{'pre' if model['context']['layer_norm_first'] else 'post'}-LN, conv. positions "
+        f"(kernel {model['context']['pos_conv_kernel']})",
+        f"- Quantizer: {model['quantizer']['groups']} groups x {model['quantizer']['codewords']} codewords",
+        "",
+        "## Data",
+    ]
+    for s in sources:
+        extra = ", ".join(f"{s[k]:.2f} h" if k == "hours" else f"{s[k]} {k}" for k in ("hours", "clips", "speakers")
+                          if k in s)
+        lines.append(f"- {s['description']}" + (f" ({extra})" if extra else ""))
+    known = all(any(k in s["path"].lower() for k in KNOWN_DATA) for s in sources)
+    lines += [
+        "",
+        "Only freely licensed audio went into these weights (no emotional or non-commercial data)." if known else
+        "Check the licences of the data above before you share these weights.",
+        "",
+        "## Training",
+        f"- {r['steps']} updates of at most {cfg['data']['max_batch_seconds']:.0f} s of padded audio "
+        f"({cfg['data']['max_seconds']:.0f} s random crops), AdamW lr {optim['lr']} ({optim['warmup_steps']} warmup, "
+        f"{optim['decay']} decay), mask {model['masking']['mask_prob']}/{model['masking']['mask_length']}, "
+        f"{model['objective']['num_negatives']} distractors, "
+        f"diversity weight {model['objective']['diversity_weight']}, "
+        f"Gumbel temperature {model['quantizer']['temp_max']} -> {model['quantizer']['temp_min']}",
+        f"- Wall time {r['wall_minutes']:.0f} min on 2 CPU cores, {r['audio_seconds_per_second']:.0f} audio-s/s",
+        f"- Final (mean of the last 5 logged steps): contrastive accuracy {r['accuracy']:.3f} "
+        f"(step 1: {r['first_accuracy']:.3f}), contrastive loss {r['contrastive']:.3f}, code perplexity "
+        f"{r['perplexity']:.1f} of {model['quantizer']['groups'] * model['quantizer']['codewords']}",
+        f"- The full resolved config and pretraining recipe are in `{META}`",
+        "",
+        "![pretraining curves](curves.png)",
+        "",
+        "## Licence and attribution",
+        "The weights are released under the MIT licence, as the code. They were learned from: "
+        + "; ".join(s["description"] for s in sources) + ".",
+    ]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pretrain.card", description=__doc__.split("\n")[0])
+    p.add_argument("run", type=Path, help="a pretraining run folder")
+    p.add_argument("out", type=Path, help="the checkpoint folder to write (e.g. w2v2/pretrained/small)")
+    p.add_argument("--name", default="small", help="the short name users pass as init=pretrained:NAME")
+    args = p.parse_args(argv)
+    print(f"wrote {write_card(args.run, args.out, args.name)}")
+
+
+if __name__ == "__main__":
+    main()
