@@ -1,9 +1,11 @@
 """python -m finetune [train|evaluate|predict] ...; with no arguments, the zero-download demo.
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
-                           [--config YAML] key=value ...
-  python -m finetune evaluate --ckpt RUN --data DIR
-  python -m finetune predict --ckpt RUN FILES_OR_DIRS... [--out preds.csv]
+                           [--config YAML] [--folds K] key=value ...
+  python -m finetune evaluate --ckpt RUN [--ckpt RUN2 ...] --data DIR [--tta 0.9,1,1.1]
+  python -m finetune predict --ckpt RUN [--ckpt RUN2 ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
+  python -m finetune submit --ckpt RUN [--ckpt RUN2 ...] --data COMPETITION_DIR --out DIR
+Several --ckpt (run folders, checkpoints or k-fold parents) are an ensemble: probabilities averaged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from finetune.config import FinetuneConfig, resolve_config
@@ -34,23 +37,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--run", type=Path, help="run folder (default runs/finetune-<time>)")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run in the --run folder")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
+    t.add_argument("--folds", type=folds, help="train K models, each validated on its K-th of the clips "
+                   "(speaker-disjoint where speakers are known): fold_1..K/, out-of-fold metrics, ensemble submission")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
-    e.add_argument("--ckpt", required=True, type=Path, help="run folder (or its best/ checkpoint)")
+    add_ckpt(e)
     e.add_argument("--data", required=True, type=Path)
     e.add_argument("--layout", choices=LAYOUTS)
     e.add_argument("--skip-bad", action="store_true")
     e.add_argument("--out", type=Path, help="write the metrics JSON here")
+    add_tta(e)
     r = sub.add_parser("predict", help="emotion of each audio file (long files in windows)")
-    r.add_argument("--ckpt", required=True, type=Path)
+    add_ckpt(r)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
-    r.add_argument("--window-seconds", type=window_seconds, default=8.0)
+    r.add_argument("--window-seconds", type=seconds("--window-seconds"), default=8.0)
+    r.add_argument("--hop-seconds", type=seconds("--hop-seconds"), help="window hop (default: half a window)")
+    r.add_argument("--timeline", type=Path, metavar="DIR", help="per file, DIR/NAME.csv of each window's "
+                   "probabilities (start_s,end_s,p_angry,...) and DIR/NAME.png, the six over time")
+    add_tta(r)
+    m = sub.add_parser("submit", help="submission.csv and test_probs.csv of a competition folder (ensembles too)")
+    add_ckpt(m)
+    m.add_argument("--data", required=True, type=Path, help="competition folder (test.csv, sample_submission.csv)")
+    m.add_argument("--out", required=True, type=Path, help="folder for submission.csv and test_probs.csv")
+    m.add_argument("--skip-bad", action="store_true", help="predict unreadable test files as silence")
+    add_tta(m)
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command == "evaluate"):
+    if bad or (rest and args.command in ("evaluate", "submit")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
     if args.command == "train":
         args.overrides += rest
@@ -59,12 +75,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def window_seconds(text: str) -> float:
-    """--window-seconds, held to the range of the config field it stands for."""
+def add_ckpt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, type=Path, action="append",
+                   help="run folder, its best/ checkpoint or a k-fold parent; repeat for an ensemble")
+
+
+def add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", type=tta_speeds, default=(), metavar="SPEEDS",
+                   help="test-time augmentation: also predict each window at these speeds, e.g. 0.9,1,1.1")
+
+
+def seconds(flag: str) -> Callable[[str], float]:
+    """A duration option, held to the range of the window_seconds config field (the CNN's 25 ms and up)."""
+    def parse(text: str) -> float:
+        try:
+            return check_range(FinetuneConfig, "window_seconds", float(text), flag)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+def tta_speeds(text: str) -> tuple[float, ...]:
+    """--tta 0.9,1,1.1 -> (0.9, 1.0, 1.1), held to the range of the tta config field."""
     try:
-        return check_range(FinetuneConfig, "window_seconds", float(text), "--window-seconds")
+        return check_range(FinetuneConfig, "tta", tuple(float(v) for v in text.split(",")), "--tta")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def folds(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"--folds {text}: give a whole number of folds, at least 2")
+    return int(text)
 
 
 def checked(items: list, skip_bad: bool, what: str) -> list:
@@ -94,46 +136,84 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
+    if args.folds:
+        from finetune.folds import train_folds
+
+        if args.val_speakers:
+            raise ValueError("--folds chooses the validation speakers of every fold: drop --val-speakers")
+        result = train_folds(data, cfg, run, args.folds)
+        report(result, run, f"fold_1..{args.folds}/, oof_probs.csv, confusion_matrix_oof.png")
+        return result
     val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     result = train(data, cfg, run, val_speakers)
-    report(result, run)
+    report(result, run, "confusion_matrix.png, curves.png, val_probs.csv, best/")
     return result
 
 
-def report(result: dict, run: Path) -> None:
-    for split in ("validation", "test"):
+def metrics_line(m: dict) -> str:
+    return f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({m['n']} clips)"
+
+
+def report(result: dict, run: Path, files: str) -> None:
+    for split, name in (("validation", "validation"), ("oof", "out-of-fold"), ("test", "test")):
         if split in result:
-            m = result[split]
-            print(f"{split:>10}: accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}"
-                  f"  ({m['n']} clips)")
-    print(f"run folder: {run}  (metrics.json, confusion_matrix.png, curves.png, best/)")
+            print(f"{name:>11}: {metrics_line(result[split])}")
+    print(f"run folder: {run}  (metrics.json, {files})")
     if "submission" in result:
-        print(f"submission: {result['submission']}")
+        print(f"submission: {result['submission']} (probabilities: test_probs.csv)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
+    """Metrics of one model or an ensemble (each member with the window it was trained with)."""
     from finetune.data import AudioCache
-    from finetune.model import load_classifier
-    from finetune.train import evaluate_items
-    from w2v2.checkpoint import CheckpointError, read_meta
+    from finetune.ensemble import ensemble_probs, members
+    from finetune.train import cached_waves
+    from w2v2.metrics import classification_metrics
 
     if args.out:
         check_output_file(args.out, "--out")
-    model, ckpt = load_classifier(args.ckpt)
-    window = read_meta(ckpt).get("finetune", {}).get("window_seconds", 8.0)
+    ckpts = members(args.ckpt)
     data = load_dataset(args.data, args.layout)
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.test_labels else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    try:
-        metrics, _ = evaluate_items(model, items, AudioCache(items), window, progress=True)
-    except ValueError as e:
-        raise CheckpointError(f"{ckpt}: {e}") from None
-    print(f"accuracy {metrics['accuracy']:.3f}  UAR {metrics['uar']:.3f}  macro-F1 {metrics['macro_f1']:.3f}"
-          f"  ({metrics['n']} clips)")
+    probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True)
+    labels = [it.label for it in items]
+    metrics = classification_metrics(labels, probs.argmax(-1).tolist())
+    if len(ckpts) > 1:
+        scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in each]
+        for ckpt, m in zip(ckpts, scores, strict=True):
+            print(f"{str(ckpt):>40}: {metrics_line(m)}")
+        metrics["members"] = [{"ckpt": str(c), **{k: m[k] for k in ("accuracy", "uar", "macro_f1")}}
+                              for c, m in zip(ckpts, scores, strict=True)]
+        print(f"{f'ensemble of {len(ckpts)}':>40}: ", end="")
+    print(metrics_line(metrics))
     if args.out:
         args.out.write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def cmd_submit(args: argparse.Namespace) -> dict:
+    """submission.csv and test_probs.csv of a competition folder from one model or an ensemble."""
+    from finetune.data import AudioCache
+    from finetune.ensemble import ensemble_probs, members
+    from finetune.train import cached_waves, write_test_outputs
+
+    check_output_file(args.out / "submission.csv", "--out")
+    ckpts = members(args.ckpt)
+    data = load_dataset(args.data, "competition")
+    if not data.test:
+        raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
+    if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
+        print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
+    probs, _ = ensemble_probs(ckpts, cached_waves(AudioCache(data.test), len(data.test)), tta=args.tta,
+                              progress=True)
+    result = write_test_outputs(args.out, data, probs)
+    if "test" in result:
+        print(f"test: {metrics_line(result['test'])}")
+    print(f"submission: {result['submission']} (probabilities: {args.out / 'test_probs.csv'}; "
+          f"{len(ckpts)} model(s){', TTA ' + ','.join(map(str, args.tta)) if args.tta else ''})")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
             cmd_train(args)
         elif args.command == "evaluate":
             cmd_evaluate(args)
+        elif args.command == "submit":
+            cmd_submit(args)
         else:
             from finetune.predict import cmd_predict
 

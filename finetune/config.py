@@ -41,6 +41,9 @@ class FinetuneConfig:
     # random crops while training; at least the CNN's receptive field (400 samples), else all padding
     crop_seconds: float = ranged(6.0, MIN_SECONDS)
     window_seconds: float = ranged(8.0, MIN_SECONDS)  # evaluation/prediction windows for long clips (50% overlap)
+    # test-time augmentation of the final validation/test predictions: each window is also predicted at
+    # these speeds and the probabilities averaged, e.g. [0.9, 1.0, 1.1]; () = off (every view costs a forward)
+    tta: tuple[float, ...] = ranged((), 0, lo_open=True)
     balance: Literal["none", "loss", "sampler"] = "loss"
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)

@@ -7,14 +7,17 @@ zero-extended (warned), silence is left as it is.
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 
 import torch
 import torchaudio.functional as AF
+from einops import reduce
 
 from finetune.config import AugmentConfig
 from w2v2.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
+from w2v2.batching import collate_waves, fit_length
 from w2v2.datasets import Item
 
 
@@ -46,11 +49,18 @@ class AudioCache:
         return wave
 
 
-def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch.Tensor:
-    """Speed perturbation, random gain and additive white noise at a random SNR. wave (s,)."""
+def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random, crop: int | None = None,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Speed perturbation, random gain and additive white noise at a random SNR. wave (s,).
+
+    With `crop` (samples after the speed change), a random crop comes first: only the samples the
+    model will see are resampled and noised (a 3 s crop of a 10 s clip: 3.3x less work), and the
+    noise's SNR is that of the crop."""
     speed = rng.choice(cfg.speeds)
+    if crop is not None:  # at speed s, crop*s source samples become ~crop samples
+        wave = fit_length(wave, math.ceil(crop * speed), generator, min_len=0)
     if speed != 1.0:
-        wave = AF.resample(wave, int(SAMPLE_RATE * speed), SAMPLE_RATE)
+        wave = speed_view(wave, speed)
     wave = wave * 10 ** (rng.uniform(-cfg.gain_db, cfg.gain_db) / 20)
     if rng.random() < cfg.noise_prob:
         power = wave.pow(2).mean().clamp(min=1e-10)
@@ -60,15 +70,26 @@ def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random) -> torch
     return wave
 
 
-def windows(wave: torch.Tensor, window: int) -> list[torch.Tensor]:
-    """Overlapping (50%) windows covering a long clip; a short clip is one window."""
-    if wave.numel() <= window:
-        return [wave]
-    hop = window // 2
-    starts = list(range(0, wave.numel() - window + 1, hop))
-    if starts[-1] + window < wave.numel():
-        starts.append(wave.numel() - window)
-    return [wave[s:s + window] for s in starts]
+def speed_view(wave: torch.Tensor, speed: float) -> torch.Tensor:
+    """`wave` played `speed` times faster (pitch and tempo, as in Ko et al., 2015), by resampling. (s,)"""
+    return wave if speed == 1.0 else AF.resample(wave, int(SAMPLE_RATE * speed), SAMPLE_RATE)
+
+
+def window_starts(n: int, window: int, hop: int | None = None) -> list[int]:
+    """Start samples of windows of `window` samples every `hop` (default: half a window) covering `n`
+    samples; the last window ends at the end (overlapping its neighbour more); a short clip is one window."""
+    if n <= window:
+        return [0]
+    hop = hop or window // 2
+    starts = list(range(0, n - window + 1, hop))
+    if starts[-1] + window < n:
+        starts.append(n - window)
+    return starts
+
+
+def windows(wave: torch.Tensor, window: int, hop: int | None = None) -> list[torch.Tensor]:
+    """The windows of `window_starts` (views, not copies) of a clip (s,)."""
+    return [wave[s:s + window] for s in window_starts(wave.numel(), window, hop)]
 
 
 def window_batches(lengths: list[int], batch_size: int, pad: bool) -> list[list[int]]:
@@ -92,30 +113,46 @@ def padding_invariant(model: torch.nn.Module) -> bool:
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
-                  batch_size: int = 8, progress: bool = False) -> torch.Tensor:
-    """Class probabilities (n, num_labels): per-window softmax averaged over each clip's windows.
-
-    A clip's result never depends on the other clips of the call (see `window_batches`). ValueError
-    when the model outputs NaN/inf."""
+def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_size: int = 8,
+                  progress: bool = False) -> torch.Tensor:
+    """Softmax (n, num_labels) of each segment (s,) as one input. A segment's result never depends on
+    the other segments of the call (see `window_batches`). ValueError when the model outputs NaN/inf."""
     from tqdm import tqdm
 
-    from w2v2.batching import collate_waves
-
     model.eval()
-    pieces = [(owner, w) for owner, wave in enumerate(waves)
-              for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
-    batches = window_batches([max(w.numel(), MIN_SAMPLES) for _, w in pieces], batch_size, padding_invariant(model))
-    num_labels = model.cfg.head.num_labels
-    sums = torch.zeros(len(waves), num_labels)
-    counts = torch.zeros(len(waves), 1)
+    batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
+    probs = torch.zeros(len(segments), model.cfg.head.num_labels)
     for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        chunk = [pieces[i] for i in batch]
-        wave, padding_mask = collate_waves([w for _, w in chunk], min_len=MIN_SAMPLES)
+        wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
         logits = model(wave, padding_mask).logits.float()
         if not bool(logits.isfinite().all()):
             raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
-        for (owner, _), p in zip(chunk, torch.softmax(logits, dim=-1), strict=True):
-            sums[owner] += p
-            counts[owner] += 1
-    return sums / counts.clamp(min=1)
+        probs[batch] = torch.softmax(logits, dim=-1)
+    return probs
+
+
+def window_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+                 hop_seconds: float | None = None, tta: tuple[float, ...] = (), batch_size: int = 8,
+                 progress: bool = False) -> list[torch.Tensor]:
+    """Per clip, (windows, num_labels): each window's softmax (windows of `window_starts`), averaged
+    over the test-time views of that window: the window played at each speed of `tta` (none: as is).
+    A window is predicted alone, so a long recording's timeline is the model's view of each segment."""
+    if not waves:
+        return []
+    window = int(window_seconds * SAMPLE_RATE)
+    hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
+    speeds = tta or (1.0,)
+    per_clip = [windows(wave, window, hop) for wave in waves]
+    views = [speed_view(seg, speed) for segs in per_clip for seg in segs for speed in speeds]
+    probs = reduce(segment_probs(model, views, batch_size, progress), "(n v) l -> n l", "mean", v=len(speeds))
+    return list(probs.split([len(segs) for segs in per_clip]))
+
+
+def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+                  batch_size: int = 8, progress: bool = False, tta: tuple[float, ...] = ()) -> torch.Tensor:
+    """Class probabilities (n, num_labels): per-window softmax (50% overlap) averaged over each clip's
+    windows (and `tta` views, see `window_probs`). A clip's result never depends on the other clips."""
+    if not waves:
+        return torch.zeros(0, model.cfg.head.num_labels)
+    per_clip = window_probs(model, waves, window_seconds, tta=tta, batch_size=batch_size, progress=progress)
+    return torch.stack([p.mean(0) for p in per_clip])

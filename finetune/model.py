@@ -35,14 +35,22 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
     return model
 
 
-def load_classifier(path: str | Path) -> tuple[Wav2Vec2ForClassification, Path]:
-    """(the six-emotion classifier, its checkpoint directory) of a fine-tuning run folder or checkpoint;
-    CheckpointError naming it for anything else (a pretraining run has no trained head)."""
+def classifier_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory of a fine-tuning run folder or checkpoint, from its metadata alone (cheap:
+    an ensemble's members are all checked before any is loaded); CheckpointError naming it for anything
+    else (a pretraining run has no trained head)."""
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
     if meta["kind"] != "classifier":
         raise CheckpointError(f"{ckpt}: a {meta['kind']} checkpoint, not an emotion classifier; fine-tune it first: "
                               f"python -m finetune train --init ckpt:{path} --data DIR")
+    return ckpt
+
+
+def load_classifier(path: str | Path) -> tuple[Wav2Vec2ForClassification, Path]:
+    """(the six-emotion classifier, its checkpoint directory) of a fine-tuning run folder or checkpoint;
+    CheckpointError naming it for anything else."""
+    ckpt = classifier_checkpoint(path)
     model = load_model(ckpt)
     if model.cfg.head.num_labels != len(EMOTIONS):
         raise CheckpointError(f"{ckpt}: a classifier of {model.cfg.head.num_labels} classes, not the "

@@ -3,13 +3,16 @@ and a re-run must never mix with, or silently replace, an earlier run's files.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-# everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best.")
+# everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best."),
+# a k-fold run's parent folder included (and its fold_1/, fold_2/, ...: see `previous_outputs`)
 RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv", "submission.tmp", "curves.png",
-               "confusion_matrix.png", "confusion_matrix_test.png", "best", "best.old")
+               "confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_oof.png", "best", "best.old",
+               "test_probs.csv", "test_probs.tmp", "val_probs.csv", "val_probs.tmp", "oof_probs.csv", "oof_probs.tmp")
 
 
 class OutputError(ValueError):
@@ -34,7 +37,8 @@ def check_output_file(path: Path, what: str) -> None:
 
 
 def previous_outputs(run: Path) -> list[Path]:
-    return sorted(p for p in run.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith(".best."))
+    return sorted(p for p in run.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith(".best.")
+                  or (p.is_dir() and re.fullmatch(r"fold_\d+", p.name)))
 
 
 def prepare_run(run: Path, overwrite: bool) -> None:

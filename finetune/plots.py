@@ -1,4 +1,4 @@
-"""PNG figures of a fine-tuning run: confusion matrix and training curves."""
+"""PNG figures: a fine-tuning run's confusion matrix and training curves; a recording's emotion timeline."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
@@ -42,6 +43,29 @@ def plot_curves(history: list[dict], path: Path) -> None:
     b.set_xlabel("epoch")
     b.set_ylabel("validation")
     b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_timeline(df: pd.DataFrame, path: Path, title: str) -> None:
+    """The six probabilities of each window (columns start_s, end_s, p_<emotion>) stacked over time,
+    each window drawn at its centre (a single window across the clip); minutes for recordings over 5 min."""
+    columns = [c for c in df.columns if c.startswith("p_")]
+    if len(df) > 1:
+        x, probs = (df["start_s"] + df["end_s"]).to_numpy() / 2, df[columns].to_numpy()
+    else:
+        x, probs = df[["start_s", "end_s"]].to_numpy()[0], np.repeat(df[columns].to_numpy(), 2, axis=0)
+    minutes = df["end_s"].max() > 300
+    x = x / 60 if minutes else x
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.stackplot(x, probs.T, labels=[c.removeprefix("p_") for c in columns], alpha=0.85)
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (min)" if minutes else "time (s)")
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
 from finetune.data import AudioCache, augment, predict_probs
+from finetune.ensemble import probs_frame, write_csv
 from finetune.model import build_classifier
 from finetune.plots import plot_confusion, plot_curves
 from w2v2.audio import SAMPLE_RATE
@@ -45,11 +46,15 @@ def oversample(items: list[Item], seed: int) -> list[Item]:
 
 
 def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache, window_seconds: float,
-                   progress: bool = False) -> tuple[dict, torch.Tensor]:
+                   progress: bool = False, tta: tuple[float, ...] = ()) -> tuple[dict, torch.Tensor]:
     """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
-    waves = [w if (w := cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(len(items))]
-    probs = predict_probs(model, waves, window_seconds, progress=progress)
+    probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
     return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
+
+
+def cached_waves(cache: AudioCache, n: int) -> list[torch.Tensor]:
+    """The first `n` clips of `cache`; one second of silence for a clip that cannot be decoded (it keeps its row)."""
+    return [w if (w := cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(n)]
 
 
 def set_trainable(model: torch.nn.Module, cfg: FinetuneConfig, step: int) -> None:
@@ -68,17 +73,22 @@ def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
-def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch) -> tuple[float, int]:
+def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rng, gen,
+                epoch) -> tuple[float, int, float]:
+    """One pass over `sampler`: (mean loss, global step, seconds of audio the model was trained on)."""
     model.train()
-    total, n = 0.0, 0
+    total, n, samples = 0.0, 0, 0
+    crop = int(cfg.crop_seconds * SAMPLE_RATE)
     bar = tqdm(sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
         set_trainable(model, cfg, step)
         pairs = [(cache[i], items[i].label) for i in batch]
-        pairs = [(augment(w, cfg.augmentation, rng) if cfg.augment else w, y) for w, y in pairs if w is not None]
+        pairs = [(augment(w, cfg.augmentation, rng, crop, gen) if cfg.augment else w, y)
+                 for w, y in pairs if w is not None]
         if not pairs:
             continue
-        wave, padding_mask = collate_waves([w for w, _ in pairs], int(cfg.crop_seconds * SAMPLE_RATE), gen)
+        wave, padding_mask = collate_waves([w for w, _ in pairs], crop, gen)
+        samples += int((~padding_mask).sum())
         labels = torch.tensor([y for _, y in pairs])
         logits = model(wave, padding_mask, generator=gen).logits
         loss = F.cross_entropy(logits, labels, weight=weights if cfg.balance == "loss" else None)
@@ -96,24 +106,33 @@ def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rn
         bar.set_postfix(loss=f"{total / n:.3f}")
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    return total / max(n, 1), step
+    return total / max(n, 1), step, samples / SAMPLE_RATE
 
 
-def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None) -> dict:
-    """Fine-tune on `data`, write the run folder, return metrics.json's content."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> tuple[list[Item], list[Item]]:
+    """(training, validation) items of `data.train`, printed with how they were split."""
     train_items, val_items = speaker_split(data.train, cfg.val_fraction, cfg.seed, val_speakers)
     if not val_items or not train_items:
         raise ValueError(f"{data.root}: {len(data.train)} labelled clips are too few to split into training and "
                          f"validation at val_fraction={cfg.val_fraction}")
     why_random = None if val_speakers else no_speaker_split(data.train)
-    fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
     print(f"{len(train_items)} training / {len(val_items)} validation clips"
           + (f" ({why_random}: stratified random split, validation speakers may also be in training)" if why_random
              else f" ({len({it.speaker for it in val_items})} validation speakers, none in training)"))
+    return train_items, val_items
+
+
+def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
+          split: tuple[list[Item], list[Item]] | None = None) -> dict:
+    """Fine-tune on `data`, write the run folder, return metrics.json's content.
+
+    split: (training, validation) items chosen by the caller (a k-fold fold); default `speaker_split`."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    train_items, val_items = split or split_train(data, cfg, val_speakers)
+    fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
     model = build_classifier(cfg)
     cache = AudioCache(fit_items)
     val_cache = AudioCache(val_items)
@@ -128,7 +147,10 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     (run / "history.jsonl").write_text("")  # this run's epochs only
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
-        loss, step = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen, epoch)
+        tick = time.perf_counter()
+        loss, step, audio = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen,
+                                        epoch)
+        train_s, tick = time.perf_counter() - tick, time.perf_counter()
         kept = f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"
         try:
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
@@ -136,13 +158,16 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
             metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
         except ValueError as e:  # a diverged model: never saved as best/
             raise ValueError(f"epoch {epoch}: {e}; lower lr_head/lr_backbone ({kept})") from None
+        val_s = time.perf_counter() - tick
         history.append({"epoch": epoch, "step": step, "train_loss": loss, "val_uar": metrics["uar"],
-                        "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
+                        "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
+                        "train_seconds": train_s, "audio_seconds": audio, "val_seconds": val_s})
         with open(run / "history.jsonl", "a") as f:
             f.write(json.dumps(history[-1]) + "\n")
         better = metrics["uar"] > best
         print(f"epoch {epoch}: loss {loss:.3f}  val UAR {metrics['uar']:.3f}  acc {metrics['accuracy']:.3f}  "
-              f"F1 {metrics['macro_f1']:.3f}{'  (best, saved)' if better else ''}")
+              f"F1 {metrics['macro_f1']:.3f}  {audio / train_s:.0f} audio-s/s ({train_s:.1f} s training, "
+              f"{val_s:.1f} s validation){'  (best, saved)' if better else ''}")
         if better:
             best, best_epoch = metrics["uar"], epoch
             save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
@@ -156,27 +181,38 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
 
 def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
            best_epoch: int, seconds: float) -> dict:
-    """Reload the best checkpoint; metrics.json, confusion matrices and, for competitions, submission.csv."""
+    """Reload the best checkpoint; metrics.json, confusion matrices, val_probs.csv and, for competitions,
+    submission.csv and test_probs.csv (validation and test predicted with `cfg.tta`)."""
     from w2v2.checkpoint import load_model
 
     model = load_model(run / "best").eval()
-    val_metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True)
+    val_metrics, val_probs = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True,
+                                            tta=cfg.tta)
+    write_csv(probs_frame(val_items, val_probs, labelled=True), run / "val_probs.csv")
     result = {"validation": val_metrics, "best_epoch": best_epoch, "train_seconds": seconds,
               "layout": data.layout, "data": str(data.root)}
     plot_confusion(val_metrics["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix.png",
                    f"validation (UAR {val_metrics['uar']:.3f})")
     if data.test:
-        test_cache = AudioCache(data.test)
-        waves = [w if (w := test_cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(len(data.test))]
-        preds = predict_probs(model, waves, cfg.window_seconds, progress=True).argmax(-1).tolist()
-        write_submission(run / "submission.csv", data, preds)
-        result["submission"] = str(run / "submission.csv")
-        if labelled := labelled_test(data):
-            pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
-            result["test"] = classification_metrics([it.label for it in labelled], [pred_of[it.id] for it in labelled])
-            plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix_test.png",
-                           f"test (UAR {result['test']['uar']:.3f})")
+        waves = cached_waves(AudioCache(data.test), len(data.test))
+        result |= write_test_outputs(run, data, predict_probs(model, waves, cfg.window_seconds, progress=True,
+                                                              tta=cfg.tta))
     (run / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def write_test_outputs(folder: Path, data: Dataset, probs: torch.Tensor) -> dict:
+    """submission.csv (the most probable class) and test_probs.csv of `data.test`'s probabilities (n, 6);
+    returns {"submission": path} and, where test_labels.csv labels clips, {"test": their metrics}."""
+    preds = probs.argmax(-1).tolist()
+    write_submission(folder / "submission.csv", data, preds)
+    write_csv(probs_frame(data.test, probs), folder / "test_probs.csv")
+    result: dict = {"submission": str(folder / "submission.csv")}
+    if labelled := labelled_test(data):
+        pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
+        result["test"] = classification_metrics([it.label for it in labelled], [pred_of[it.id] for it in labelled])
+        plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), folder / "confusion_matrix_test.png",
+                       f"test (UAR {result['test']['uar']:.3f})")
     return result
 
 
@@ -185,6 +221,4 @@ def write_submission(path: Path, data: Dataset, preds: list[int]) -> None:
     sub = data.submission.copy() if data.submission is not None else pd.DataFrame({"id": [t.id for t in data.test]})
     label_col = next((c for c in sub.columns if c.strip().lower() == "label"), None)
     sub[label_col or (sub.columns[-1] if len(sub.columns) > 1 else "label")] = preds
-    tmp = path.with_suffix(".tmp")
-    sub.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_csv(sub, path)
