@@ -68,6 +68,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
     if bad or (rest and args.command in ("evaluate", "submit")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
+    if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
+        p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
+                "the windows would leave gaps")
     if args.command == "train":
         args.overrides += rest
     elif args.command == "predict":

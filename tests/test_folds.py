@@ -68,7 +68,8 @@ def test_folds_and_tta_options_are_checked() -> None:
     assert parse_args(["train", "--data", "d", "--folds", "5"]).folds == 5
     assert parse_args(["evaluate", "--ckpt", "a", "--ckpt", "b", "--data", "d", "--tta", "0.9,1,1.1"]).tta == (
         0.9, 1.0, 1.1)
-    for argv in (["train", "--data", "d", "--folds", "1"], ["predict", "--ckpt", "a", "x.wav", "--tta", "0,1"]):
+    for argv in (["train", "--data", "d", "--folds", "1"], ["predict", "--ckpt", "a", "x.wav", "--tta", "0,1"],
+                 ["predict", "--ckpt", "a", "x.wav", "--window-seconds", "2", "--hop-seconds", "3"]):
         with pytest.raises(SystemExit):
             parse_args(argv)
 
