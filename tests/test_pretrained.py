@@ -1,0 +1,87 @@
+"""The shipped pretrained checkpoint (w2v2/pretrained/small): loads, gives input-dependent features, and
+is what init=pretrained:small starts from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune.config import FinetuneConfig
+from finetune.model import build_classifier
+from w2v2.checkpoint import PRETRAINED_DIR, init_checkpoint, load_init, pretrained_names
+from w2v2.config import preset, to_dict
+
+SMALL = PRETRAINED_DIR / "small"
+
+
+def test_small_is_shipped_with_a_model_card() -> None:
+    assert "small" in pretrained_names()
+    assert (SMALL / "model.safetensors").stat().st_size < 25 * 2**20
+    card = (SMALL / "README.md").read_text()
+    for fact in ("speechocean762", "LJ Speech", "steps", "audio-s/s", "perplexity", "licen"):
+        assert fact.lower() in card.lower(), fact
+    meta = json.loads((SMALL / "w2v2.json").read_text())
+    arch = {k: meta["model"][k] for k in ("encoder", "context")}
+    want = to_dict(preset("small"))
+    assert {k: {n: v for n, v in arch[k].items() if n != "grad_scale"} for k in arch} == \
+        {k: {n: v for n, v in want[k].items() if n != "grad_scale"} for k in arch}  # the small preset's shape
+
+
+def test_small_gives_finite_input_dependent_features() -> None:
+    model = load_init("pretrained:small", "backbone").eval()
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 16000, generator=g)
+    with torch.no_grad():
+        ca, cb = model(a[None]).c, model(b[None]).c
+        c_loud = model(3 * a[None]).c
+    assert ca.shape == (1, 49, 256) and torch.isfinite(ca).all() and torch.isfinite(cb).all()
+    assert (ca - cb).abs().mean() > 0.05 * ca.abs().mean()  # different audio, different features
+    torch.testing.assert_close(c_loud, ca, atol=1e-4, rtol=1e-4)  # waveform normalisation: gain-invariant
+
+
+def test_finetune_init_pretrained_small_starts_from_exactly_its_weights() -> None:
+    stored = load_file(str(SMALL / "model.safetensors"))
+    model = build_classifier(FinetuneConfig(init="pretrained:small"))
+    got = model.backbone.state_dict()
+    assert got.keys() == {k[len("backbone."):] for k in stored if k.startswith("backbone.")}
+    for k, v in got.items():
+        assert torch.equal(v, stored["backbone." + k]), k
+    random = build_classifier(FinetuneConfig(init="scratch", preset="small")).backbone.state_dict()
+    key = "context.layers.0.attention.qkv.weight"
+    assert not torch.equal(random[key], got[key])
+
+
+def test_unknown_pretrained_name_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="available: .*small"):
+        init_checkpoint("pretrained:huge")
+    with pytest.raises(ValueError, match="use scratch, pretrained:NAME"):
+        init_checkpoint("pretrained")
+
+
+def test_model_card_reads_its_figures_from_the_run(tmp_path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from pretrain.__main__ import main as pretrain_main
+    from pretrain.card import write_card
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        sf.write(tmp_path / f"c{i}.wav", rng.standard_normal(24000).astype(np.float32) * 0.1, 16000)
+        rows.append(f"c{i}.wav\t24000\tspk{i % 3}")
+    (tmp_path / "manifest.tsv").write_text("path\tnum_samples\tspeaker\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    pretrain_main([f"data.path={tmp_path / 'manifest.tsv'}", "optim.max_steps=3", "save_every=3", "log_every=1",
+                   f"run_dir={run}", "data.max_seconds=1.5", "data.max_batch_seconds=6", "optim.warmup_steps=1",
+                   "threads=2"])
+    out = write_card(run, tmp_path / "shipped", "mini")
+    card = (out / "README.md").read_text()
+    assert "- 3 updates of at most 6 s" in card and "(0.00 h, 6 clips, 3 speakers)" in card
+    assert "init=pretrained:mini" in card and (out / "curves.png").is_file()
+    stored = load_file(str(run / "checkpoints" / "step_00000003" / "model.safetensors"))
+    shipped = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(stored[k], shipped[k]) for k in stored)
