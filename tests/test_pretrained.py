@@ -85,3 +85,23 @@ def test_model_card_reads_its_figures_from_the_run(tmp_path) -> None:
     stored = load_file(str(run / "checkpoints" / "step_00000003" / "model.safetensors"))
     shipped = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(stored[k], shipped[k]) for k in stored)
+
+
+def test_pretrain_init_pretrained_small_starts_from_exactly_its_weights(tmp_path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from pretrain.__main__ import main as pretrain_main
+
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        sf.write(tmp_path / f"c{i}.wav", rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    run = tmp_path / "run"
+    # lr 0: the one update changes nothing, so the saved weights are the ones the run started from
+    pretrain_main([f"data.path={tmp_path}", "init=pretrained:small", "optim.lr=0", "optim.max_steps=1", "save_every=1",
+                   "optim.warmup_steps=1", "data.max_seconds=1", "data.max_batch_seconds=4", f"run_dir={run}",
+                   "threads=2"])
+    started = load_file(str(run / "checkpoints" / "step_00000001" / "model.safetensors"))
+    stored = load_file(str(SMALL / "model.safetensors"))
+    assert started.keys() == stored.keys()
+    assert all(torch.equal(started[k], stored[k]) for k in stored if k != "quantizer.temperature")
