@@ -37,7 +37,7 @@ from finetune.model import build_classifier
 from finetune.train import class_weights, train
 from w2v2.audio import SAMPLE_RATE
 from w2v2.checkpoint import init_config
-from w2v2.config import HeadConfig, to_dict
+from w2v2.config import HeadConfig, parse_with_overrides, to_dict
 from w2v2.datasets import Dataset, Item, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
 from w2v2.metrics import classification_metrics
@@ -189,12 +189,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--probe-epochs", type=int, default=60)
     p.add_argument("--probe-lr", type=float, default=1e-3)
     p.add_argument("overrides", nargs="*", help="key=value fine-tuning overrides (both arms), e.g. epochs=10")
-    args, rest = p.parse_known_args(argv)
-    bad = [a for a in rest if a.startswith("-") or "=" not in a]
-    if bad:
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides += rest
-    return args
+    return parse_with_overrides(p, argv)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

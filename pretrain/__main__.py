@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from w2v2.config import parse_with_overrides
+
 
 def export(argv: list[str]) -> None:
     from w2v2.checkpoint import load_model, resolve_checkpoint
@@ -31,12 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", default="configs/pretrain/tiny.yaml", help="YAML with differences from defaults")
     p.add_argument("--strict", action="store_true", help="stop at the first unusable audio file")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100 data.path=DIR")
-    # parse_known_args: overrides may sit on both sides of --strict/--config, which plain parse_args refuses
-    args, rest = p.parse_known_args(argv)
-    bad = [a for a in rest if a.startswith("-") or "=" not in a]
-    if bad:
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides += rest
+    args = parse_with_overrides(p, argv)
     from pretrain.config import resolve
     from pretrain.train import pretrain
 

@@ -12,6 +12,7 @@ floats must also be finite. Defaults and presets are trusted.
 
 from __future__ import annotations
 
+import argparse
 import math
 import types
 import typing
@@ -336,6 +337,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
                 raise ValueError(f"override {item!r} conflicts with an earlier override of {p}")
         node[parts[-1]] = value
     return out
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parser.parse_args, with `key=value` overrides (the positional `overrides`) allowed on both sides of
+    options, which plain parse_args refuses; anything else unrecognised is a usage error."""
+    args, rest = parser.parse_known_args(argv)
+    bad = [a for a in rest if a.startswith("-") or "=" not in a]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides += rest
+    return args
 
 
 def apply_overrides(cfg: T, items: list[str]) -> T:
