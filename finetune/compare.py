@@ -203,8 +203,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     store = args.run / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
     features: dict = {}
+    test_speakers = len({it.speaker for it in test_items} - {None})
     print(f"{len(train_items)} training clips, {len(test_items)} test clips "
-          f"({len({it.speaker for it in test_items} - {None})} test speakers); {args.init} vs random weights")
+          f"({f'{test_speakers} test speakers' if test_speakers else 'test speakers not listed'}); "
+          f"{args.init} vs random weights")
     for mode in args.modes:
         for seed in range(args.seeds):
             train_part, val_part = speaker_split(train_items, base.val_fraction, seed)
