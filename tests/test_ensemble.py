@@ -4,7 +4,6 @@ finetune/predict.py), on tiny random classifiers: the properties, not the accura
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +21,7 @@ from w2v2.checkpoint import save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.model import build_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread, and lose a lot when the other core is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def classifier(folder: Path, seed: int, overrides: tuple[str, ...] = ()) -> Path:

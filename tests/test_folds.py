@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from finetune.__main__ import main, parse_args
 from finetune.ensemble import PROB_COLUMNS
@@ -23,13 +21,7 @@ from w2v2.synth import generate_corpus
 FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread, and lose a lot when the other core is busy."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def items(n: int, speakers: int | None, seed: int = 0) -> list[Item]:
