@@ -168,9 +168,8 @@ def report(result: dict, run: Path, files: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Metrics of one model or an ensemble (each member with the window it was trained with)."""
-    from finetune.data import AudioCache
+    from finetune.data import AudioCache, cached_waves
     from finetune.ensemble import ensemble_probs, members
-    from finetune.train import cached_waves
     from w2v2.metrics import classification_metrics
 
     if args.out:
@@ -198,9 +197,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
 
 def cmd_submit(args: argparse.Namespace) -> dict:
     """submission.csv and test_probs.csv of a competition folder from one model or an ensemble."""
-    from finetune.data import AudioCache
+    from finetune.data import AudioCache, cached_waves
     from finetune.ensemble import ensemble_probs, members
-    from finetune.train import cached_waves, write_test_outputs
+    from finetune.train import write_test_outputs
 
     check_output_file(args.out / "submission.csv", "--out")
     ckpts = members(args.ckpt)

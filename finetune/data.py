@@ -49,6 +49,11 @@ class AudioCache:
         return wave
 
 
+def cached_waves(cache: AudioCache, n: int) -> list[torch.Tensor]:
+    """The first `n` clips of `cache`; one second of silence for a clip that cannot be decoded (it keeps its row)."""
+    return [w if (w := cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(n)]
+
+
 def augment(wave: torch.Tensor, cfg: AugmentConfig, rng: random.Random, crop: int | None = None,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """Speed perturbation, random gain and additive white noise at a random SNR. wave (s,).

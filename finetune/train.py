@@ -15,7 +15,7 @@ import yaml
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, augment, predict_probs
+from finetune.data import AudioCache, augment, cached_waves, predict_probs
 from finetune.ensemble import probs_frame, write_csv
 from finetune.model import build_classifier
 from finetune.plots import plot_confusion, plot_curves
@@ -50,11 +50,6 @@ def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache,
     """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
     probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
     return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
-
-
-def cached_waves(cache: AudioCache, n: int) -> list[torch.Tensor]:
-    """The first `n` clips of `cache`; one second of silence for a clip that cannot be decoded (it keeps its row)."""
-    return [w if (w := cache[i]) is not None else torch.zeros(SAMPLE_RATE) for i in range(n)]
 
 
 def set_trainable(model: torch.nn.Module, cfg: FinetuneConfig, step: int) -> None:
