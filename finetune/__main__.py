@@ -18,10 +18,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from finetune.config import FinetuneConfig, resolve_config
+from finetune.config import FinetuneConfig, resolve_run
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.config import check_range
-from w2v2.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
+from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
 
@@ -131,7 +131,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from finetune.train import train
 
     overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
-    cfg = resolve_config(args.config, overrides)
+    cfg = resolve_run(args.config, overrides)
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     prepare_run(run, args.overwrite)
     data = load_dataset(args.data, args.layout)
@@ -170,7 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Metrics of one model or an ensemble (each member with the window it was trained with)."""
     from finetune.data import AudioCache, cached_waves
     from finetune.ensemble import ensemble_probs, members
-    from w2v2.metrics import classification_metrics
+    from finetune.metrics import classification_metrics
 
     if args.out:
         check_output_file(args.out, "--out")

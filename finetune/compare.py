@@ -31,16 +31,17 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from finetune.config import resolve_config
-from finetune.data import AudioCache, windows
+from finetune.config import resolve_run
+from finetune.data import AudioCache, cached_waves, windows
+from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.train import class_weights, train
-from w2v2.audio import SAMPLE_RATE
 from w2v2.checkpoint import init_config
-from w2v2.config import HeadConfig, parse_with_overrides, to_dict
-from w2v2.datasets import Dataset, Item, load_dataset, speaker_split
+from w2v2.config import HeadConfig, deep_merge, parse_with_overrides, to_dict
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.datasets import Dataset, Item, load_dataset, speaker_split
+from w2v2.data.labels import EMOTIONS
 from w2v2.heads import ClassificationHead
-from w2v2.metrics import classification_metrics
 
 METRICS = ("accuracy", "uar", "macro_f1")
 
@@ -71,10 +72,8 @@ def split_test(data: Dataset, test_speakers: set[str] | None) -> tuple[list[Item
 def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float) -> torch.Tensor:
     """(n, layers+1, d): each clip's hidden states averaged over its frames (and windows), one clip at a
     time so that no clip's features depend on padding."""
-    backbone = model.backbone.eval()
-    cache, out = AudioCache(items), []
-    for i in range(len(items)):
-        wave = cache[i] if cache[i] is not None else torch.zeros(SAMPLE_RATE)
+    backbone, out = model.backbone.eval(), []
+    for wave in cached_waves(AudioCache(items), len(items)):
         per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None], output_hidden_states=True).hidden_states])
                       for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
         out.append(torch.stack(per_window).mean(0))
@@ -88,7 +87,8 @@ def train_probe(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: in
     torch.manual_seed(seed)
     mean, std = x["train"].mean(0), x["train"].std(0) + 1e-5
     x = {k: (v - mean) / std for k, v in x.items()}
-    head = ClassificationHead(HeadConfig(weighted_layer_sum=True, projector_dim=256), x["train"].shape[-1],
+    head_cfg = HeadConfig(num_labels=len(EMOTIONS), weighted_layer_sum=True, projector_dim=256)
+    head = ClassificationHead(head_cfg, x["train"].shape[-1],
                               x["train"].shape[1])
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
     weights = class_weights([Item("", Path(), int(label)) for label in y["train"]])
@@ -132,9 +132,9 @@ def run_probe(args: argparse.Namespace, arm: str, seed: int, splits: dict[str, l
 def finetune_config(args: argparse.Namespace, arm: str, seed: int):
     """The fine-tuning config of one arm: the checkpoint, or random weights of its exact architecture."""
     if arm == "pretrained":
-        return resolve_config(args.config, [*args.overrides, f"init={args.init}", f"seed={seed}"])
-    cfg = resolve_config(args.config, [*args.overrides, "init=scratch", f"seed={seed}"])
-    return replace(cfg, model=to_dict(init_config(args.init)))
+        return resolve_run(args.config, [*args.overrides, f"init={args.init}", f"seed={seed}"])
+    cfg = resolve_run(args.config, [*args.overrides, "init=scratch", f"seed={seed}"])
+    return replace(cfg, model=deep_merge(to_dict(init_config(args.init)), cfg.model))  # + fine-tuning's dropout etc.
 
 
 def run_finetune(args: argparse.Namespace, arm: str, seed: int, train_items: list[Item], test_items: list[Item],
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     data = load_dataset(args.data, args.layout)
     train_items, test_items = split_test(data, parse_speakers(args.test_speakers) if args.test_speakers else None)
-    base = resolve_config(args.config, args.overrides)
+    base = resolve_run(args.config, args.overrides)
     if base.threads:
         torch.set_num_threads(base.threads)
     args.run.mkdir(parents=True, exist_ok=True)

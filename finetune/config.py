@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.audio import MIN_SECONDS
-from w2v2.config import DROP, PROB, HeadConfig, apply_overrides, load_yaml, merge, ranged
+from w2v2.config import PROB, HeadConfig, ranged, resolve
+from w2v2.data.audio import MIN_SECONDS
+from w2v2.data.labels import EMOTIONS
 
-DEFAULT_HEAD = HeadConfig(weighted_layer_sum=True)
+DEFAULT_HEAD = HeadConfig(num_labels=len(EMOTIONS), weighted_layer_sum=True)
+FINETUNE_MODEL: dict[str, Any] = {
+    "masking": {"mask_prob": 0.05, "mask_length": 10},
+    "context": {"layerdrop": 0.05, "dropout": 0.1, "attention_dropout": 0.1, "input_dropout": 0.1},
+}
 
 
 @dataclass(frozen=True)
@@ -21,14 +27,13 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    preset: str = "tiny"  # architecture when starting from scratch
+    # architecture from scratch (None: tiny); with an init it must name the init's architecture, or be None
+    preset: str | None = None
     init: str = "scratch"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
-    model: dict[str, Any] = field(default_factory=dict)  # overrides of the init's/preset's ModelConfig
+    # overrides of the init's/preset's ModelConfig, as in pretraining (model.context.dropout=0.2); the
+    # defaults are fine-tuning's regularisation: SpecAugment-style span masking, LayerDrop, dropout
+    model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(FINETUNE_MODEL))
     head: HeadConfig | None = None  # None: the checkpoint's head, or DEFAULT_HEAD for a new one
-    mask_prob: float = ranged(0.05, **PROB)  # SpecAugment-style span masking while fine-tuning
-    mask_length: int = ranged(10, 1)
-    layerdrop: float = ranged(0.05, **DROP)
-    dropout: float = ranged(0.1, **DROP)
     freeze_feature_encoder: bool = True
     freeze_transformer_steps: int = ranged(0, 0)  # train only the head for the first N steps
     lr_head: float = ranged(1e-3, 0)
@@ -54,8 +59,6 @@ class FinetuneConfig:
     threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
 
 
-def resolve_config(config_path: str | None, overrides: list[str]) -> FinetuneConfig:
-    cfg = FinetuneConfig()
-    if config_path:
-        cfg = merge(cfg, load_yaml(config_path))
-    return apply_overrides(cfg, overrides)
+def resolve_run(config_path: str | None, overrides: list[str]) -> FinetuneConfig:
+    """Defaults, then the YAML file, then key=value overrides (`w2v2.config.resolve`, as pretraining)."""
+    return resolve(FinetuneConfig, config_path, overrides)[0]

@@ -16,9 +16,9 @@ import torchaudio.functional as AF
 from einops import reduce
 
 from finetune.config import AugmentConfig
-from w2v2.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
-from w2v2.batching import collate_waves, fit_length
-from w2v2.datasets import Item
+from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
+from w2v2.data.batching import collate_waves, fit_length
+from w2v2.data.datasets import Item
 
 
 class AudioCache:
@@ -38,7 +38,7 @@ class AudioCache:
         try:
             wave = load_audio(item.path)
         except AudioError as e:
-            if "NaN" not in e.problem:
+            if not e.nonfinite:
                 warnings.warn(f"skipping {e}", stacklevel=2)
                 return None
             warnings.warn(f"{item.path}: NaN/inf samples replaced by zeros", stacklevel=2)

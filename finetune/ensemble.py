@@ -24,9 +24,9 @@ from einops import reduce
 
 from finetune.data import predict_probs, window_probs
 from finetune.model import classifier_checkpoint, load_classifier
-from w2v2.checkpoint import CheckpointError, read_meta
-from w2v2.datasets import Item
-from w2v2.labels import EMOTIONS
+from w2v2.checkpoint import CheckpointError, atomic_write, read_meta
+from w2v2.data.datasets import Item
+from w2v2.data.labels import EMOTIONS
 
 PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]
 FOLD_NAME = re.compile(r"fold_(\d+)")
@@ -100,6 +100,4 @@ def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) 
 
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     """Write through a temporary file: a killed run never leaves half a CSV under the final name."""
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False, float_format="%.6f")
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))

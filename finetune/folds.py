@@ -27,12 +27,12 @@ from einops import reduce
 
 from finetune.config import FinetuneConfig
 from finetune.ensemble import PROB_COLUMNS, probs_frame, write_csv
+from finetune.metrics import classification_metrics
 from finetune.plots import plot_confusion
 from finetune.train import train, write_test_outputs
 from w2v2.config import to_dict
-from w2v2.datasets import Dataset, Item, no_speaker_split
-from w2v2.labels import EMOTIONS
-from w2v2.metrics import classification_metrics
+from w2v2.data.datasets import Dataset, Item, no_speaker_split
+from w2v2.data.labels import EMOTIONS
 
 
 def assign_folds(items: list[Item], k: int, seed: int) -> tuple[list[int], str]:

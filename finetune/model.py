@@ -8,8 +8,8 @@ import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
 from w2v2.checkpoint import CheckpointError, load_init, load_model, read_meta, resolve_checkpoint
-from w2v2.config import merge, preset, to_dict
-from w2v2.labels import EMOTIONS
+from w2v2.config import merge, resolve_model, to_dict
+from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
 
 
@@ -17,15 +17,10 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
     """A six-emotion classifier: the init's backbone (or random weights of `preset` + `model`), and
     the init's head only where it was a six-emotion classifier with the same head config."""
     source = load_init(cfg.init, None)  # its own kind: a pretraining checkpoint has no head to keep
-    base_cfg = merge(source.cfg if source is not None else preset(cfg.preset), cfg.model, prefix="model.")
+    base_cfg = resolve_model(cfg.preset, cfg.init, source.cfg if source is not None else None, cfg.model)
     source_head_fits = isinstance(source, Wav2Vec2ForClassification) and source.cfg.head.num_labels == len(EMOTIONS)
     head = cfg.head or (source.cfg.head if source_head_fits else DEFAULT_HEAD)
-    model_cfg = merge(base_cfg, {
-        "head": {**to_dict(head), "num_labels": len(EMOTIONS)},
-        "masking": {"mask_prob": cfg.mask_prob, "mask_length": cfg.mask_length},
-        "context": {"layerdrop": cfg.layerdrop, "dropout": cfg.dropout, "attention_dropout": cfg.dropout,
-                    "input_dropout": cfg.dropout},
-    })
+    model_cfg = merge(base_cfg, {"head": {**to_dict(head), "num_labels": len(EMOTIONS)}})
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, "classifier")
     if source is not None:

@@ -19,9 +19,9 @@ from finetune.data import AudioCache, window_starts
 from finetune.ensemble import PROB_COLUMNS, ensemble_window_probs, members, write_csv
 from finetune.outputs import check_output_file
 from finetune.plots import plot_timeline
-from w2v2.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio
-from w2v2.datasets import Item
-from w2v2.labels import EMOTIONS
+from w2v2.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio
+from w2v2.data.datasets import Item
+from w2v2.data.labels import EMOTIONS
 
 
 def expand(inputs: list[Path]) -> list[Path]:

@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,15 +18,16 @@ from tqdm import tqdm
 from finetune.config import FinetuneConfig
 from finetune.data import AudioCache, augment, cached_waves, predict_probs
 from finetune.ensemble import probs_frame, write_csv
+from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.plots import plot_confusion, plot_curves
-from w2v2.audio import SAMPLE_RATE
-from w2v2.batching import BucketBatchSampler, collate_waves
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
-from w2v2.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
-from w2v2.labels import EMOTIONS
-from w2v2.metrics import classification_metrics
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.batching import BucketBatchSampler, collate_waves
+from w2v2.data.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
+from w2v2.data.labels import EMOTIONS
+from w2v2.training import NonFiniteGuard, warmup_decay
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
@@ -52,33 +54,43 @@ def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache,
     return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
 
 
-def set_trainable(model: torch.nn.Module, cfg: FinetuneConfig, step: int) -> None:
-    frozen_transformer = step < cfg.freeze_transformer_steps
-    for name, p in model.backbone.named_parameters():
-        in_cnn = name.startswith("feature_encoder.")
-        p.requires_grad_(not (in_cnn and cfg.freeze_feature_encoder) and not (not in_cnn and frozen_transformer))
-
-
 def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int):
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head},
               {"params": list(model.backbone.parameters()), "lr": cfg.lr_backbone}]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     warmup = max(1, int(cfg.warmup_fraction * total_steps))
-    schedule = lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(warmup, total_steps))
 
 
-def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rng, gen,
-                epoch) -> tuple[float, int, float]:
-    """One pass over `sampler`: (mean loss, global step, seconds of audio the model was trained on)."""
+@dataclass
+class Fit:
+    """What the epochs work on."""
+
+    cfg: FinetuneConfig
+    model: torch.nn.Module
+    items: list[Item]
+    cache: AudioCache
+    sampler: BucketBatchSampler
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    weights: torch.Tensor | None  # class weights of the loss (balance=loss)
+    rng: random.Random  # augmentation choices
+    gen: torch.Generator  # crops, masks, noise
+    guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(
+        20, "lower lr_head/lr_backbone or check the data"))
+
+
+def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
+    """One pass over the sampler: (mean loss, global step, seconds of audio the model was trained on)."""
+    cfg, model, cache, gen = fit.cfg, fit.model, fit.cache, fit.gen
     model.train()
     total, n, samples = 0.0, 0, 0
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
-    bar = tqdm(sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+    bar = tqdm(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
-        set_trainable(model, cfg, step)
-        pairs = [(cache[i], items[i].label) for i in batch]
-        pairs = [(augment(w, cfg.augmentation, rng, crop, gen) if cfg.augment else w, y)
+        model.freeze(cfg.freeze_feature_encoder, transformer=step < cfg.freeze_transformer_steps)
+        pairs = [(cache[i], fit.items[i].label) for i in batch]
+        pairs = [(augment(w, cfg.augmentation, fit.rng, crop, gen) if cfg.augment else w, y)
                  for w, y in pairs if w is not None]
         if not pairs:
             continue
@@ -86,16 +98,15 @@ def train_epoch(model, items, cache, sampler, opt, sched, cfg, weights, step, rn
         samples += int((~padding_mask).sum())
         labels = torch.tensor([y for _, y in pairs])
         logits = model(wave, padding_mask, generator=gen).logits
-        loss = F.cross_entropy(logits, labels, weight=weights if cfg.balance == "loss" else None)
-        if not torch.isfinite(loss):
+        loss = F.cross_entropy(logits, labels, weight=fit.weights)
+        if fit.guard.skip(bool(torch.isfinite(loss)), step):
             bar.write(f"step {step}: non-finite loss, batch skipped")
-            opt.zero_grad(set_to_none=True)
             continue
-        opt.zero_grad(set_to_none=True)
+        fit.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
+        fit.opt.step()
+        fit.sched.step()
         step += 1
         total, n = total + loss.item(), n + 1
         bar.set_postfix(loss=f"{total / n:.3f}")
@@ -136,15 +147,15 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     steps_per_epoch = len(sampler)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     opt, sched = make_optimizer(model, cfg, total_steps)
-    weights = class_weights(fit_items)
-    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    fit = Fit(cfg, model, fit_items, cache, sampler, opt, sched,
+              class_weights(fit_items) if cfg.balance == "loss" else None,
+              random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed))
     history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
     (run / "history.jsonl").write_text("")  # this run's epochs only
     for epoch in range(1, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         tick = time.perf_counter()
-        loss, step, audio = train_epoch(model, fit_items, cache, sampler, opt, sched, cfg, weights, step, rng, gen,
-                                        epoch)
+        loss, step, audio = train_epoch(fit, step, epoch)
         train_s, tick = time.perf_counter() - tick, time.perf_counter()
         kept = f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"
         try:

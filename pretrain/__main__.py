@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first unusable audio file")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. optim.max_steps=100 data.path=DIR")
     args = parse_with_overrides(p, argv)
-    from pretrain.config import resolve
+    from pretrain.config import resolve_run
     from pretrain.train import pretrain
 
     try:
-        cfg, model_cfg = resolve(args.config, args.overrides + (["data.strict=true"] if args.strict else []))
+        cfg, model_cfg = resolve_run(args.config, args.overrides + (["data.strict=true"] if args.strict else []))
         stats = pretrain(cfg, model_cfg)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from pretrain.plots import plot_log
 from w2v2.checkpoint import META, WEIGHTS, read_meta, resolve_checkpoint
+from w2v2.config import SAMPLE_RATE
 
 # What we know of the corpora this project pretrains on; anything else is listed by path only.
 KNOWN_DATA = {
@@ -41,7 +42,7 @@ def source_facts(path: str) -> dict:
             rows = list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
         if rows and "num_samples" in rows[0]:
             facts["clips"] = len(rows)
-            facts["hours"] = sum(int(r["num_samples"]) for r in rows) / 16000 / 3600
+            facts["hours"] = sum(int(r["num_samples"]) for r in rows) / SAMPLE_RATE / 3600
         if rows and "speaker" in rows[0]:
             facts["speakers"] = len({r["speaker"] for r in rows})
     return facts

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.audio import MIN_SECONDS
 from w2v2.checkpoint import init_config
-from w2v2.config import ModelConfig, from_dict, load_yaml, merge, parse_overrides, preset, ranged
+from w2v2.config import ModelConfig, ranged, resolve, resolve_model
+from w2v2.data.audio import MIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -61,20 +61,7 @@ class PretrainConfig:
     compile: bool = False  # torch.compile the model as one graph; needs model.context.layerdrop=0
 
 
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def resolve(config_path: str | None, overrides: list[str]) -> tuple[PretrainConfig, ModelConfig]:
+def resolve_run(config_path: str | None, overrides: list[str]) -> tuple[PretrainConfig, ModelConfig]:
     """The run config (YAML, then overrides) and the model config it describes; both type-checked."""
-    data = load_yaml(config_path) if config_path else {}
-    data = deep_merge(data, parse_overrides(overrides))
-    cfg = from_dict(PretrainConfig, data)
-    base = init_config(cfg.init)
-    if base is not None and "preset" in data:
-        print(f"note: init={cfg.init} brings its own architecture; preset={cfg.preset} is not used")
-    model_cfg = merge(base or preset(cfg.preset), cfg.model, prefix="model.")
-    return cfg, model_cfg
+    cfg, given = resolve(PretrainConfig, config_path, overrides)
+    return cfg, resolve_model(given.get("preset"), cfg.init, init_config(cfg.init), cfg.model)

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from w2v2.audio import SAMPLE_RATE, AudioError, audio_info, find_audio, load_audio
-from w2v2.batching import fit_length
-from w2v2.datasets import competition_audio
+from w2v2.data.audio import AudioError, find_audio, load_audio, num_samples_16k
+from w2v2.data.batching import fit_length
+from w2v2.data.datasets import competition_audio
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,7 @@ def scan(sources: Path | list[Path], min_samples: int,
     for path, length in tqdm(entries, desc="scanning audio", unit="file", disable=None, leave=False):
         try:
             if length is None:
-                frames, sr = audio_info(path)
-                length = int(round(frames * SAMPLE_RATE / sr))
+                length = num_samples_16k(path)
             problem = None if length >= min_samples else f"too short ({length} samples at 16 kHz)"
         except AudioError as e:
             problem = e.problem

@@ -6,7 +6,6 @@ weights_only=True. Each checkpoint directory is written whole, then renamed into
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from w2v2.checkpoint import load_model, save_model
+from w2v2.checkpoint import atomic_write, latest_step, load_model, save_model, write_latest
 
 
 def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -24,12 +23,8 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     save_model(model, final, extra=extra)
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **trainer,
              "torch_rng": torch.get_rng_state(), "python_rng": repr(random.getstate())}
-    tmp = final / "trainer.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, final / "trainer.pt")
-    pointer = ckpt_dir / "latest.tmp"
-    pointer.write_text(final.name)
-    os.replace(pointer, ckpt_dir / "latest")
+    atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp))
+    write_latest(run, final)
     old = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir())[:-keep] if keep > 0 else []
     for p in old:
         shutil.rmtree(p, ignore_errors=True)
@@ -37,11 +32,9 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
 
 
 def latest_checkpoint(run: Path) -> Path | None:
-    pointer = run / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    path = run / "checkpoints" / pointer.read_text().strip()
-    return path if (path / "trainer.pt").is_file() else None
+    """The run's latest checkpoint if it holds a trainer state to resume from."""
+    path = latest_step(run)
+    return path if path is not None and (path / "trainer.pt").is_file() else None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

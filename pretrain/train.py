@@ -8,13 +8,14 @@ checkpoint ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
 import warnings
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,12 +26,13 @@ from tqdm import tqdm
 from pretrain.config import PretrainConfig
 from pretrain.data import Clip, load_batch, scan, summarize_bad
 from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
-from w2v2.audio import SAMPLE_RATE
-from w2v2.batching import BucketBatchSampler, collate_waves
-from w2v2.checkpoint import load_init, read_meta
+from w2v2.checkpoint import atomic_write, load_init, read_meta
 from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
+from w2v2.training import NonFiniteGuard, warmup_decay
 
 
 def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
@@ -59,18 +61,6 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
     return [source]
 
 
-def lr_lambda(cfg: PretrainConfig):
-    o = cfg.optim
-
-    def schedule(step: int) -> float:
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        progress = min(1.0, (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps))
-        return 0.5 * (1 + math.cos(math.pi * progress)) if o.decay == "cosine" else 1.0 - progress
-
-    return schedule
-
-
 def amp_context(cfg: PretrainConfig, device: torch.device):
     amp = cfg.optim.amp
     if amp == "auto":
@@ -87,6 +77,13 @@ def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
     torch.manual_seed(seed)
     random.seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def make_sampler(cfg: PretrainConfig, clips: list[Clip], rank: int, world: int) -> BucketBatchSampler:
+    """This rank's batches: length-bucketed up to data.max_batch_seconds, each clip on one rank per epoch."""
+    return BucketBatchSampler([c.num_samples for c in clips], batch_size=None,
+                              max_batch_samples=int(cfg.data.max_batch_seconds * SAMPLE_RATE), seed=cfg.seed,
+                              num_replicas=world, rank=rank, max_length=int(cfg.data.max_seconds * SAMPLE_RATE))
 
 
 def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
@@ -109,9 +106,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if bad and main_rank:
         print(summarize_bad(bad))
     max_samples = int(cfg.data.max_seconds * SAMPLE_RATE)
-    sampler = BucketBatchSampler([c.num_samples for c in clips], batch_size=None,
-                                 max_batch_samples=int(cfg.data.max_batch_seconds * SAMPLE_RATE), seed=cfg.seed,
-                                 num_replicas=world, rank=rank, max_length=max_samples)
+    sampler = make_sampler(cfg, clips, rank, world)
     if len(sampler) == 0:
         raise ValueError(f"{', '.join(map(str, source))}: too little audio for one batch per process "
                          f"({len(clips)} clips, {world} ranks)")
@@ -120,7 +115,8 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     model = build_model(model_cfg, "pretrain").to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps,
                             weight_decay=cfg.optim.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    o = cfg.optim
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(o.warmup_steps, o.max_steps, o.decay))
     trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0}
     if resume_from is not None:
         trainer.update(load_checkpoint(resume_from, model, opt, sched))
@@ -140,15 +136,43 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
             ddp, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.context.layerdrop > 0)
     amp, scaler = amp_context(cfg, device)
-    stats = loop(cfg, model, ddp, opt, sched, scaler, amp, clips, sampler, trainer, device, rank, max_samples)
+    stats = loop(Training(cfg, model, ddp, opt, sched, scaler, amp, clips, sampler, device, rank, max_samples),
+                 trainer)
     if world > 1:
-        checks = [None] * world
-        digest = float(sum(p.double().sum() for p in model.parameters()))
-        dist.all_gather_object(checks, {"rank": rank, "param_sum": digest, "seen": sorted(stats.pop("seen"))})
-        if main_rank:
-            (run / "ddp_check.json").write_text(json.dumps(checks))
+        check_replicas(model, run, rank, world)
         dist.destroy_process_group()
     return stats
+
+
+def check_replicas(model: torch.nn.Module, run: Path, rank: int, world: int) -> None:
+    """DDP keeps one model in `world` copies; `ddp.json` records each rank's parameter sum and whether
+    they agree (a warning if not: the ranks trained different models, e.g. after a skipped update)."""
+    sums: list = [None] * world
+    dist.all_gather_object(sums, float(sum(p.double().sum() for p in model.parameters())))
+    if rank == 0:
+        agree_ = max(sums) - min(sums) <= 1e-9 * max(1.0, abs(sums[0]))
+        (run / "ddp.json").write_text(json.dumps({"ranks": world, "param_sums": sums, "agree": agree_}))
+        if not agree_:
+            warnings.warn(f"the {world} DDP replicas ended with different weights (parameter sums {sums})",
+                          stacklevel=1)
+
+
+@dataclass
+class Training:
+    """What the loop works on."""
+
+    cfg: PretrainConfig
+    model: torch.nn.Module  # the bare model: temperature, clipping, checkpoints
+    ddp: torch.nn.Module  # what runs forward: the model, compiled and/or wrapped by DDP
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    amp: Any  # autocast context (or nullcontext)
+    clips: list[Clip]
+    sampler: BucketBatchSampler
+    device: torch.device
+    rank: int
+    max_samples: int
 
 
 def flat(d: dict, prefix: str = "") -> dict:
@@ -182,9 +206,7 @@ def trim_log(path: Path, step: int) -> None:
     """Drop log records after `step` (the resumed checkpoint's): the run logs those steps again."""
     if path.is_file():
         keep = [line for line in path.read_text().splitlines() if (n := logged_step(line)) is not None and n <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in keep)))
 
 
 Prepared = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # wave, padding_mask, mask, negatives
@@ -247,13 +269,15 @@ def accumulate(ddp: torch.nn.Module, amp, scaler, prepared: list[Prepared | None
     return outs, "nonfinite" if bad else "ok"
 
 
-def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, trainer, device, rank,
-         max_samples) -> dict:
+def loop(t: Training, trainer: dict) -> dict:
+    """Updates until optim.max_steps from `trainer`'s position (step, epoch, batch), which it advances."""
+    cfg, model, opt, sched, scaler, sampler, rank = t.cfg, t.model, t.opt, t.sched, t.scaler, t.sampler, t.rank
     run, main_rank = Path(cfg.run_dir), rank == 0
     o, G = cfg.optim, model.cfg.quantizer.groups * model.cfg.quantizer.codewords
     failed: dict[str, str] = {}
-    seen: set[tuple[int, int]] = set()  # (epoch, clip index), for the DDP sanity check
-    nonfinite_run, warned_collapse, first, last = 0, False, None, None
+    guard = NonFiniteGuard(cfg.max_nonfinite, "lower optim.lr, use optim.amp=none or check the data; the last "
+                           "checkpoint is intact", total=trainer["nonfinite_total"])
+    warned_collapse, first, last = False, None, None
     bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
                disable=not main_rank or None)
     t0, audio_s = time.perf_counter(), 0.0
@@ -266,21 +290,17 @@ def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, t
             model.set_step(step)
             opt.zero_grad(set_to_none=True)
             micros = batches[b:b + o.accumulate]
-            seen.update((trainer["epoch"], i) for micro in micros for i in micro)
-            prepared = [prepare(model, clips, micro, max_samples, gen, failed, device) for micro in micros]
+            prepared = [prepare(model, t.clips, micro, t.max_samples, gen, failed, t.device) for micro in micros]
             audio_s += sum(float((~p[1]).sum()) for p in prepared if p is not None) / SAMPLE_RATE
-            logs, status = accumulate(ddp, amp, scaler, prepared, device)
+            logs, status = accumulate(t.ddp, t.amp, scaler, prepared, t.device)
             trainer["batch"] = b + o.accumulate
-            if status != "ok":
-                nonfinite_run += status == "nonfinite"
-                trainer["nonfinite_total"] += status == "nonfinite"
-                if status == "nonfinite" and main_rank:
-                    bar.write(f"step {step + 1}: non-finite loss (on at least one rank): update skipped on every rank")
-                if nonfinite_run >= cfg.max_nonfinite:
-                    raise RuntimeError(f"{nonfinite_run} non-finite losses in a row at step {step}: lower optim.lr, "
-                                       "use optim.amp=none or check the data; the last checkpoint is intact")
+            if status == "empty":
                 continue
-            nonfinite_run = 0
+            if guard.skip(status == "ok", step):
+                trainer["nonfinite_total"] = guard.total
+                if main_rank:
+                    bar.write(f"step {step + 1}: non-finite loss (on at least one rank): update skipped on every rank")
+                continue
             if scaler:
                 scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
@@ -317,7 +337,7 @@ def loop(cfg, model, ddp, opt, sched, scaler, amp, clips: list[Clip], sampler, t
     if failed and main_rank:
         print(summarize_bad([(Path(p), why) for p, why in failed.items()]).replace("skipped", "dropped while training"))
     return {"first": first, "last": last, "nonfinite_steps": trainer["nonfinite_total"], "failed": failed,
-            "seen": seen, "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
+            "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
 
 
 def summarize(outs: list, step: int, lr: float, throughput: float) -> dict:

@@ -47,11 +47,11 @@ def test_round_trip_through_dict() -> None:
     ("model.masking.mask_prob=1.5", r"model.masking.mask_prob=1.5 is out of range: must be \[0, 1\]"),
 ])
 def test_finetune_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
-    from finetune.config import resolve_config
+    from finetune.config import resolve_run
     from finetune.model import build_classifier
 
     with pytest.raises(ValueError, match=message):
-        build_classifier(resolve_config("configs/finetune/tiny.yaml", [override]))  # model.* is merged here
+        build_classifier(resolve_run("configs/finetune/tiny.yaml", [override]))  # model.* is merged here
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -62,25 +62,25 @@ def test_finetune_settings_out_of_range_are_refused_naming_the_key(override: str
     ("model.quantizer.temp_min=.inf", "model.quantizer.temp_min: expected a finite number, got inf"),
 ])
 def test_pretrain_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
-    from pretrain.config import resolve
+    from pretrain.config import resolve_run
 
     with pytest.raises(ValueError, match=message):
-        resolve("configs/pretrain/tiny.yaml", [override])
+        resolve_run("configs/pretrain/tiny.yaml", [override])
 
 
 def test_shipped_configs_are_in_range_and_the_edges_allowed() -> None:
-    from finetune.config import resolve_config
-    from pretrain.config import resolve
+    from finetune.config import resolve_run
+    from pretrain.config import resolve_run as resolve_pretrain
 
     for name in ("tiny", "small", "base"):
-        resolve_config(f"configs/finetune/{name}.yaml", [])
+        resolve_run(f"configs/finetune/{name}.yaml", [])
     for name in ("tiny", "small", "base", "large"):
-        resolve(f"configs/pretrain/{name}.yaml", [])
-    cfg = resolve_config(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1",
+        resolve_pretrain(f"configs/pretrain/{name}.yaml", [])
+    cfg = resolve_run(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1",
                                 "lr_head=3e-4"])  # YAML 1.1 reads 3e-4 as a string; a float field takes it
     assert (cfg.lr_backbone, cfg.crop_seconds, cfg.warmup_fraction, cfg.lr_head) == (0.0, 0.025, 1.0, 3e-4)
     with pytest.raises(ValueError, match="lr_head: expected a number, got 'fast'"):
-        resolve_config(None, ["lr_head=fast"])
+        resolve_run(None, ["lr_head=fast"])
 
 
 def test_malformed_yaml_names_the_file_and_line_in_both_clis(tmp_path) -> None:

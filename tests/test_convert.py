@@ -151,14 +151,14 @@ def test_pretraining_checkpoint_loads_as_classifier_and_bad_paths_are_clear(tmp_
                    proj_codevector_dim=768)),
 ])
 def test_parameter_counts_equal_transformers(name: str, hf_kwargs: dict) -> None:
-    from w2v2.config import preset
+    from w2v2.config import apply_overrides, preset
     from w2v2.model import build_model
 
     with torch.device("meta"):
         hf_pre = transformers.Wav2Vec2ForPreTraining(transformers.Wav2Vec2Config(**hf_kwargs))
         hf_clf = transformers.Wav2Vec2ForSequenceClassification(transformers.Wav2Vec2Config(num_labels=6, **hf_kwargs))
         ours_pre = build_model(preset(name), "pretrain")
-        ours_clf = build_model(preset(name), "classifier")
+        ours_clf = build_model(apply_overrides(preset(name), ["head.num_labels=6"]), "classifier")
     count = lambda m: sum(p.numel() for p in m.parameters())
     assert count(ours_pre) == count(hf_pre)
     assert count(ours_clf) == count(hf_clf)

@@ -2,7 +2,7 @@
 the model compiles with fullgraph=True, and gradient checkpointing leaves gradients unchanged.
 
 References are written here plainly (one-hot products, naive softmax attention) or taken from
-w2v2.losses.contrastive_logits_reference; inputs are random, seeded.
+w2v2.bench.reference.contrastive_logits_reference; inputs are random, seeded.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange
 
+from w2v2.bench.reference import contrastive_logits_reference
 from w2v2.compile import compile_model
 from w2v2.config import apply_overrides, preset
 from w2v2.context import SelfAttention
-from w2v2.losses import contrastive_logits, contrastive_logits_reference
+from w2v2.losses import contrastive_logits
 from w2v2.masking import compute_mask, sample_negatives
 from w2v2.model import build_model
-from w2v2.quantizer import _StraightThroughLookup, lookup
+from w2v2.quantizer import lookup, straight_through_lookup
 
 TOL = 1e-5
 
@@ -81,7 +82,7 @@ def test_straight_through_lookup_equals_the_one_hot_product_with_gradients() -> 
         p = torch.softmax(logits / 0.7, dim=-1)
         codes = p.argmax(-1)
         if fused:
-            q = _StraightThroughLookup.apply(p, codes, codebook)
+            q = straight_through_lookup(p, codes, codebook)
         else:
             hard = F.one_hot(codes, v).to(p.dtype) - p.detach() + p
             q = einsum(hard, codebook, "n g v, g v e -> n g e")

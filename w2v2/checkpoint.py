@@ -12,17 +12,18 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from w2v2.config import ModelConfig, model_config_from_dict, to_dict
+from w2v2.config import ModelConfig, from_dict, to_dict
 from w2v2.convert import load_hf, read_hf_config
-from w2v2.model import Wav2Vec2ForClassification, build_model, model_kind
+from w2v2.model import Wav2Vec2ForClassification, build_model, model_kind, unwrap
 
-WEIGHTS, META = "model.safetensors", "w2v2.json"
+WEIGHTS, META, LATEST = "model.safetensors", "w2v2.json", "latest"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped with the package
 INIT_HELP = "scratch, pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH"
 
@@ -47,6 +48,25 @@ def atomic_dir_replace(tmp: Path, final: Path) -> None:
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write a file through a temporary sibling (`write(tmp)`) and one rename: a killed run never leaves
+    half a file under `path`."""
+    tmp = path.with_suffix(".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def latest_step(run: Path) -> Path | None:
+    """The checkpoint directory a pretraining run's `checkpoints/latest` pointer names, if any."""
+    pointer = run / "checkpoints" / LATEST
+    return run / "checkpoints" / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def write_latest(run: Path, step_dir: Path) -> None:
+    """Point `checkpoints/latest` at `step_dir`, atomically."""
+    atomic_write(run / "checkpoints" / LATEST, lambda tmp: tmp.write_text(step_dir.name))
 
 
 def is_complete(directory: Path) -> bool:
@@ -75,8 +95,7 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    model = getattr(model, "module", model)  # DDP
-    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = unwrap(model)
     check_finite(model, f"refusing to save {directory}")  # a NaN model must never replace a good one
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS))
@@ -92,10 +111,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / "best").is_dir() or _old(path / "best").is_dir():
         return recover(path / "best")
-    pointer = path / "checkpoints" / "latest"
-    if pointer.is_file():
-        return path / "checkpoints" / pointer.read_text().strip()
-    return recover(path)
+    return latest_step(path) or recover(path)
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -132,7 +148,7 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
     meta = read_meta(directory)
     stored_kind = meta["kind"]
     try:
-        cfg = cfg or model_config_from_dict(meta["model"])
+        cfg = cfg or from_dict(ModelConfig, meta["model"])
         model = build_model(cfg, kind or stored_kind)
     except ValueError as e:
         raise CheckpointError(f"{directory / META}: invalid model config: {e}") from None
@@ -191,7 +207,7 @@ def init_config(init: str) -> ModelConfig | None:
     kind, where = init_checkpoint(init)
     if kind == "scratch":
         return None
-    return read_hf_config(where) if kind == "hf" else model_config_from_dict(read_meta(where)["model"])
+    return read_hf_config(where) if kind == "hf" else from_dict(ModelConfig, read_meta(where)["model"])
 
 
 def load_init(init: str, kind: str | None) -> nn.Module | None:

@@ -24,6 +24,8 @@ import yaml
 
 T = TypeVar("T")
 
+SAMPLE_RATE = 16000  # Hz: the model's input; every loader resamples to it
+
 
 @dataclass(frozen=True)
 class Range:
@@ -76,6 +78,20 @@ class FeatureEncoderConfig:
     norm: Literal["group", "layer"] = "group"  # group: base (GN on layer 0); layer: large (LN everywhere)
     conv_bias: bool = False
     grad_scale: float = ranged(1.0, 0)  # fairseq feature_grad_mult: scales the gradient reaching the CNN
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples one output frame sees: the shortest input that yields a frame (400 for the paper's CNN)."""
+        field, jump = 1, 1
+        for k, s in zip(self.conv_kernel, self.conv_stride, strict=True):
+            field += (k - 1) * jump
+            jump *= s
+        return field
+
+    @property
+    def hop(self) -> int:
+        """Samples between consecutive frames (320 for the paper's CNN: 20 ms at 16 kHz)."""
+        return math.prod(self.conv_stride)
 
 
 @dataclass(frozen=True)
@@ -132,9 +148,9 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """Utterance classification head for emotion recognition."""
+    """Utterance classification head (emotion recognition in this project)."""
 
-    num_labels: int = ranged(6, 1)
+    num_labels: int = ranged(2, 1)  # as transformers' default; the task sets it (finetune: the 6 emotions)
     weighted_layer_sum: bool = False
     projector_dim: int = ranged(256, 1)
     pooling: Literal["mean", "attentive_stats"] = "mean"
@@ -154,12 +170,15 @@ class ModelConfig:
     # Recompute CNN and Transformer activations in the backward pass: less memory, ~30% more compute.
     gradient_checkpointing: bool = False
 
+    def architecture(self) -> tuple:
+        """The fields that decide the weights' shapes (not dropout, masking, the head or the objective)."""
+        e, c = self.encoder, self.context
+        return (e.conv_dim, e.conv_kernel, e.conv_stride, e.norm, e.conv_bias, c.dim, c.layers, c.heads, c.ffn_dim,
+                c.layer_norm_first, c.pos_conv_kernel, c.pos_conv_groups)
+
     @property
     def frame_rate_hz(self) -> float:
-        hop = 1
-        for s in self.encoder.conv_stride:
-            hop *= s
-        return 16000 / hop
+        return SAMPLE_RATE / self.encoder.hop
 
 
 def _tiny() -> ModelConfig:
@@ -355,6 +374,33 @@ def apply_overrides(cfg: T, items: list[str]) -> T:
     return merge(cfg, parse_overrides(items))
 
 
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`a` with `b` on top, nested dicts merged key by key."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(cls: type[T], config_path: str | None, overrides: list[str]) -> tuple[T, dict[str, Any]]:
+    """A run config, the one way both CLIs build theirs: `cls`'s defaults, then the YAML file, then
+    `key=value` overrides, merged key by key (a dict field such as `model` too: `model.context.dropout=0.2`
+    changes that one entry); type- and range-checked. Also returns what the file and overrides set."""
+    given = deep_merge(load_yaml(config_path) if config_path else {}, parse_overrides(overrides))
+    return from_dict(cls, deep_merge(to_dict(cls()), given)), given
+
+
+def resolve_model(preset_name: str | None, init: str, init_cfg: ModelConfig | None,
+                  overrides: dict[str, Any]) -> ModelConfig:
+    """The model a run builds: the init's config (its weights decide the architecture) or the preset's,
+    with `model.*` overrides on top. A preset naming another architecture than the init's is reported
+    and not used."""
+    if init_cfg is not None and preset_name and preset(preset_name).architecture() != init_cfg.architecture():
+        print(f"note: preset={preset_name} is not the architecture of init={init}; the init's weights decide it "
+              "(change fields with model.KEY=VALUE)")
+    return merge(init_cfg if init_cfg is not None else preset(preset_name or "tiny"), overrides, prefix="model.")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     with open(path) as f:
         try:
@@ -368,13 +414,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """A ModelConfig from a checkpoint's stored (complete) dict."""
-    return from_dict(ModelConfig, data)
-
-
 __all__ = [
     "FeatureEncoderConfig", "ContextConfig", "MaskingConfig", "QuantizerConfig", "ObjectiveConfig",
     "HeadConfig", "ModelConfig", "PRESETS", "preset", "to_dict", "from_dict", "merge", "ranged", "check_range",
-    "parse_overrides", "apply_overrides", "load_yaml", "model_config_from_dict",
+    "parse_overrides", "apply_overrides", "load_yaml", "deep_merge", "resolve", "resolve_model", "SAMPLE_RATE",
 ]

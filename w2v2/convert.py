@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from w2v2.config import (
+    SAMPLE_RATE,
     ContextConfig,
     FeatureEncoderConfig,
     HeadConfig,
@@ -30,7 +31,7 @@ from w2v2.config import (
     ObjectiveConfig,
     QuantizerConfig,
 )
-from w2v2.model import build_model, model_kind
+from w2v2.model import build_model, model_kind, unwrap
 
 # (our key pattern, HF key pattern) for one-to-one tensors; backbone keys without prefixes.
 _BACKBONE_RULES = [
@@ -198,7 +199,7 @@ def load_state_from_hf(model: nn.Module, hf_state: dict[str, torch.Tensor], stor
     return missing
 
 
-def _resolve(path_or_id: str | Path) -> Path:
+def _local_dir(path_or_id: str | Path) -> Path:
     path = Path(path_or_id)
     if path.is_dir():
         return path
@@ -226,7 +227,7 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 def read_hf_config(path_or_id: str | Path) -> ModelConfig:
     """The ModelConfig of a transformers Wav2Vec2 directory (config.json, preprocessor's do_normalize)."""
-    directory = _resolve(path_or_id)
+    directory = _local_dir(path_or_id)
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory}: no config.json (not a transformers checkpoint directory)")
@@ -245,7 +246,7 @@ def load_hf(path_or_id: str | Path, kind: str | None = None) -> nn.Module:
     kind: None for the checkpoint's own ("pretrain", "classifier" or "backbone"); another kind keeps
     what the checkpoint has (e.g. "classifier" from a pretraining checkpoint: a fresh head).
     """
-    directory = _resolve(path_or_id)
+    directory = _local_dir(path_or_id)
     cfg = read_hf_config(directory)
     hf_state = _read_weights(directory)
     stored = hf_kind(hf_state)
@@ -262,8 +263,7 @@ def load_hf(path_or_id: str | Path, kind: str | None = None) -> nn.Module:
 
 def save_hf(model: nn.Module, directory: str | Path, id2label: dict[int, str] | None = None) -> Path:
     """Write `model` as a transformers checkpoint directory (config, safetensors, preprocessor config)."""
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
+    model = unwrap(model)
     kind = model_kind(model)
     if kind == "classifier" and (model.cfg.head.pooling != "mean" or model.cfg.head.dropout > 0):
         raise ValueError("transformers' classifier has masked mean pooling and no head dropout: "
@@ -272,7 +272,7 @@ def save_hf(model: nn.Module, directory: str | Path, id2label: dict[int, str] | 
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(config_to_hf(model.cfg, kind, id2label), indent=2))
-    pre = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": 16000,
+    pre = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
            "padding_value": 0.0, "do_normalize": model.cfg.normalize_waveform, "padding_side": "right",
            "return_attention_mask": model.cfg.encoder.norm == "layer"}
     (directory / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))

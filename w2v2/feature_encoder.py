@@ -17,7 +17,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from w2v2.config import FeatureEncoderConfig
+from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
 
 
 class _GradScale(torch.autograd.Function):
@@ -71,11 +71,7 @@ class FeatureEncoder(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        field, jump = 1, 1
-        for k, s in zip(self.cfg.conv_kernel, self.cfg.conv_stride, strict=True):
-            field += (k - 1) * jump
-            jump *= s
-        return field
+        return self.cfg.receptive_field
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for an input of `num_samples` samples (plain Python, no tensor)."""
@@ -98,7 +94,7 @@ class FeatureEncoder(nn.Module):
         if wave.shape[-1] < self.receptive_field:
             raise ValueError(
                 f"input has {wave.shape[-1]} samples; wav2vec 2.0 needs at least {self.receptive_field} "
-                f"({self.receptive_field / 16:.0f} ms at 16 kHz) to produce one frame: pad short clips"
+                f"({1000 * self.receptive_field / SAMPLE_RATE:.0f} ms at 16 kHz) to produce one frame: pad short clips"
             )
         x = rearrange(wave, "b s -> b 1 s")
         for layer in self.layers:

@@ -1,4 +1,4 @@
-"""The wav2vec 2.0 objective (paper §3.2): L = L_m + alpha * L_d (+ feature penalty).
+"""The wav2vec 2.0 objective (paper §3.2): L = L_m + alpha * L_d + beta * feature penalty (`objective`).
 
 Design choices:
 - Contrastive logits are cosine similarities / kappa between each masked frame's projected
@@ -16,9 +16,13 @@ Design choices:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from einops import einsum, rearrange
+
+from w2v2.config import ObjectiveConfig
 
 
 def contrastive_logits(c: torch.Tensor, q: torch.Tensor, negative_indices: torch.Tensor, logit_temp: float,
@@ -48,20 +52,6 @@ def same_codes(codes: torch.Tensor, negative_indices: torch.Tensor) -> torch.Ten
     return (neg_codes == codes[:, :, None, :]).all(-1)
 
 
-def contrastive_logits_reference(c: torch.Tensor, q: torch.Tensor, negative_indices: torch.Tensor,
-                                 logit_temp: float) -> torch.Tensor:
-    """Straightforward version (gathers all targets; -inf on vector equality), for tests and benchmarks."""
-    b, t, k = negative_indices.shape
-    flat = rearrange(negative_indices, "b t k -> b (t k)")
-    negs = torch.gather(q, 1, flat[..., None].expand(b, t * k, q.shape[-1]))
-    negs = rearrange(negs, "b (t k) d -> b t k d", k=k)
-    targets = torch.cat([q[:, :, None, :], negs], dim=2)  # (b, t, 1+k, d)
-    logits = F.cosine_similarity(c.float()[:, :, None, :], targets.float(), dim=-1) / logit_temp
-    neg_is_pos = (negs == q[:, :, None, :]).all(-1)
-    logits[..., 1:] = logits[..., 1:].masked_fill(neg_is_pos, float("-inf"))
-    return logits
-
-
 def contrastive_loss(logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum over masked frames of -log softmax(logits)[0], and the number of masked frames whose
     positive wins outright. logits (b, t, 1+k), mask (b, t)."""
@@ -77,3 +67,29 @@ def contrastive_loss(logits: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
 def diversity_loss(perplexity: torch.Tensor, num_codes: int, num_masked: torch.Tensor) -> torch.Tensor:
     """(G·V - ppl) / (G·V), scaled by the number of masked frames (paper eq. 4, as a sum)."""
     return (num_codes - perplexity) / num_codes * num_masked
+
+
+def feature_penalty(features: torch.Tensor) -> torch.Tensor:
+    """Mean squared raw CNN feature (b, t, c) -> () (paper §4.2: an L2 penalty on the encoder's output)."""
+    return features.float().pow(2).mean()
+
+
+class Objective(NamedTuple):
+    loss: torch.Tensor  # L = contrastive + alpha * diversity + beta * feature_penalty
+    contrastive: torch.Tensor  # L_m, summed over masked frames
+    diversity: torch.Tensor  # L_d, scaled by the number of masked frames
+    feature_penalty: torch.Tensor  # scaled by the number of masked frames
+    num_masked: torch.Tensor
+    correct: torch.Tensor  # masked frames whose positive scores highest
+
+
+def objective(logits: torch.Tensor, mask: torch.Tensor, perplexity: torch.Tensor, num_codes: int,
+              features: torch.Tensor, cfg: ObjectiveConfig) -> Objective:
+    """The whole pretraining loss from the contrastive logits (b, t, 1+k), the span mask (b, t), the
+    quantizer's perplexity over G·V = `num_codes` codewords and the raw CNN features (b, t, c)."""
+    contrastive, correct = contrastive_loss(logits, mask)
+    num_masked = mask.sum()
+    diversity = diversity_loss(perplexity, num_codes, num_masked)
+    penalty = feature_penalty(features) * num_masked
+    loss = contrastive + cfg.diversity_weight * diversity + cfg.feature_penalty * penalty
+    return Objective(loss, contrastive, diversity, penalty, num_masked, correct)

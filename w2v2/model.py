@@ -21,7 +21,7 @@ from w2v2.config import ModelConfig
 from w2v2.context import ContextNetwork
 from w2v2.feature_encoder import FeatureEncoder, FeatureProjection
 from w2v2.heads import ClassificationHead
-from w2v2.losses import contrastive_logits, contrastive_loss, diversity_loss
+from w2v2.losses import contrastive_logits, objective
 from w2v2.masking import compute_mask, sample_negatives
 from w2v2.quantizer import GumbelQuantizer
 
@@ -31,7 +31,7 @@ class BackboneOutput(NamedTuple):
     z: torch.Tensor  # (b, t, c) layer-normalised CNN features (the quantizer's input)
     frame_padding_mask: torch.Tensor | None  # (b, t) True = padded frame
     hidden_states: tuple[torch.Tensor, ...] | None  # layers+1 of (b, t, d)
-    feature_penalty: torch.Tensor  # () mean squared raw CNN feature
+    features: torch.Tensor  # (b, t, c) raw CNN output (the feature penalty's input)
 
 
 class PretrainOutput(NamedTuple):
@@ -94,13 +94,12 @@ class Wav2Vec2Model(nn.Module):
         if self.cfg.normalize_waveform:
             wave = normalize_waveform(wave, padding_mask)
         features = self.feature_encoder(wave)
-        feature_penalty = features.float().pow(2).mean()
         x, z = self.feature_projection(features)
         frame_padding_mask = self.frame_padding_mask(wave, padding_mask)
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
         c, hidden = self.context(x, frame_padding_mask, output_hidden_states)
-        return BackboneOutput(c, z, frame_padding_mask, hidden, feature_penalty)
+        return BackboneOutput(c, z, frame_padding_mask, hidden, features)
 
 
 def _sample_mask(model: Wav2Vec2Model, wave: torch.Tensor, padding_mask: torch.Tensor | None,
@@ -147,15 +146,10 @@ class Wav2Vec2ForPreTraining(nn.Module):
         c = self.project_c(out.c)
         q = self.project_q(qo.q)
         logits = contrastive_logits(c, q, negative_indices, self.cfg.objective.logit_temp, qo.codes)
-        contrastive, correct = contrastive_loss(logits, mask)
-        num_masked = mask.sum()
         qc = self.cfg.quantizer
-        diversity = diversity_loss(qo.perplexity, qc.groups * qc.codewords, num_masked)
-        penalty = out.feature_penalty * num_masked
-        obj = self.cfg.objective
-        loss = contrastive + obj.diversity_weight * diversity + obj.feature_penalty * penalty
-        return PretrainOutput(loss, contrastive, diversity, penalty, num_masked,
-                              correct / num_masked.clamp(min=1), qo.perplexity,
+        o = objective(logits, mask, qo.perplexity, qc.groups * qc.codewords, out.features, self.cfg.objective)
+        return PretrainOutput(o.loss, o.contrastive, o.diversity, o.feature_penalty, o.num_masked,
+                              o.correct / o.num_masked.clamp(min=1), qo.perplexity,
                               self.quantizer.temperature.clone())
 
 
@@ -168,14 +162,21 @@ class Wav2Vec2ForClassification(nn.Module):
         self.backbone = Wav2Vec2Model(cfg)
         self.head = ClassificationHead(cfg.head, cfg.context.dim, cfg.context.layers + 1)
 
+    def freeze(self, feature_encoder: bool, transformer: bool = False) -> None:
+        """Train only some parts: the CNN feature encoder and/or the rest of the backbone (projection,
+        positional convolution, Transformer) stop taking gradients; the head always trains."""
+        cnn = {id(p) for p in self.backbone.feature_encoder.parameters()}
+        for p in self.backbone.parameters():
+            p.requires_grad_(not (feature_encoder if id(p) in cnn else transformer))
+
     def load_backbone_from(self, source: nn.Module | dict[str, torch.Tensor]) -> None:
         """Copy backbone weights from a pretraining model / classifier or its state_dict."""
         state = source.state_dict() if isinstance(source, nn.Module) else source
         sub = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         self.backbone.load_state_dict(sub or state)  # a bare backbone's keys carry no prefix
 
-    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, mask: torch.Tensor | None = None) -> ClassifierOutput:
+    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> ClassifierOutput:
         """wave (b, s); padding_mask (b, s) True = pad. Span masking (SpecAugment) in training only:
         sampled here unless `mask` (b, t) is given (e.g. by a compiled training step)."""
         if mask is None and self.training and self.cfg.masking.mask_prob > 0:
@@ -195,6 +196,12 @@ def build_model(cfg: ModelConfig, kind: ModelKind = "pretrain") -> nn.Module:
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
     return MODELS[kind](cfg)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The w2v2 model inside a DistributedDataParallel and/or torch.compile wrapper."""
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
 def model_kind(model: nn.Module) -> str:

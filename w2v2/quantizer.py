@@ -52,6 +52,12 @@ class _StraightThroughLookup(torch.autograd.Function):
         return grad_probs, None, rearrange(grad_codebook, "(g v) e -> g v e", g=g).to(codebook.dtype)
 
 
+def straight_through_lookup(probs: torch.Tensor, codes: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """codebook[g, codes] (n, g, e) forward; backward as one_hot(codes) - probs.detach() + probs times the
+    codebook (the straight-through Gumbel-softmax estimator). probs (n, g, v), codes (n, g)."""
+    return _StraightThroughLookup.apply(probs, codes, codebook)
+
+
 def lookup(codebook: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """codebook (g, v, e), codes (n, g) -> (n, g, e)."""
     g = codebook.shape[0]
@@ -97,7 +103,7 @@ class GumbelQuantizer(nn.Module):
                 gumbels = -torch.empty_like(logits).exponential_().log()
                 soft_sample = torch.softmax((logits + gumbels) / self.temperature, dim=-1)
                 codes = soft_sample.argmax(-1)
-                q = _StraightThroughLookup.apply(soft_sample, codes, codebook)
+                q = straight_through_lookup(soft_sample, codes, codebook)
                 ppl = perplexity(torch.softmax(logits, dim=-1), flat_mask)
             else:
                 codes = logits.argmax(-1)

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from w2v2.bench import main  # noqa: E402
+from w2v2.bench.run import main  # noqa: E402
 
 RATIO_KEYS = ("pretrain_speedup", "pretrain_peak_memory_ratio", "pretrain_step_memory_ratio", "inference_speedup")
 
@@ -38,7 +38,7 @@ def test_bad_arguments_are_clear_errors(capsys) -> None:
 def test_op_micro_benchmark_measures_both_variants(op: str) -> None:
     import argparse
 
-    from w2v2.bench_worker import run_op
+    from w2v2.bench.worker import run_op
 
     for variant in ("fused", "reference"):
         res = run_op(argparse.Namespace(op=op, variant=variant, device="cpu", steps=1, warmup=0))

@@ -4,8 +4,3 @@ from __future__ import annotations
 
 EMOTIONS: tuple[str, ...] = ("angry", "fear", "sad", "disgust", "neutral", "happy")
 CREMA_CODES: dict[str, int] = {"ANG": 0, "FEA": 1, "SAD": 2, "DIS": 3, "NEU": 4, "HAP": 5}
-NUM_CLASSES = len(EMOTIONS)
-
-
-def label_name(label: int) -> str:
-    return EMOTIONS[label]

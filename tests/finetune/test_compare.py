@@ -13,16 +13,13 @@ from finetune.compare import finetune_config, main, parse_args, parse_speakers, 
 from finetune.model import build_classifier
 from w2v2.checkpoint import save_model
 from w2v2.config import merge, preset, to_dict
-from w2v2.datasets import load_dataset
+from w2v2.data.datasets import load_dataset
 from w2v2.model import build_model
-from w2v2.synth import generate_corpus
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    generate_corpus(root, clips=24, speakers=4, seed=2)
-    return root
+def corpus(synthetic_corpus) -> Path:
+    return synthetic_corpus(clips=24, speakers=4, seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pandas as pd
 import soundfile as sf
 import torch
 
-from w2v2.synth import F0_RANGE, generate_corpus, make_speaker, synthesize_clip
-from w2v2.voice import SR, render
+from w2v2.synth.corpus import F0_RANGE, generate_corpus, make_speaker, synthesize_clip
+from w2v2.synth.voice import SR, render
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from w2v2.metrics import classification_metrics, confusion_matrix
+from finetune.metrics import classification_metrics, confusion_matrix
 
 
 def test_known_values() -> None:

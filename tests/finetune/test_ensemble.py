@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def classifier(folder: Path, seed: int, overrides: tuple[str, ...] = ()) -> Path:
     """A run folder (folder/best) of a random tiny classifier."""
     torch.manual_seed(seed)
-    model = build_model(apply_overrides(preset("tiny"), list(overrides)), "classifier")
+    model = build_model(apply_overrides(preset("tiny"), ["head.num_labels=6", *overrides]), "classifier")
     save_model(model, folder / "best", extra={"finetune": {"window_seconds": 2.0}})
     return folder
 
@@ -64,7 +64,7 @@ def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(two: list[Pa
 
 def test_tta_averages_deterministic_speed_views_of_each_window() -> None:
     torch.manual_seed(0)
-    model = build_model(preset("tiny"), "classifier").eval()
+    model = build_model(apply_overrides(preset("tiny"), ["head.num_labels=6"]), "classifier").eval()
     clip = noise(1.5, 3)
     assert torch.equal(predict_probs(model, [clip], 2.0, tta=(1.0,)), predict_probs(model, [clip], 2.0))
     tta = predict_probs(model, [clip], 2.0, tta=(0.9, 1.0, 1.1))

@@ -15,18 +15,23 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE = 16000
+from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
+
+__all__ = ["SAMPLE_RATE"]  # re-exported: the application reads the rate from here or from w2v2.config
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
-MIN_SAMPLES = 400  # receptive field of the CNN feature encoder: shorter input yields no frame
+MIN_SAMPLES = FeatureEncoderConfig().receptive_field  # 400: every preset's CNN; shorter input yields no frame
 MIN_SECONDS = MIN_SAMPLES / SAMPLE_RATE  # 25 ms: the shortest crop or window worth a config value
 
 
 class AudioError(ValueError):
-    """A file that cannot be used as audio; str() names the file and the problem."""
+    """A file that cannot be used as audio; str() names the file and the problem. `nonfinite`: it
+    decodes, but holds NaN/inf samples (load_audio(..., nonfinite="zero") would give it, zeroed)."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str, nonfinite: bool = False) -> None:
         self.path = str(path)
         self.problem = problem
+        self.nonfinite = nonfinite
         super().__init__(f"{path}: {problem}")
 
 
@@ -63,7 +68,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
         raise AudioError(path, "no audio samples (empty file)")
     if not np.isfinite(data).all():
         if nonfinite != "zero":
-            raise AudioError(path, "audio contains NaN or infinite values")
+            raise AudioError(path, "audio contains NaN or infinite values", nonfinite=True)
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
     return resample(wave, sr, sample_rate).contiguous()

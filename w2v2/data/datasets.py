@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from w2v2.audio import AudioError, audio_info, find_audio
-from w2v2.labels import CREMA_CODES, EMOTIONS
+from w2v2.data.audio import AudioError, audio_info, find_audio
+from w2v2.data.labels import CREMA_CODES, EMOTIONS
 
 LAYOUTS = ("competition", "crema", "csv", "folders")
 CREMA_NAME = re.compile(r"^(\d+)_([A-Z]+)_([A-Z]{3})_([A-Z]+)$")
@@ -75,7 +75,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def _resolve(root: Path, rel: str, *subdirs: str) -> Path:
+def _clip_path(root: Path, rel: str, *subdirs: str) -> Path:
     """A CSV path relative to `root` (or, forgivingly, to one of its sub-folders)."""
     p = Path(rel)
     if p.is_absolute():
@@ -94,7 +94,7 @@ def _csv_items(path: Path, subdirs: tuple[str, ...] = ()) -> list[Item]:
         if not row.path:
             raise DatasetError(f"{where}: empty path")
         items.append(Item(id=getattr(row, "id", "") or Path(row.path).stem,
-                          path=_resolve(path.parent, row.path, *subdirs), label=parse_label(row.label, where),
+                          path=_clip_path(path.parent, row.path, *subdirs), label=parse_label(row.label, where),
                           speaker=(getattr(row, "speaker", "") or None)))
     return items
 
@@ -118,7 +118,7 @@ def load_competition(root: Path) -> Dataset:
         warnings.warn(f"{root / 'train.csv'}: {len(dup)} duplicate id(s), e.g. {dup[:5]}", stacklevel=2)
     test_df = _read_csv(root / "test.csv", ("id", "path"))
     _unique_ids(root / "test.csv", list(test_df["id"]))
-    test = [Item(id=r.id, path=_resolve(root, r.path, "test")) for r in test_df.itertuples(index=False)]
+    test = [Item(id=r.id, path=_clip_path(root, r.path, "test")) for r in test_df.itertuples(index=False)]
     submission = None
     if (root / "sample_submission.csv").is_file():
         path = root / "sample_submission.csv"
@@ -162,7 +162,7 @@ def competition_audio(root: Path) -> list[Path]:
     for name, sub in (("train.csv", "train"), ("test.csv", "test")):
         if (root / name).is_file():
             df = _read_csv(root / name, ("path",))
-            paths += [_resolve(root, rel, sub) for rel in df["path"]]
+            paths += [_clip_path(root, rel, sub) for rel in df["path"]]
     return paths
 
 

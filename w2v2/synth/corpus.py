@@ -7,7 +7,7 @@ test speakers disjoint. Deterministic for a seed (each clip has its own seed der
 Speech: syllables of consonant (stop, fricative or nasal) + vowel (Peterson & Barney, 1952 formant
 targets) with coarticulated formant transitions, phrases separated by pauses, an F0 contour of
 declination, pitch accents and a final rise or fall, rendered by the source-filter engine in
-`w2v2/voice.py`.
+`w2v2/synth/voice.py`.
 
 Speakers: sex, vocal-tract length (formant scaling), pitch level and range, speaking rate,
 breathiness, jitter, recording gain and "expressiveness" (how strongly they show emotion).
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from w2v2.audio import save_audio
-from w2v2.labels import EMOTIONS
-from w2v2.voice import SR, render
+from w2v2.data.audio import save_audio
+from w2v2.data.labels import EMOTIONS
+from w2v2.synth.voice import SR, render
 
 VOWELS = np.array([[270, 2290, 3010], [390, 1990, 2550], [530, 1840, 2480], [660, 1720, 2410],
                    [730, 1090, 2440], [570, 840, 2410], [440, 1020, 2240], [300, 870, 2240],
@@ -319,7 +319,3 @@ def main(argv: list[str] | None = None) -> None:
           f"in {summary['wall_s']:.1f} s")
     if args.spectrograms:
         print(f"spectrograms: {plot_spectrograms(args.spectrograms, args.seed)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SR = 16000
+from w2v2.config import SAMPLE_RATE
+
+SR = SAMPLE_RATE
 N_FFT, HOP = 512, 128
 FREQS = np.fft.rfftfreq(N_FFT, 1.0 / SR)  # (257,)
 

@@ -6,7 +6,7 @@ Design choices:
   indices; transformers' flat (b*t) rows = ours + b*t offsets).
 - Equal work: dropout and LayerDrop are set to 0 in the benchmarked config (train mode otherwise),
   so neither side skips or masks anything the other computes.
-- Each side runs in its own subprocess (w2v2.bench_worker) so peak memory is counted the same way
+- Each side runs in its own subprocess (w2v2.bench.worker) so peak memory is counted the same way
   for both (peak RSS on CPU, max_memory_allocated on GPU) and neither inherits the other's heap.
 - Reported: median pretraining forward+backward step, peak memory and the step's own memory
   (peak above the loaded weights and inputs), classifier inference seconds per audio second (eval,
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from w2v2.config import ModelConfig, apply_overrides, preset
+from w2v2.config import PRESETS, SAMPLE_RATE, FeatureEncoderConfig, ModelConfig, apply_overrides, preset
 from w2v2.convert import save_hf
 from w2v2.masking import compute_mask, sample_negatives
 from w2v2.model import build_model
@@ -52,7 +52,7 @@ def prepare(cfg: ModelConfig, batch: int, seconds: float, directory: Path, seed:
     clf.load_backbone_from(pre)
     save_hf(clf, directory / "classifier")
     gen = torch.Generator().manual_seed(seed)
-    s = int(round(seconds * 16000))
+    s = int(round(seconds * SAMPLE_RATE))
     wave = torch.randn(batch, s, generator=gen) * 0.1
     t = pre.backbone.feature_encoder.num_frames(s)
     m = cfg.masking
@@ -64,10 +64,10 @@ def prepare(cfg: ModelConfig, batch: int, seconds: float, directory: Path, seed:
 
 
 def run_worker(argv: list[str]) -> dict:
-    """Run `python -m w2v2.bench_worker argv` and parse its last stdout line."""
-    proc = subprocess.run([sys.executable, "-m", "w2v2.bench_worker", *argv], capture_output=True, text=True)
+    """Run `python -m w2v2.bench.worker argv` and parse its last stdout line."""
+    proc = subprocess.run([sys.executable, "-m", "w2v2.bench.worker", *argv], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"w2v2/bench_worker.py {' '.join(argv[:2])} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"w2v2/bench/worker.py {' '.join(argv[:2])} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -148,7 +148,7 @@ def bench_ops(args: argparse.Namespace) -> dict[str, float]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m w2v2.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="base", choices=["tiny", "base", "large"])
+    p.add_argument("--preset", default="base", choices=sorted(PRESETS))
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seconds", type=float, default=4.0, help="audio seconds per utterance")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -161,7 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ops", action="store_true", help="also benchmark the fused ops against their references")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="model config overrides")
     args = p.parse_args(argv)
-    if args.batch < 1 or args.seconds * 16000 < 400 or args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+    too_short = args.seconds * SAMPLE_RATE < FeatureEncoderConfig().receptive_field
+    if args.batch < 1 or too_short or args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         p.error("need --batch >= 1, --seconds >= 0.025, --steps >= 1, --warmup >= 0, --rounds >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device}: no CUDA device is available here")
@@ -171,7 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if importlib.util.find_spec("transformers") is None:
-        sys.exit("w2v2/bench.py: the benchmark compares against Hugging Face transformers, which is not "
+        sys.exit("python -m w2v2.bench: the benchmark compares against Hugging Face transformers, which is not "
                  "installed: pip install -e '.[dev]' (or pip install transformers)")
     info, results = compare(args)
     r = ratios(results)
@@ -186,7 +187,3 @@ def main(argv: list[str] | None = None) -> None:
     if not all(math.isfinite(v) and v > 0 for v in r.values()):
         print(f"warning: non-finite or non-positive ratio in {r}", file=sys.stderr)
     print(json.dumps(summary))
-
-
-if __name__ == "__main__":
-    main()

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from w2v2.config import SAMPLE_RATE
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -146,7 +148,7 @@ def run_side(args: argparse.Namespace) -> dict:
             return clf(wave).logits
 
     infer_times = timed(infer, args.steps, args.warmup, device)
-    audio_seconds = wave.shape[0] * wave.shape[1] / 16000
+    audio_seconds = wave.shape[0] * wave.shape[1] / SAMPLE_RATE
     return {"side": args.side, "step_s": statistics.median(times), "step_times": times,
             "peak_mb": peak, "step_mem_mb": peak - base, "loss": loss,
             "infer_s": statistics.median(infer_times),
@@ -177,8 +179,9 @@ def op_case(op: str, variant: str, device: torch.device) -> tuple[Callable[[], N
     """fn (forward + backward) of one op variant at base size, and its inputs."""
     from einops import einsum, rearrange
 
-    from w2v2.losses import contrastive_logits, contrastive_logits_reference
-    from w2v2.quantizer import _StraightThroughLookup, lookup
+    from w2v2.bench.reference import contrastive_logits_reference
+    from w2v2.losses import contrastive_logits
+    from w2v2.quantizer import lookup, straight_through_lookup
 
     gen = torch.Generator().manual_seed(0)
     if op == "contrastive":  # b=4, t=500, k=100, d=256; codes from a 2x320 codebook as in the model
@@ -204,7 +207,7 @@ def op_case(op: str, variant: str, device: torch.device) -> tuple[Callable[[], N
         p = torch.softmax(logits, dim=-1)
         codes = p.argmax(-1)
         if variant == "fused":
-            q = _StraightThroughLookup.apply(p, codes, codebook)
+            q = straight_through_lookup(p, codes, codebook)
         else:
             q = einsum(torch.nn.functional.one_hot(codes, v).to(p.dtype) - p.detach() + p, codebook,
                        "n g v, g v e -> n g e")

@@ -2,7 +2,7 @@
 
 import torch
 
-from w2v2.batching import BucketBatchSampler, collate_waves
+from w2v2.data.batching import BucketBatchSampler, collate_waves
 
 
 def test_batches_cover_everything_once_within_the_budget() -> None:

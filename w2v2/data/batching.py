@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from w2v2.audio import MIN_SAMPLES
+from w2v2.data.audio import MIN_SAMPLES
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -86,7 +86,3 @@ def collate_waves(waves: Sequence[torch.Tensor], max_len: int | None = None,
         batch[i, :w.numel()] = w
         padding_mask[i, :w.numel()] = False
     return batch, padding_mask
-
-
-def num_batches(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

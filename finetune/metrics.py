@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from w2v2.labels import EMOTIONS
+from w2v2.data.labels import EMOTIONS
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int = len(EMOTIONS)) -> np.ndarray:

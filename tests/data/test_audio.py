@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2v2.audio import AudioError, find_audio, load_audio, num_samples_16k
+from w2v2.data.audio import AudioError, find_audio, load_audio, num_samples_16k
 
 
 def tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2v2.datasets import DatasetError, Item, check_files, detect_layout, load_dataset, speaker_split
+from w2v2.data.datasets import DatasetError, Item, check_files, detect_layout, load_dataset, speaker_split
 
 
 def wav(path: Path, seconds: float = 0.5, sr: int = 16000, channels: int = 1) -> Path:
@@ -119,7 +119,7 @@ def test_duplicate_train_ids_are_warned_about(tmp_path) -> None:
 
 
 def test_test_labels_missing_some_ids_are_warned_and_scored_without_them(tmp_path) -> None:
-    from w2v2.datasets import labelled_test
+    from w2v2.data.datasets import labelled_test
 
     with pytest.warns(UserWarning, match=r"no label for 1 of 3 test ids \(e.g. \['x1'\]\)"):
         data = load_dataset(competition(tmp_path, TRAIN, TEST, SAMPLE, "id,label\nx0,fear\nx2,sad\n"))
@@ -127,7 +127,7 @@ def test_test_labels_missing_some_ids_are_warned_and_scored_without_them(tmp_pat
 
 
 def test_one_speaker_or_rows_without_one_fall_back_to_a_random_split() -> None:
-    from w2v2.datasets import no_speaker_split
+    from w2v2.data.datasets import no_speaker_split
 
     one = [Item(id=str(i), path=Path("x"), label=i % 6, speaker="solo") for i in range(24)]
     partial = [Item(id=str(i), path=Path("x"), label=i % 6, speaker=f"s{i % 3}" if i % 4 else "") for i in range(24)]

@@ -14,8 +14,8 @@ import pytest
 from finetune.__main__ import main, parse_args
 from finetune.ensemble import PROB_COLUMNS
 from finetune.folds import assign_folds
-from w2v2.datasets import Item
-from w2v2.metrics import classification_metrics
+from finetune.metrics import classification_metrics
+from w2v2.data.datasets import Item
 from w2v2.synth import generate_corpus
 
 FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]

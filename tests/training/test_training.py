@@ -1,0 +1,26 @@
+"""w2v2.training: the learning-rate schedule and the non-finite-loss policy both trainers use."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from w2v2.training import NonFiniteGuard, warmup_decay
+
+
+def test_warmup_then_linear_or_cosine_decay_to_zero() -> None:
+    linear, cosine = warmup_decay(4, 12), warmup_decay(4, 12, "cosine")
+    assert [linear(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0] == [cosine(s) for s in range(4)]
+    assert [linear(s) for s in (4, 8, 12, 20)] == [1.0, 0.5, 0.0, 0.0]
+    assert cosine(8) == pytest.approx(0.5) and cosine(6) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert cosine(12) == pytest.approx(0.0) and warmup_decay(0, 10)(0) == 1.0
+
+
+def test_non_finite_losses_are_skipped_and_too_many_in_a_row_stop_the_run() -> None:
+    guard = NonFiniteGuard(3, "lower the learning rate", total=5)
+    assert [guard.skip(f, step) for step, f in enumerate([True, False, False, True, False, False])] == [
+        False, True, True, False, True, True]
+    assert guard.total == 9 and guard.in_a_row == 2
+    with pytest.raises(RuntimeError, match="3 non-finite losses in a row at step 6: lower the learning rate"):
+        guard.skip(False, 6)

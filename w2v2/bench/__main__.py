@@ -1,0 +1,3 @@
+from w2v2.bench.run import main
+
+main()

@@ -1,0 +1,3 @@
+from w2v2.synth.corpus import main
+
+main()

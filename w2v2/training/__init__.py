@@ -1,0 +1,41 @@
+"""What both trainers (`pretrain`, `finetune`) share: the learning-rate schedule and the non-finite-loss policy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+
+def warmup_decay(warmup_steps: int, total_steps: int,
+                 decay: Literal["linear", "cosine"] = "linear") -> Callable[[int], float]:
+    """LR multiplier of update `step` (0-based, for torch's LambdaLR): linear warmup to 1 over
+    `warmup_steps`, then linear or cosine decay to 0 at `total_steps` (0 beyond)."""
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1.0 - progress
+
+    return schedule
+
+
+class NonFiniteGuard:
+    """The policy of both trainers for a NaN/inf loss: skip that update (the weights stay as they were),
+    and stop the run after `limit` in a row, which means broken data or a learning rate that diverges,
+    not one bad batch. `total` counts every skipped update."""
+
+    def __init__(self, limit: int, advice: str, total: int = 0) -> None:
+        self.limit, self.advice, self.total, self.in_a_row = limit, advice, total, 0
+
+    def skip(self, finite: bool, step: int) -> bool:
+        """True when the update of `step` must be skipped; RuntimeError after `limit` in a row."""
+        if finite:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row >= self.limit:
+            raise RuntimeError(f"{self.in_a_row} non-finite losses in a row at step {step}: {self.advice}")
+        return True
