@@ -184,10 +184,11 @@ def flat(d: dict, prefix: str = "") -> dict:
 
 
 def check_same_model(checkpoint: Path, model_cfg: ModelConfig) -> None:
-    """ValueError listing the differences when `checkpoint` holds another model config than this run's."""
+    """ValueError listing the differences when `checkpoint` holds another model config than this run's
+    (the classification head's fields aside: a pretraining model has none)."""
     stored, wanted = flat(read_meta(checkpoint)["model"]), flat(to_dict(model_cfg))
     diff = [f"{k}: {stored.get(k)} -> {wanted.get(k)}" for k in sorted(stored.keys() | wanted.keys())
-            if stored.get(k) != wanted.get(k)]
+            if stored.get(k) != wanted.get(k) and not k.startswith("head.")]
     if diff:
         raise ValueError(f"{checkpoint} was trained with another model config ({'; '.join(diff[:5])}"
                          f"{f'; and {len(diff) - 5} more' if len(diff) > 5 else ''}): resume with the run's own "
