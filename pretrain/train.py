@@ -117,7 +117,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
                             weight_decay=cfg.optim.weight_decay)
     o = cfg.optim
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(o.warmup_steps, o.max_steps, o.decay))
-    trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0}
+    trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0, "elapsed_s": 0.0}
     if resume_from is not None:
         trainer.update(load_checkpoint(resume_from, model, opt, sched))
         if main_rank:
@@ -282,6 +282,7 @@ def loop(t: Training, trainer: dict) -> dict:
     bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
                disable=not main_rank or None)
     t0, audio_s = time.perf_counter(), 0.0
+    elapsed_before = trainer.get("elapsed_s", 0.0)  # wall time of the run's earlier sessions (resumed runs)
     while trainer["step"] < o.max_steps:
         sampler.set_epoch(trainer["epoch"])
         batches = list(sampler)
@@ -312,7 +313,9 @@ def loop(t: Training, trainer: dict) -> dict:
                 opt.step()
             sched.step()
             trainer["step"] += 1
+            trainer["elapsed_s"] = elapsed_before + time.perf_counter() - t0
             record = summarize(logs, trainer["step"], sched.get_last_lr()[0], audio_s / (time.perf_counter() - t0))
+            record["elapsed_s"] = trainer["elapsed_s"]  # across resumes: the model card's wall time
             first = first or record
             last = record
             if main_rank:

@@ -65,6 +65,10 @@ def test_killed_run_resumes_to_identical_weights(audio: Path, tmp_path: Path) ->
     resumed = run_cli([*common, f"run_dir={tmp_path / 'killed'}", "resume=auto"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed from" in resumed.stdout
+    log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 11))  # the killed steps 5-6 logged once, by the resumed run
+    elapsed = [r["elapsed_s"] for r in log]
+    assert all(a < b for a, b in zip(elapsed, elapsed[1:]))  # wall time carries over the resume (model cards)
     a, b = final_weights(tmp_path / "ref", 10), final_weights(tmp_path / "killed", 10)
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a), f"weights differ after resuming from {killed_at}"
