@@ -48,11 +48,13 @@ def source_facts(path: str) -> dict:
     return facts
 
 
-def run_facts(run: Path) -> dict:
-    """Final figures of a run: step, wall time, throughput, accuracy and perplexity (mean of the last 5 logs)."""
+def run_facts(run: Path, earlier_minutes: float = 0.0) -> dict:
+    """Final figures of a run: step, wall time, throughput, accuracy and perplexity (mean of the last 5 logs).
+    Wall time: the log's `elapsed_s` (all sessions), else the last session's file times + `earlier_minutes`."""
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     last = rows[-5:]
-    wall = rows[-1].get("elapsed_s") or (run / "log.jsonl").stat().st_mtime - (run / "config.yaml").stat().st_mtime
+    wall = rows[-1].get("elapsed_s") or ((run / "log.jsonl").stat().st_mtime - (run / "config.yaml").stat().st_mtime
+                                         + 60 * earlier_minutes)
     return {"steps": rows[-1]["step"], "wall_minutes": wall / 60,
             "audio_seconds_per_second": rows[-1]["audio_seconds_per_second"],
             "accuracy": statistics.mean(r["accuracy"] for r in last),
@@ -61,7 +63,7 @@ def run_facts(run: Path) -> dict:
             "first_accuracy": rows[0]["accuracy"]}
 
 
-def write_card(run: Path, out: Path, name: str) -> Path:
+def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0) -> Path:
     ckpt = resolve_checkpoint(run)
     meta = read_meta(ckpt)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
@@ -71,7 +73,7 @@ def write_card(run: Path, out: Path, name: str) -> Path:
     plot_log(run / "log.jsonl", out / "curves.png")
     paths = cfg["data"]["path"]
     sources = [source_facts(p) for p in ([paths] if isinstance(paths, str) else paths)]
-    r = run_facts(run)
+    r = run_facts(run, earlier_minutes)
     model, optim = meta["model"], cfg["optim"]
     params = sum(t.numel() for t in load_file(str(out / WEIGHTS)).values())
     hours = sum(s.get("hours", 0) for s in sources)
@@ -134,8 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", type=Path, help="a pretraining run folder")
     p.add_argument("out", type=Path, help="the checkpoint folder to write (e.g. w2v2/pretrained/small)")
     p.add_argument("--name", default="small", help="the short name users pass as init=pretrained:NAME")
+    p.add_argument("--earlier-wall-minutes", type=float, default=0.0,
+                   help="wall time of earlier sessions of a run resumed before its log recorded elapsed_s")
     args = p.parse_args(argv)
-    print(f"wrote {write_card(args.run, args.out, args.name)}")
+    print(f"wrote {write_card(args.run, args.out, args.name, args.earlier_wall_minutes)}")
 
 
 if __name__ == "__main__":
