@@ -88,7 +88,8 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
     bar = tqdm(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
-        model.freeze(cfg.freeze_feature_encoder, transformer=step < cfg.freeze_transformer_steps)
+        if step == cfg.freeze_transformer_steps > 0:  # the head-only warm-up is over
+            model.freeze(cfg.freeze_feature_encoder)
         pairs = [(cache[i], fit.items[i].label) for i in batch]
         pairs = [(augment(w, cfg.augmentation, fit.rng, crop, gen) if cfg.augment else w, y)
                  for w, y in pairs if w is not None]
@@ -140,6 +141,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     train_items, val_items = split or split_train(data, cfg, val_speakers)
     fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
     model = build_classifier(cfg)
+    model.freeze(cfg.freeze_feature_encoder, transformer=cfg.freeze_transformer_steps > 0)
     cache = AudioCache(fit_items)
     val_cache = AudioCache(val_items)
     lengths = [int(cfg.crop_seconds * SAMPLE_RATE)] * len(fit_items)  # crops: similar lengths

@@ -101,3 +101,15 @@ def test_checkpoint_round_trip_and_kind_conversion(tmp_path) -> None:
     assert torch.equal(clf.backbone.context.pos_conv.weight_v, pre.backbone.context.pos_conv.weight_v)
     with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
         load_model(tmp_path)
+
+
+def test_freeze_stops_gradients_of_exactly_the_named_parts() -> None:
+    model = build_model(TINY, "classifier")
+    trainable = lambda: {n.split(".")[0] if n.startswith("head") else n.split(".")[1]
+                         for n, p in model.named_parameters() if p.requires_grad}
+    model.freeze(feature_encoder=True)
+    assert "feature_encoder" not in trainable() and {"head", "context", "feature_projection"} <= trainable()
+    model.freeze(feature_encoder=False, transformer=True)
+    assert trainable() == {"head", "feature_encoder"}
+    model.freeze(feature_encoder=False)
+    assert all(p.requires_grad for p in model.parameters())

@@ -317,3 +317,25 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_no_nan_model(corpus:
     with pytest.raises(SystemExit, match=r"epoch 1: .*NaN/inf.*lower lr_head/lr_backbone \(no model was saved\)"):
         main(["train", "--data", str(corpus), "--run", str(tmp_path / "r"), *FAST, "lr_head=1e30", "lr_backbone=1e30"])
     assert not (tmp_path / "r" / "best").exists()
+
+
+def test_a_frozen_cnn_keeps_its_initial_weights_and_a_warm_up_trains_only_the_head(synthetic_corpus, tmp_path,
+                                                                                   one_thread) -> None:
+    from finetune.config import resolve_run
+    from finetune.model import build_classifier
+    from finetune.train import train
+    from w2v2.checkpoint import load_model
+    from w2v2.data.datasets import load_dataset
+
+    data = load_dataset(synthetic_corpus(clips=24, speakers=4, seed=2))
+    rest = {"head", "context", "feature_projection", "mask_emb"}  # all but the CNN
+    for name, overrides, moved in (("cnn", ["freeze_feature_encoder=true"], rest),
+                                   ("warm", ["freeze_feature_encoder=false", "freeze_transformer_steps=1000"],
+                                    {"head", "feature_encoder"})):
+        cfg = resolve_run("configs/finetune/tiny.yaml", [*overrides, "epochs=1", "batch_size=4", "crop_seconds=1.5"])
+        start = build_classifier(cfg).state_dict()
+        train(data, cfg, tmp_path / name)
+        end = load_model(tmp_path / name / "best").state_dict()
+        changed = {k.split(".")[0] if k.startswith("head") else k.split(".")[1]
+                   for k in start if not torch.equal(start[k], end[k])}
+        assert changed == moved, name
