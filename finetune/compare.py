@@ -31,16 +31,15 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from finetune.config import resolve_run
+from finetune.config import DEFAULT_HEAD, resolve_run
 from finetune.data import AudioCache, cached_waves, windows
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.train import class_weights, train
 from w2v2.checkpoint import init_config
-from w2v2.config import HeadConfig, deep_merge, parse_with_overrides, to_dict
+from w2v2.config import deep_merge, parse_with_overrides, to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item, load_dataset, speaker_split
-from w2v2.data.labels import EMOTIONS
 from w2v2.heads import ClassificationHead
 
 METRICS = ("accuracy", "uar", "macro_f1")
@@ -87,8 +86,7 @@ def train_probe(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: in
     torch.manual_seed(seed)
     mean, std = x["train"].mean(0), x["train"].std(0) + 1e-5
     x = {k: (v - mean) / std for k, v in x.items()}
-    head_cfg = HeadConfig(num_labels=len(EMOTIONS), weighted_layer_sum=True, projector_dim=256)
-    head = ClassificationHead(head_cfg, x["train"].shape[-1],
+    head = ClassificationHead(DEFAULT_HEAD, x["train"].shape[-1],
                               x["train"].shape[1])
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
     weights = class_weights([Item("", Path(), int(label)) for label in y["train"]])

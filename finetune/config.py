@@ -27,7 +27,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    # architecture from scratch (None: tiny); with an init it must name the init's architecture, or be None
+    # architecture from scratch (None: tiny); with an init, the init's weights decide it (another preset is reported)
     preset: str | None = None
     init: str = "scratch"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
     # overrides of the init's/preset's ModelConfig, as in pretraining (model.context.dropout=0.2); the
