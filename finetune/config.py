@@ -55,6 +55,9 @@ class FinetuneConfig:
     val_fraction: float = ranged(0.15, 0, 1, lo_open=True, hi_open=True)  # both splits need clips
     patience: int = ranged(4, 1)  # epochs without a better validation UAR before stopping
     grad_clip: float = ranged(1.0, 0, lo_open=True)
+    # mixed precision of the training steps (evaluation and prediction stay fp32). auto: bf16 where the
+    # CPU computes it natively (AVX512-BF16 or AMX: ~1.8x faster steps); fine-tuning runs on the CPU
+    amp: Literal["auto", "none", "bf16"] = "auto"
     seed: int = 0
     threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
 

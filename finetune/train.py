@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.data.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import NonFiniteGuard, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
@@ -54,6 +55,15 @@ def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache,
     return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
 
 
+def amp_context(amp: str) -> AbstractContextManager:
+    """The training steps' autocast (fine-tuning runs on the CPU): `amp` resolved, auto = bf16 where the
+    CPU computes it natively."""
+    cpu = torch.device("cpu")
+    if amp == "auto":
+        amp = "bf16" if native_bf16(cpu) else "none"
+    return autocast(amp, cpu)[0]
+
+
 def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int):
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head},
               {"params": list(model.backbone.parameters()), "lr": cfg.lr_backbone}]
@@ -76,6 +86,7 @@ class Fit:
     weights: torch.Tensor | None  # class weights of the loss (balance=loss)
     rng: random.Random  # augmentation choices
     gen: torch.Generator  # crops, masks, noise
+    amp: AbstractContextManager = field(default_factory=nullcontext)  # autocast of the training steps
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(
         20, "lower lr_head/lr_backbone or check the data"))
 
@@ -98,8 +109,9 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
         wave, padding_mask = collate_waves([w for w, _ in pairs], crop, gen)
         samples += int((~padding_mask).sum())
         labels = torch.tensor([y for _, y in pairs])
-        logits = model(wave, padding_mask, generator=gen).logits
-        loss = F.cross_entropy(logits, labels, weight=fit.weights)
+        with fit.amp:
+            logits = model(wave, padding_mask, generator=gen).logits
+        loss = F.cross_entropy(logits.float(), labels, weight=fit.weights)
         if fit.guard.skip(bool(torch.isfinite(loss)), step):
             bar.write(f"step {step}: non-finite loss, batch skipped")
             continue
@@ -151,7 +163,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     opt, sched = make_optimizer(model, cfg, total_steps)
     fit = Fit(cfg, model, fit_items, cache, sampler, opt, sched,
               class_weights(fit_items) if cfg.balance == "loss" else None,
-              random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed))
+              random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), amp_context(cfg.amp))
     history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
     (run / "history.jsonl").write_text("")  # this run's epochs only
     for epoch in range(1, cfg.epochs + 1):

@@ -32,7 +32,7 @@ from w2v2.config import ModelConfig, to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
-from w2v2.training import NonFiniteGuard, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
 
 
 def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
@@ -62,14 +62,12 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
 
 
 def amp_context(cfg: PretrainConfig, device: torch.device):
+    """optim.amp's autocast and scaler; auto: bf16 on a GPU that has it (on CPU pretraining stays fp32:
+    the shipped recipe was measured so)."""
     amp = cfg.optim.amp
     if amp == "auto":
-        amp = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
-    if amp == "none":
-        return nullcontext(), None
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
-    return torch.autocast(device.type, dtype=dtype), scaler
+        amp = "bf16" if device.type == "cuda" and native_bf16(device) else "none"
+    return autocast(amp, device)
 
 
 def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:

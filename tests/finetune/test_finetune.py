@@ -339,3 +339,34 @@ def test_a_frozen_cnn_keeps_its_initial_weights_and_a_warm_up_trains_only_the_he
         changed = {k.split(".")[0] if k.startswith("head") else k.split(".")[1]
                    for k in start if not torch.equal(start[k], end[k])}
         assert changed == moved, name
+
+
+def test_amp_trains_in_bf16_but_predicts_in_fp32(synthetic_corpus, tmp_path, one_thread) -> None:
+    """amp=bf16 changes the training steps (other weights than fp32 from the same start), never the
+    evaluation: the saved model predicts in fp32, and auto means bf16 exactly where the CPU has it."""
+    from finetune.config import resolve_run
+    from finetune.data import predict_probs
+    from finetune.train import amp_context, train
+    from w2v2.checkpoint import load_model
+    from w2v2.data.datasets import load_dataset
+    from w2v2.training import native_bf16
+
+    layer = torch.nn.Linear(4, 2)
+    for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16),
+                       ("auto", torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)):
+        with amp_context(amp):
+            assert layer(torch.randn(1, 4)).dtype == dtype, amp
+    data = load_dataset(synthetic_corpus(clips=24, speakers=4, seed=2))
+    weights = {}
+    for amp in ("none", "bf16"):
+        cfg = resolve_run("configs/finetune/tiny.yaml", [f"amp={amp}", "epochs=1", "batch_size=4", "crop_seconds=1.5"])
+        train(data, cfg, tmp_path / amp)
+        weights[amp] = load_model(tmp_path / amp / "best").state_dict()
+        assert all(v.dtype != torch.bfloat16 and bool(v.isfinite().all()) for v in weights[amp].values())
+    assert any(not torch.equal(weights["none"][k], weights["bf16"][k]) for k in weights["none"])
+    model = load_model(tmp_path / "bf16" / "best")
+    wave = torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    probs = predict_probs(model, [wave], window_seconds=8.0)
+    with torch.no_grad():
+        fp32 = torch.softmax(model.eval()(wave[None]).logits, -1)
+    assert torch.allclose(probs, fp32, atol=1e-6)

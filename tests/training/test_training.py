@@ -1,12 +1,13 @@
-"""w2v2.training: the learning-rate schedule and the non-finite-loss policy both trainers use."""
+"""w2v2.training: the learning-rate schedule, the non-finite-loss policy and mixed precision both trainers use."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
-from w2v2.training import NonFiniteGuard, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
 
 
 def test_warmup_then_linear_or_cosine_decay_to_zero() -> None:
@@ -24,3 +25,17 @@ def test_non_finite_losses_are_skipped_and_too_many_in_a_row_stop_the_run() -> N
     assert guard.total == 9 and guard.in_a_row == 2
     with pytest.raises(RuntimeError, match="3 non-finite losses in a row at step 6: lower the learning rate"):
         guard.skip(False, 6)
+
+
+def test_autocast_computes_matrix_products_in_the_asked_precision_and_fp16_gets_a_scaler() -> None:
+    layer, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
+    cpu = torch.device("cpu")
+    for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16)):
+        ctx, scaler = autocast(amp, cpu)
+        with ctx:
+            assert layer(x).dtype == dtype, amp
+        assert scaler is None
+    assert isinstance(autocast("fp16", cpu)[1], torch.amp.GradScaler)
+    assert layer(x).dtype == torch.float32  # nothing leaks out of the context
+    assert native_bf16(torch.device("meta")) is False
+    assert native_bf16(cpu) == torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -1,10 +1,14 @@
-"""What both trainers (`pretrain`, `finetune`) share: the learning-rate schedule and the non-finite-loss policy."""
+"""What both trainers (`pretrain`, `finetune`) share: the learning-rate schedule, the non-finite-loss policy
+and mixed precision."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
+
+import torch
 
 
 def warmup_decay(warmup_steps: int, total_steps: int,
@@ -39,3 +43,25 @@ class NonFiniteGuard:
         if self.in_a_row >= self.limit:
             raise RuntimeError(f"{self.in_a_row} non-finite losses in a row at step {step}: {self.advice}")
         return True
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 matrix products natively: a CUDA GPU that supports it, or a CPU
+    with AVX512-BF16 or AMX (oneDNN); elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check and check())
+    return False
+
+
+def autocast(amp: Literal["bf16", "fp16", "none"], device: torch.device
+             ) -> tuple[AbstractContextManager, torch.amp.GradScaler | None]:
+    """The autocast context of a resolved `amp` setting, and the gradient scaler fp16 needs (else None).
+    Weights, optimizer state and the loss stay fp32; the precision-sensitive parts of the model (the
+    quantizer, the weight-normed positional convolution) turn autocast off themselves."""
+    if amp == "none":
+        return nullcontext(), None
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16), scaler
