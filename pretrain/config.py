@@ -37,7 +37,7 @@ class OptimConfig:
     decay: Literal["linear", "cosine"] = "linear"
     grad_clip: float = ranged(10.0, 0, lo_open=True)
     accumulate: int = ranged(1, 1)  # gradient accumulation
-    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it, else none
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"  # auto: bf16 where the device computes it natively
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,8 @@ def test_loss_falls_perplexity_holds_and_export_loads_in_transformers(audio: Pat
     from pretrain.__main__ import main
 
     main([f"data.path={audio}", "optim.max_steps=60", "log_every=1", "save_every=60", f"run_dir={tmp_path}", *FAST,
-          "optim.lr=0.002", "model.quantizer.temp_decay=0.97"])  # anneal the Gumbel temperature within the test
+          "optim.lr=0.002", "model.quantizer.temp_decay=0.97",  # anneal the Gumbel temperature within the test
+          "optim.amp=none"])  # the fp32 reference on every CPU (bf16: see test_auto_amp_is_bf16_where_native)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     start = np.mean([r["contrastive"] for r in log[:5]])
     end = np.mean([r["contrastive"] for r in log[-5:]])
@@ -114,6 +115,32 @@ def test_loss_falls_perplexity_holds_and_export_loads_in_transformers(audio: Pat
     main(["export", str(tmp_path), str(tmp_path / "hf")])
     _, info = transformers.Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "hf", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_auto_amp_is_bf16_where_native_and_checkpoints_stay_fp32(audio: Path, tmp_path: Path) -> None:
+    """optim.amp=auto autocasts to bf16 exactly where the device computes it natively; a bf16 run's updates
+    differ from fp32's from the same start, and what it saves is fp32 and finite."""
+    import torch
+
+    from pretrain.__main__ import main
+    from pretrain.config import resolve_run
+    from pretrain.train import amp_context
+    from w2v2.training import native_bf16
+
+    cpu, layer = torch.device("cpu"), torch.nn.Linear(4, 2)
+    for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16),
+                       ("auto", torch.bfloat16 if native_bf16(cpu) else torch.float32)):
+        ctx, scaler = amp_context(resolve_run(None, [f"optim.amp={amp}"])[0], cpu)
+        with ctx:
+            assert layer(torch.randn(1, 4)).dtype == dtype, amp
+        assert scaler is None
+    weights = {}
+    for amp in ("none", "bf16"):
+        main([f"data.path={audio}", "optim.max_steps=2", f"run_dir={tmp_path / amp}", *FAST, f"optim.amp={amp}"])
+        weights[amp] = load_file(tmp_path / amp / "checkpoints" / "step_00000002" / "model.safetensors")
+        assert all(v.dtype == torch.float32 and bool(v.isfinite().all()) for v in weights[amp].values() if
+                   v.is_floating_point())
+    assert any(not torch.equal(weights["none"][k], weights["bf16"][k]) for k in weights["none"])
 
 
 def test_bad_files_are_reported_and_do_not_stop_the_run(audio: Path, tmp_path: Path) -> None:
