@@ -1,11 +1,14 @@
-"""python -m pretrain.card RUN OUT_DIR [--name small]: ship a pretraining run as a w2v2 checkpoint with a
-model card.
+"""python -m pretrain.card RUN OUT_DIR [--name small] [--before EARLIER_RUN ...]: ship a pretraining run as
+a w2v2 checkpoint with a model card.
 
 OUT_DIR gets the run's latest checkpoint (model.safetensors + w2v2.json, the resolved config and the
 pretraining recipe), its curves (curves.png) and README.md: what data (hours, clips, speakers where a
 manifest says), how many updates, wall time, throughput, the final contrastive accuracy and code
 perplexity, and the data's licences. Every figure is read from the run (log.jsonl, config.yaml) and
-from the data it names, so the card cannot drift from the weights.
+from the data it names, so the card cannot drift from the weights. A run that continued from another
+run's weights (`pretrain init=ckpt:...` or `init=pretrained:NAME`) names its earlier runs with --before,
+oldest first: the card then gives every stage's recipe, updates and time, the totals, and one set of
+curves across the stages.
 """
 
 from __future__ import annotations
@@ -63,18 +66,37 @@ def run_facts(run: Path, earlier_minutes: float = 0.0) -> dict:
             "first_accuracy": rows[0]["accuracy"]}
 
 
-def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0) -> Path:
+def stage_recipe(cfg: dict, model: dict) -> str:
+    """One run's recipe in words: crops, optimiser, masking, objective, temperature, precision."""
+    optim, quantizer = cfg["optim"], model["quantizer"]
+    temperature = (f"Gumbel temperature {quantizer['temp_max']} -> {quantizer['temp_min']}"
+                   if quantizer["temp_max"] != quantizer["temp_min"] else f"Gumbel temperature {quantizer['temp_min']}")
+    return (f"at most {cfg['data']['max_batch_seconds']:.0f} s of padded audio "
+            f"({cfg['data']['max_seconds']:.0f} s random crops), AdamW lr {optim['lr']} ({optim['warmup_steps']} "
+            f"warmup, {optim['decay']} decay), mask {model['masking']['mask_prob']}/{model['masking']['mask_length']}, "
+            f"{model['objective']['num_negatives']} distractors, "
+            f"diversity weight {model['objective']['diversity_weight']}, {temperature}"
+            + ("" if optim.get("amp", "auto") == "auto" else f", amp {optim['amp']}"))
+
+
+def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0, before: list[Path] | None = None) -> Path:
+    """The card of `run`'s latest checkpoint; `before`: the runs it continued from, oldest first
+    (`earlier_minutes` then belongs to the oldest)."""
+    stages = [*(before or []), run]
     ckpt = resolve_checkpoint(run)
     meta = read_meta(ckpt)
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    configs = [yaml.safe_load((r / "config.yaml").read_text()) for r in stages]
+    models = [read_meta(resolve_checkpoint(r))["model"] for r in stages[:-1]] + [meta["model"]]
     out.mkdir(parents=True, exist_ok=True)
     for f in (WEIGHTS, META):
         shutil.copy2(ckpt / f, out / f)
-    plot_log(run / "log.jsonl", out / "curves.png")
-    paths = cfg["data"]["path"]
-    sources = [source_facts(p) for p in ([paths] if isinstance(paths, str) else paths)]
-    r = run_facts(run, earlier_minutes)
-    model, optim = meta["model"], cfg["optim"]
+    plot_log([r / "log.jsonl" for r in stages], out / "curves.png")
+    paths = [p for c in configs for p in ([c["data"]["path"]] if isinstance(c["data"]["path"], str)
+                                          else c["data"]["path"])]
+    sources = [source_facts(p) for p in dict.fromkeys(paths)]
+    facts = [run_facts(r, earlier_minutes if i == 0 else 0.0) for i, r in enumerate(stages)]
+    r = facts[-1]
+    model = meta["model"]
     params = sum(t.numel() for t in load_file(str(out / WEIGHTS)).values())
     hours = sum(s.get("hours", 0) for s in sources)
     lines = [
@@ -109,15 +131,22 @@ def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0) ->
         "Check the licences of the data above before you share these weights.",
         "",
         "## Training",
-        f"- {r['steps']} updates of at most {cfg['data']['max_batch_seconds']:.0f} s of padded audio "
-        f"({cfg['data']['max_seconds']:.0f} s random crops), AdamW lr {optim['lr']} ({optim['warmup_steps']} warmup, "
-        f"{optim['decay']} decay), mask {model['masking']['mask_prob']}/{model['masking']['mask_length']}, "
-        f"{model['objective']['num_negatives']} distractors, "
-        f"diversity weight {model['objective']['diversity_weight']}, "
-        f"Gumbel temperature {model['quantizer']['temp_max']} -> {model['quantizer']['temp_min']}",
-        f"- Wall time {r['wall_minutes']:.0f} min on 2 CPU cores, {r['audio_seconds_per_second']:.0f} audio-s/s",
+    ]
+    if len(stages) == 1:
+        lines.append(f"- {r['steps']} updates of {stage_recipe(configs[0], model)}")
+        lines.append(f"- Wall time {r['wall_minutes']:.0f} min on 2 CPU cores, {r['audio_seconds_per_second']:.0f} "
+                     "audio-s/s")
+    else:
+        lines.append(f"- {sum(f['steps'] for f in facts)} updates in {len(stages)} stages, each starting from the "
+                     "weights the stage before ended with:")
+        for i, (f, c, m) in enumerate(zip(facts, configs, models, strict=True)):
+            start = "from random weights" if c.get("init", "scratch") == "scratch" else "continued"
+            lines.append(f"  {i + 1}. {f['steps']} updates ({start}) of {stage_recipe(c, m)}; "
+                         f"{f['wall_minutes']:.0f} min, {f['audio_seconds_per_second']:.0f} audio-s/s")
+        lines.append(f"- Wall time {sum(f['wall_minutes'] for f in facts):.0f} min on 2 CPU cores in all")
+    lines += [
         f"- Final (mean of the last 5 logged steps): contrastive accuracy {r['accuracy']:.3f} "
-        f"(step 1: {r['first_accuracy']:.3f}), contrastive loss {r['contrastive']:.3f}, code perplexity "
+        f"(step 1: {facts[0]['first_accuracy']:.3f}), contrastive loss {r['contrastive']:.3f}, code perplexity "
         f"{r['perplexity']:.1f} of {model['quantizer']['groups'] * model['quantizer']['codewords']}",
         f"- The full resolved config and pretraining recipe are in `{META}`",
         "",
@@ -137,9 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("out", type=Path, help="the checkpoint folder to write (e.g. w2v2/pretrained/small)")
     p.add_argument("--name", default="small", help="the short name users pass as init=pretrained:NAME")
     p.add_argument("--earlier-wall-minutes", type=float, default=0.0,
-                   help="wall time of earlier sessions of a run resumed before its log recorded elapsed_s")
+                   help="wall time of earlier sessions of a run resumed before its log recorded elapsed_s (with "
+                        "--before: of the oldest run)")
+    p.add_argument("--before", type=Path, action="append", default=[],
+                   help="a run that RUN continued from (init=ckpt:/pretrained:); repeat, oldest first")
     args = p.parse_args(argv)
-    print(f"wrote {write_card(args.run, args.out, args.name, args.earlier_wall_minutes)}")
+    print(f"wrote {write_card(args.run, args.out, args.name, args.earlier_wall_minutes, args.before)}")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_log(log: Path, out: Path) -> None:
-    if not log.is_file():
+def plot_log(log: Path | list[Path], out: Path) -> None:
+    """Loss, contrastive accuracy, perplexity and learning rate over the updates of one run's log.jsonl, or
+    of several runs, each continuing the one before (steps counted on; a dotted line where a stage starts)."""
+    logs = [log] if isinstance(log, Path) else log
+    if not all(p.is_file() for p in logs):
         return
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows, starts, offset = [], [], 0
+    for p in logs:
+        stage = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        rows += [{**r, "step": r["step"] + offset} for r in stage]
+        starts.append(offset)
+        offset += stage[-1]["step"] if stage else 0
     steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     for ax, key in zip(axes, ("loss", "accuracy", "perplexity", "lr"), strict=True):
         ax.plot(steps, [r[key] for r in rows])
+        for start in starts[1:]:
+            ax.axvline(start, color="grey", linestyle=":")
         ax.set_title(key if key != "accuracy" else "contrastive accuracy")
         ax.set_xlabel("step")
     fig.tight_layout()

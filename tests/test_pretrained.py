@@ -85,6 +85,21 @@ def test_model_card_reads_its_figures_from_the_run(tmp_path) -> None:
     stored = load_file(str(run / "checkpoints" / "step_00000003" / "model.safetensors"))
     shipped = load_file(str(out / "model.safetensors"))
     assert all(torch.equal(stored[k], shipped[k]) for k in stored)
+    # continued pretraining: the card of the second run names both stages and ships the second's weights
+    more = tmp_path / "more"
+    pretrain_main([f"data.path={tmp_path / 'manifest.tsv'}", "optim.max_steps=2", "save_every=2", "log_every=1",
+                   f"run_dir={more}", "data.max_seconds=1.5", "data.max_batch_seconds=6", "optim.warmup_steps=1",
+                   "threads=2", f"init=ckpt:{run / 'checkpoints' / 'step_00000003'}", "model.quantizer.temp_max=0.5",
+                   "model.quantizer.temp_min=0.5"])
+    out = write_card(more, tmp_path / "shipped2", "mini", before=[run])
+    card = (out / "README.md").read_text()
+    assert "- 5 updates in 2 stages" in card, card
+    assert "1. 3 updates (from random weights) of at most 6 s" in card and "Gumbel temperature 2.0 -> 0.5" in card
+    assert "2. 2 updates (continued) of at most 6 s" in card and "Gumbel temperature 0.5;" in card
+    assert card.count("(0.00 h, 6 clips, 3 speakers)") == 1  # the same data once
+    stored = load_file(str(more / "checkpoints" / "step_00000002" / "model.safetensors"))
+    shipped = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(stored[k], shipped[k]) for k in stored)
 
 
 def test_pretrain_init_pretrained_small_starts_from_exactly_its_weights(tmp_path) -> None:
