@@ -28,17 +28,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from finetune.config import DEFAULT_HEAD, resolve_run
-from finetune.data import AudioCache, cached_waves, windows
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
-from finetune.train import class_weights, train
+from finetune.probe import fit_head, layer_means, pooled_logits
+from finetune.train import train
 from w2v2.checkpoint import init_config
 from w2v2.config import deep_merge, parse_with_overrides, to_dict
-from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
 
@@ -67,51 +64,15 @@ def split_test(data: Dataset, test_speakers: set[str] | None) -> tuple[list[Item
     raise ValueError(f"{data.root}: give --test-speakers, or a competition folder with test_labels.csv")
 
 
-@torch.no_grad()
-def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float) -> torch.Tensor:
-    """(n, layers+1, d): each clip's hidden states averaged over its frames (and windows), one clip at a
-    time so that no clip's features depend on padding."""
-    backbone, out = model.backbone.eval(), []
-    for wave in cached_waves(AudioCache(items), len(items)):
-        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None], output_hidden_states=True).hidden_states])
-                      for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
-        out.append(torch.stack(per_window).mean(0))
-    return torch.stack(out)
-
-
 def train_probe(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: int, epochs: int,
                 lr: float) -> dict[str, dict]:
-    """Weighted-layer-sum + linear head on cached (n, layers+1, d) vectors; the epoch with the best
-    validation UAR is kept. Returns validation and test metrics."""
-    torch.manual_seed(seed)
-    mean, std = x["train"].mean(0), x["train"].std(0) + 1e-5
-    x = {k: (v - mean) / std for k, v in x.items()}
-    head = ClassificationHead(DEFAULT_HEAD, x["train"].shape[-1],
-                              x["train"].shape[1])
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-2)
-    weights = class_weights([Item("", Path(), int(label)) for label in y["train"]])
-
-    def logits(v: torch.Tensor) -> torch.Tensor:
-        return head(v[:, -1:], tuple(rearrange(v, "b n d -> n b 1 d")), None)[0]
-
-    g = torch.Generator().manual_seed(seed)
-    best, best_state = -1.0, None
-    for _ in range(epochs):
-        head.train()
-        for idx in torch.randperm(len(y["train"]), generator=g).split(32):
-            loss = F.cross_entropy(logits(x["train"][idx]), y["train"][idx], weight=weights)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        head.eval()
-        with torch.no_grad():
-            uar = classification_metrics(y["val"].tolist(), logits(x["val"]).argmax(-1).tolist())["uar"]
-        if uar > best:
-            best, best_state = uar, {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    head.eval()
+    """`finetune.probe.fit_head` of a standardising DEFAULT_HEAD on cached (n, layers+1, d) vectors (the
+    epoch with the best validation UAR kept). Returns validation and test metrics."""
+    torch.manual_seed(seed)  # the head's initialisation
+    head = ClassificationHead(replace(DEFAULT_HEAD, standardize=True), x["train"].shape[-1], x["train"].shape[1])
+    fit_head(head, x, y, seed, epochs, lr)
     with torch.no_grad():
-        return {split: classification_metrics(y[split].tolist(), logits(x[split]).argmax(-1).tolist())
+        return {split: classification_metrics(y[split].tolist(), pooled_logits(head, x[split]).argmax(-1).tolist())
                 for split in ("val", "test")}
 
 

@@ -41,6 +41,7 @@ class FinetuneConfig:
     weight_decay: float = ranged(0.01, 0)
     warmup_fraction: float = ranged(0.1, **PROB)
     epochs: int = ranged(10, 1)
+    probe_epochs: int = ranged(60, 1)  # `train --probe`: epochs of the head over cached features (cheap)
     max_steps: int = ranged(0, 0)  # 0: epochs decide
     batch_size: int = ranged(8, 1)
     # random crops while training; at least the CNN's receptive field (400 samples), else all padding

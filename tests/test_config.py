@@ -1,5 +1,7 @@
 """Config presets, overrides and (de)serialisation."""
 
+from pathlib import Path
+
 import pytest
 
 from w2v2.config import ModelConfig, apply_overrides, from_dict, preset, to_dict
@@ -72,10 +74,14 @@ def test_shipped_configs_are_in_range_and_the_edges_allowed() -> None:
     from finetune.config import resolve_run
     from pretrain.config import resolve_run as resolve_pretrain
 
-    for name in ("tiny", "small", "base"):
-        resolve_run(f"configs/finetune/{name}.yaml", [])
-    for name in ("tiny", "small", "base", "large"):
-        resolve_pretrain(f"configs/pretrain/{name}.yaml", [])
+    finetune_configs, pretrain_configs = sorted(Path("configs/finetune").glob("*.yaml")), \
+        sorted(Path("configs/pretrain").glob("*.yaml"))
+    assert {p.stem for p in finetune_configs} >= {"tiny", "small", "small-cpu", "base"}
+    assert {p.stem for p in pretrain_configs} >= {"tiny", "small", "base", "large"}
+    for path in finetune_configs:
+        resolve_run(str(path), [])
+    for path in pretrain_configs:  # small-continue starts from a run folder that only its stage 1 makes
+        resolve_pretrain(str(path), ["init=pretrained:small"] if "continue" in path.stem else [])
     cfg = resolve_run(None, ["lr_backbone=0", "crop_seconds=0.025", "max_steps=0", "warmup_fraction=1",
                                 "lr_head=3e-4"])  # YAML 1.1 reads 3e-4 as a string; a float field takes it
     assert (cfg.lr_backbone, cfg.crop_seconds, cfg.warmup_fraction, cfg.lr_head) == (0.0, 0.025, 1.0, 3e-4)

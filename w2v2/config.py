@@ -155,6 +155,9 @@ class HeadConfig:
     projector_dim: int = ranged(256, 1)
     pooling: Literal["mean", "attentive_stats"] = "mean"
     dropout: float = ranged(0.0, **DROP)  # on the pooled vector
+    # fixed per-layer, per-dimension standardisation of the hidden states before the layer sum (buffers a
+    # trainer fills, e.g. `finetune train --probe` with its training clips' statistics; no transformers equivalent)
+    standardize: bool = False
 
 
 @dataclass(frozen=True)

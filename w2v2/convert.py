@@ -265,9 +265,10 @@ def save_hf(model: nn.Module, directory: str | Path, id2label: dict[int, str] | 
     """Write `model` as a transformers checkpoint directory (config, safetensors, preprocessor config)."""
     model = unwrap(model)
     kind = model_kind(model)
-    if kind == "classifier" and (model.cfg.head.pooling != "mean" or model.cfg.head.dropout > 0):
-        raise ValueError("transformers' classifier has masked mean pooling and no head dropout: "
-                         "use head.pooling=mean and head.dropout=0 to export")
+    if kind == "classifier" and (model.cfg.head.pooling != "mean" or model.cfg.head.dropout > 0
+                                 or model.cfg.head.standardize):
+        raise ValueError("transformers' classifier has masked mean pooling, no head dropout and no input "
+                         "standardisation: export needs head.pooling=mean, head.dropout=0, head.standardize=false")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -45,6 +45,10 @@ class ClassificationHead(nn.Module):
             pooled_dim *= 2
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(pooled_dim, cfg.num_labels)
+        if cfg.standardize:  # identity until a trainer sets them (one row per hidden state, or one for c)
+            rows = num_hidden if cfg.weighted_layer_sum else 1
+            self.register_buffer("input_mean", torch.zeros(rows, d))
+            self.register_buffer("input_std", torch.ones(rows, d))
 
     def forward(self, c: torch.Tensor, hidden_states: tuple[torch.Tensor, ...] | None,
                 frame_padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +57,13 @@ class ClassificationHead(nn.Module):
         if self.cfg.weighted_layer_sum:
             if hidden_states is None:
                 raise ValueError("weighted_layer_sum needs the backbone's hidden states")
+            stacked = torch.stack(hidden_states)
+            if self.cfg.standardize:
+                stacked = (stacked - self.input_mean[:, None, None]) / self.input_std[:, None, None]
             weights = torch.softmax(self.layer_weights, dim=-1)
-            x = einsum(torch.stack(hidden_states), weights.to(c.dtype), "n b t d, n -> b t d")
+            x = einsum(stacked, weights.to(stacked.dtype), "n b t d, n -> b t d")
+        elif self.cfg.standardize:
+            x = (x - self.input_mean[0]) / self.input_std[0]
         x = self.projector(x)
         keep = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device)
         if frame_padding_mask is not None:
