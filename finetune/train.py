@@ -148,6 +148,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     split: (training, validation) items chosen by the caller (a k-fold fold); default `speaker_split`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)  # LayerDrop draws from Python's generator (torch's is seeded in build_classifier)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_items, val_items = split or split_train(data, cfg, val_speakers)

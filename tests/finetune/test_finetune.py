@@ -370,3 +370,21 @@ def test_amp_trains_in_bf16_but_predicts_in_fp32(synthetic_corpus, tmp_path, one
     with torch.no_grad():
         fp32 = torch.softmax(model.eval()(wave[None]).logits, -1)
     assert torch.allclose(probs, fp32, atol=1e-6)
+
+
+def test_the_same_seed_trains_the_same_weights(synthetic_corpus, tmp_path) -> None:
+    """Every random draw of a fine-tuning run follows its seed: data order, crops, masks, augmentation,
+    dropout and LayerDrop (Python's generator, which nothing else seeds in this process)."""
+    from finetune.config import resolve_run
+    from finetune.train import train
+    from w2v2.checkpoint import load_model
+    from w2v2.data.datasets import load_dataset
+
+    data = load_dataset(synthetic_corpus(clips=24, speakers=4, seed=2))
+    weights = []
+    for name in ("a", "b"):
+        cfg = resolve_run("configs/finetune/tiny.yaml", ["epochs=1", "batch_size=4", "crop_seconds=1.5",
+                                                         "model.context.layerdrop=0.5"])
+        train(data, cfg, tmp_path / name)
+        weights.append(load_model(tmp_path / name / "best").state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
