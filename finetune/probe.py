@@ -30,6 +30,7 @@ from finetune.data import AudioCache, cached_waves, windows
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.plots import plot_curves
+from finetune.train import finish, label_weights
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
@@ -67,8 +68,7 @@ def fit_head(head: ClassificationHead, x: dict[str, torch.Tensor], y: dict[str, 
     torch.manual_seed(seed)
     head.input_mean.copy_(x["train"].mean(0))
     head.input_std.copy_(x["train"].std(0) + 1e-5)
-    counts = torch.bincount(y["train"], minlength=head.cfg.num_labels).float()
-    weights = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp(min=1)), torch.zeros(()))
+    weights = label_weights(y["train"])
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     logits = lambda v: pooled_logits(head, v)  # noqa: E731
 
@@ -99,8 +99,6 @@ def train_probe(data: Dataset, cfg: FinetuneConfig, run: Path, train_items: list
                 val_items: list[Item]) -> dict:
     """The probe of `cfg.init`'s backbone on `train_items` (best epoch by UAR on `val_items`), saved as
     `run/best`; then `finetune.train.finish`'s outputs. Returns metrics.json's content."""
-    from finetune.train import finish
-
     if cfg.init == "scratch":
         raise ValueError("--probe judges a pretrained backbone: give --init pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH")
     if cfg.threads:

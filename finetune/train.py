@@ -32,7 +32,12 @@ from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
-    counts = torch.bincount(torch.tensor([it.label for it in items]), minlength=len(EMOTIONS)).float()
+    return label_weights(torch.tensor([it.label for it in items]))
+
+
+def label_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Balanced loss weights (n / (classes * count)) of the emotions in `labels`; 0 for an absent one."""
+    counts = torch.bincount(labels, minlength=len(EMOTIONS)).float()
     return torch.where(counts > 0, counts.sum() / (len(EMOTIONS) * counts.clamp(min=1)), torch.zeros(()))
 
 
