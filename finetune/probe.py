@@ -43,11 +43,12 @@ BATCH = 32  # clips per probe update (pooled vectors: cheap)
 
 @torch.no_grad()
 def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float, progress: bool = False,
-                desc: str = "features") -> torch.Tensor:
+                desc: str = "features", cache: AudioCache | None = None) -> torch.Tensor:
     """(n, layers+1, d): each clip's hidden states averaged over its frames (and windows, as prediction
-    does), one clip at a time so that no clip's features depend on padding."""
+    does), one clip at a time so that no clip's features depend on padding. `cache`: the items' decoded
+    audio where the caller keeps it for later use."""
     backbone, out = model.backbone.eval(), []
-    waves = cached_waves(AudioCache(items), len(items))
+    waves = cached_waves(cache or AudioCache(items), len(items))
     for wave in tqdm(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
         per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None], output_hidden_states=True).hidden_states])
                       for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
@@ -108,8 +109,10 @@ def train_probe(data: Dataset, cfg: FinetuneConfig, run: Path, train_items: list
     start = time.perf_counter()
     model = build_classifier(replace(cfg, head=replace(cfg.head or DEFAULT_HEAD, standardize=True)))
     model.freeze(True, transformer=True)
+    val_cache = AudioCache(val_items)  # decoded once: the features here, the validation metrics in finish()
     x = {"train": layer_means(model, train_items, cfg.window_seconds, progress=True, desc="features (training)"),
-         "val": layer_means(model, val_items, cfg.window_seconds, progress=True, desc="features (validation)")}
+         "val": layer_means(model, val_items, cfg.window_seconds, progress=True, desc="features (validation)",
+                            cache=val_cache)}
     y = {s: torch.tensor([it.label for it in items]) for s, items in (("train", train_items), ("val", val_items))}
     feature_s = time.perf_counter() - start
     history = []
@@ -125,4 +128,4 @@ def train_probe(data: Dataset, cfg: FinetuneConfig, run: Path, train_items: list
     save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg), "epoch": best_epoch,
                                            "val_uar": best, "probe": True})
     plot_curves([{**h, "val_accuracy": math.nan, "val_macro_f1": math.nan} for h in history], run / "curves.png")
-    return finish(run, data, val_items, AudioCache(val_items), cfg, best_epoch, time.perf_counter() - start)
+    return finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
