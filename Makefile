@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo gpu-check clean
 
 install: $(STAMP)
 
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Zero-download demo: synthesise the emotional-speech corpus, fine-tune the tiny model on CPU,
-# print metrics and the submission path (python -m finetune with no arguments).
+# Zero-download demo: synthesise the emotional-speech corpus, run the default recipe with one seed
+# (pretrained:small fine-tuned + probed), print metrics and the submission path (python -m finetune).
 demo: $(STAMP)
 	$(PY) -m finetune
+
+# On a machine with a CUDA GPU: train, probe, predict and submit there and compare with the CPU.
+gpu-check: $(STAMP)
+	$(PY) -m finetune.gpu_check
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check w2v2 pretrain finetune tests

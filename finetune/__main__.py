@@ -1,7 +1,7 @@
-"""python -m finetune [train|evaluate|predict] ...; with no arguments, the zero-download demo.
+"""python -m finetune [train|evaluate|predict|submit] ...; with no arguments, the zero-download demo.
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
-                           [--config YAML] [--folds K | --probe] key=value ...
+                           [--members N | --folds K] [--probe] [--config YAML] key=value ...
   python -m finetune evaluate --ckpt RUN [--ckpt RUN2 ...] --data DIR [--tta 0.9,1,1.1]
   python -m finetune predict --ckpt RUN [--ckpt RUN2 ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
   python -m finetune submit --ckpt RUN [--ckpt RUN2 ...] --data COMPETITION_DIR --out DIR
@@ -22,6 +22,7 @@ from finetune.config import FinetuneConfig, resolve_run
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
+from w2v2.training import resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
 
@@ -33,14 +34,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--data", required=True, type=Path, help="dataset folder or CSV (layout detected)")
     t.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
     t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
-    t.add_argument("--config", default="configs/finetune/tiny.yaml", help="YAML with differences from defaults")
+    t.add_argument("--config", help="YAML with differences from the defaults (default: the init's built-in recipe)")
     t.add_argument("--run", type=Path, help="run folder (default runs/finetune-<time>)")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run in the --run folder")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
-    t.add_argument("--folds", type=folds, help="train K models, each validated on its K-th of the clips "
-                   "(speaker-disjoint where speakers are known): fold_1..K/, out-of-fold metrics, ensemble submission")
-    t.add_argument("--probe", action="store_true", help="train only a linear probe on the frozen backbone of "
-                   "--init (cached features: about a minute of CPU for pretrained:small on 800 clips)")
+    t.add_argument("--members", type=count("--members", 1), help="seeds of the ensemble, each with its own "
+                   "validation speakers and one model of every kind (default 3; 1 for --init scratch)")
+    t.add_argument("--folds", type=count("--folds", 2), help="K speaker-disjoint folds instead of seeds, each "
+                   "validated on its K-th of the clips: out-of-fold metrics, ensemble submission")
+    t.add_argument("--probe", action="store_true", help="members are linear probes of the frozen backbone of "
+                   "--init only (no fine-tuning; cached features, the cheapest member)")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
@@ -50,6 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     e.add_argument("--skip-bad", action="store_true")
     e.add_argument("--out", type=Path, help="write the metrics JSON here")
     add_tta(e)
+    add_device(e)
     r = sub.add_parser("predict", help="emotion of each audio file (long files in windows)")
     add_ckpt(r)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
@@ -59,12 +63,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--timeline", type=Path, metavar="DIR", help="per file, DIR/NAME.csv of each window's "
                    "probabilities (start_s,end_s,p_angry,...) and DIR/NAME.png, the six over time")
     add_tta(r)
+    add_device(r)
     m = sub.add_parser("submit", help="submission.csv and test_probs.csv of a competition folder (ensembles too)")
     add_ckpt(m)
     m.add_argument("--data", required=True, type=Path, help="competition folder (test.csv, sample_submission.csv)")
     m.add_argument("--out", required=True, type=Path, help="folder for submission.csv and test_probs.csv")
     m.add_argument("--skip-bad", action="store_true", help="predict unreadable test files as silence")
     add_tta(m)
+    add_device(m)
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
@@ -83,6 +89,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def add_ckpt(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, type=Path, action="append",
                    help="run folder, its best/ checkpoint or a k-fold parent; repeat for an ensemble")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
@@ -108,10 +118,13 @@ def tta_speeds(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def folds(text: str) -> int:
-    if not text.isdigit() or int(text) < 2:
-        raise argparse.ArgumentTypeError(f"--folds {text}: give a whole number of folds, at least 2")
-    return int(text)
+def count(flag: str, least: int) -> Callable[[str], int]:
+    """A whole-number option of at least `least`."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < least:
+            raise argparse.ArgumentTypeError(f"{flag} {text}: give a whole number, at least {least}")
+        return int(text)
+    return parse
 
 
 def checked(items: list, skip_bad: bool, what: str) -> list:
@@ -130,10 +143,15 @@ def checked(items: list, skip_bad: bool, what: str) -> list:
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
-    from finetune.train import train
+    from finetune.model import check_model
+    from finetune.recipe import train_recipe
 
-    overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
-    cfg = resolve_run(args.config, overrides)
+    flags = [f"init={args.init}"] if args.init else []
+    flags += [f"members={args.members}"] if args.members else []
+    flags += [f"folds={args.folds}"] if args.folds else []
+    flags += ["kinds=[probe]"] if args.probe else []
+    cfg = resolve_run(args.config, flags + list(args.overrides))
+    check_model(cfg)  # a bad model.* override fails before the run folder is touched
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     prepare_run(run, args.overwrite)
     data = load_dataset(args.data, args.layout)
@@ -141,27 +159,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
-    if args.probe:
-        from finetune.probe import train_probe
-        from finetune.train import split_train
-
-        if args.folds:
-            raise ValueError("--probe trains one head on one validation split: drop --folds")
-        train_items, val_items = split_train(data, cfg, args.val_speakers.split(",") if args.val_speakers else None)
-        result = train_probe(data, cfg, run, train_items, val_items)
-        report(result, run, "confusion_matrix.png, curves.png, val_probs.csv, best/")
-        return result
-    if args.folds:
-        from finetune.folds import train_folds
-
-        if args.val_speakers:
-            raise ValueError("--folds chooses the validation speakers of every fold: drop --val-speakers")
-        result = train_folds(data, cfg, run, args.folds)
-        report(result, run, f"fold_1..{args.folds}/, oof_probs.csv, confusion_matrix_oof.png")
-        return result
-    val_speakers = args.val_speakers.split(",") if args.val_speakers else None
-    result = train(data, cfg, run, val_speakers)
-    report(result, run, "confusion_matrix.png, curves.png, val_probs.csv, best/")
+    result = train_recipe(data, cfg, run, args.val_speakers.split(",") if args.val_speakers else None)
+    report(result, run, "member folders, test_probs.csv" if "members" in result
+           else "confusion_matrix.png, curves.png, val_probs.csv, best/")
     return result
 
 
@@ -191,7 +191,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.test_labels else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True)
+    probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True,
+                                 device=resolve_device(args.device))
     labels = [it.label for it in items]
     metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(ckpts) > 1:
@@ -221,7 +222,7 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
     probs, _ = ensemble_probs(ckpts, cached_waves(AudioCache(data.test), len(data.test)), tta=args.tta,
-                              progress=True)
+                              progress=True, device=resolve_device(args.device))
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")
@@ -258,9 +259,9 @@ def demo() -> None:
     if not (DEMO_DATA / "train.csv").is_file():
         print(f"generating the synthetic emotional-speech corpus in {DEMO_DATA} ...")
         generate_corpus(DEMO_DATA, clips=600, seed=0)
-    print("fine-tuning the tiny model from scratch on CPU (a few minutes) ...")
-    main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--config", "configs/finetune/tiny.yaml",
-          "--overwrite"])  # the demo's folder holds the last demo
+    print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, the two "
+          "averaged (a few minutes on a CPU) ...")
+    main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--members", "1", "--overwrite"])
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
 
 

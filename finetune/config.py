@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.config import PROB, HeadConfig, ranged, resolve
+from w2v2.config import PROB, HeadConfig, deep_merge, from_dict, ranged, resolve, to_dict
 from w2v2.data.audio import MIN_SECONDS
 from w2v2.data.labels import EMOTIONS
 
@@ -25,11 +25,24 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] = (15.0, 40.0)
 
 
+Kind = Literal["finetune", "probe", "scratch"]
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """The defaults are the recipe for `pretrained:small` (the default init) on a CPU; `RECIPES` holds
+    the differences for other inits, applied where no --config file is given."""
+
     # architecture from scratch (None: tiny); with an init, the init's weights decide it (another preset is reported)
     preset: str | None = None
-    init: str = "scratch"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
+    init: str = "pretrained:small"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
+    # the ensemble (finetune/recipe.py): `members` seeds, each with its own validation speakers, or `folds`
+    # speaker-disjoint folds; each trains one model of every kind in `kinds` (finetune: the whole model from
+    # init; probe: a linear probe on its frozen backbone; scratch: the tiny model from random weights), and
+    # their test probabilities are averaged
+    members: int = ranged(3, 1)
+    folds: int = ranged(0, 0)  # 0: seeds; K >= 2: folds instead
+    kinds: tuple[Kind, ...] = ("finetune", "probe")
     # overrides of the init's/preset's ModelConfig, as in pretraining (model.context.dropout=0.2); the
     # defaults are fine-tuning's regularisation: SpecAugment-style span masking, LayerDrop, dropout
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(FINETUNE_MODEL))
@@ -37,15 +50,15 @@ class FinetuneConfig:
     freeze_feature_encoder: bool = True
     freeze_transformer_steps: int = ranged(0, 0)  # train only the head for the first N steps
     lr_head: float = ranged(1e-3, 0)
-    lr_backbone: float = ranged(5e-5, 0)
+    lr_backbone: float = ranged(3e-4, 0)
     weight_decay: float = ranged(0.01, 0)
     warmup_fraction: float = ranged(0.1, **PROB)
-    epochs: int = ranged(10, 1)
+    epochs: int = ranged(18, 1)
     probe_epochs: int = ranged(60, 1)  # `train --probe`: epochs of the head over cached features (cheap)
     max_steps: int = ranged(0, 0)  # 0: epochs decide
     batch_size: int = ranged(8, 1)
     # random crops while training; at least the CNN's receptive field (400 samples), else all padding
-    crop_seconds: float = ranged(6.0, MIN_SECONDS)
+    crop_seconds: float = ranged(3.0, MIN_SECONDS)
     window_seconds: float = ranged(8.0, MIN_SECONDS)  # evaluation/prediction windows for long clips (50% overlap)
     # test-time augmentation of the final validation/test predictions: each window is also predicted at
     # these speeds and the probabilities averaged, e.g. [0.9, 1.0, 1.1]; () = off (every view costs a forward)
@@ -54,15 +67,42 @@ class FinetuneConfig:
     augment: bool = True
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     val_fraction: float = ranged(0.15, 0, 1, lo_open=True, hi_open=True)  # both splits need clips
-    patience: int = ranged(4, 1)  # epochs without a better validation UAR before stopping
+    patience: int = ranged(18, 1)  # epochs without a better validation UAR before stopping
     grad_clip: float = ranged(1.0, 0, lo_open=True)
+    # the frozen CNN's output computed once per clip and view (finetune/features.py) instead of every step
+    feature_cache: bool = True
+    cache_views: int = ranged(3, 1)  # with augment: the clip as recorded + (cache_views - 1) augmented views
+    feature_cache_gb: float = ranged(4.0, 0)  # above it fewer views, then no cache
     # mixed precision of the training steps (evaluation and prediction stay fp32). auto: bf16 where the
-    # CPU computes it natively (AVX512-BF16 or AMX: ~1.8x faster steps); fine-tuning runs on the CPU
-    amp: Literal["auto", "none", "bf16"] = "auto"
+    # device computes it natively (a GPU that has it; a CPU with AVX512-BF16 or AMX), fp16 on other GPUs
+    amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
+    device: str = "auto"  # auto (a GPU where there is one) | cpu | cuda | cuda:N
+    num_workers: int = ranged(0, 0)  # processes decoding audio (0: the main process)
     seed: int = 0
     threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
 
 
+# Differences from the defaults (pretrained:small's recipe) by the kind of init, where no --config is given
+RECIPES: dict[str, dict[str, Any]] = {
+    # the tiny model from random weights: the zero-download baseline; its CNN must learn
+    "scratch": {"preset": "tiny", "freeze_feature_encoder": False, "lr_backbone": 1e-3, "epochs": 30,
+                "patience": 10, "members": 1, "kinds": ["finetune"]},
+    # a transformers checkpoint (facebook/wav2vec2-base-style): a gentler backbone rate after a head-only start
+    "hf": {"freeze_transformer_steps": 500, "lr_head": 5e-4, "lr_backbone": 3e-5, "epochs": 20, "patience": 8,
+           "crop_seconds": 6.0},
+}
+
+
+def init_kind(init: str) -> str:
+    """scratch | pretrained | hf | ckpt: the part of an init spec before its colon."""
+    return init.partition(":")[0]
+
+
 def resolve_run(config_path: str | None, overrides: list[str]) -> FinetuneConfig:
-    """Defaults, then the YAML file, then key=value overrides (`w2v2.config.resolve`, as pretraining)."""
-    return resolve(FinetuneConfig, config_path, overrides)[0]
+    """Defaults, then the init's recipe (`RECIPES`, only without a config file), then the YAML file, then
+    key=value overrides (`w2v2.config.resolve`, as pretraining)."""
+    cfg, given = resolve(FinetuneConfig, config_path, overrides)
+    recipe = RECIPES.get(init_kind(cfg.init), {}) if config_path is None else {}
+    if not recipe:
+        return cfg
+    return from_dict(FinetuneConfig, deep_merge(deep_merge(to_dict(FinetuneConfig()), recipe), given))

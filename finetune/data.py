@@ -14,6 +14,8 @@ import warnings
 import torch
 import torchaudio.functional as AF
 from einops import reduce
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 
 from finetune.config import AugmentConfig
 from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
@@ -33,6 +35,17 @@ class AudioCache:
             self.cache[i] = self._load(self.items[i])
         return self.cache[i]
 
+    def prefetch(self, num_workers: int = 0) -> None:
+        """Decode every clip not yet decoded, in `num_workers` processes (0: in this one)."""
+        todo = [i for i in range(len(self.items)) if i not in self.cache]
+        if num_workers == 0 or len(todo) < 2:
+            for i in todo:
+                self[i]
+            return
+        loader = DataLoader(_Decode([self.items[i] for i in todo]), batch_size=None, num_workers=num_workers)
+        for i, wave in zip(todo, loader, strict=True):
+            self.cache[i] = wave
+
     @staticmethod
     def _load(item: Item) -> torch.Tensor | None:
         try:
@@ -47,6 +60,19 @@ class AudioCache:
             warnings.warn(f"{item.path}: {wave.numel()} samples at 16 kHz, shorter than the model's "
                           f"{MIN_SAMPLES} (25 ms): zero-extended", stacklevel=2)
         return wave
+
+
+class _Decode(TorchDataset):
+    """Items decoded by `AudioCache._load` in DataLoader worker processes."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> torch.Tensor | None:
+        return AudioCache._load(self.items[k])
 
 
 def cached_waves(cache: AudioCache, n: int) -> list[torch.Tensor]:
@@ -120,16 +146,18 @@ def padding_invariant(model: torch.nn.Module) -> bool:
 @torch.no_grad()
 def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_size: int = 8,
                   progress: bool = False) -> torch.Tensor:
-    """Softmax (n, num_labels) of each segment (s,) as one input. A segment's result never depends on
-    the other segments of the call (see `window_batches`). ValueError when the model outputs NaN/inf."""
+    """Softmax (n, num_labels) of each segment (s,) as one input, computed on the model's device. A
+    segment's result never depends on the other segments of the call (see `window_batches`). ValueError
+    when the model outputs NaN/inf."""
     from tqdm import tqdm
 
     model.eval()
+    device = next(model.parameters()).device
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
     probs = torch.zeros(len(segments), model.cfg.head.num_labels)
     for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
-        logits = model(wave, padding_mask).logits.float()
+        logits = model(wave.to(device), padding_mask.to(device)).logits.float().cpu()
         if not bool(logits.isfinite().all()):
             raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
         probs[batch] = torch.softmax(logits, dim=-1)

@@ -6,14 +6,13 @@ Design choices:
 - members may differ in architecture, init and window length: each predicts on its own, so nothing
   but the six emotions must match;
 - members are loaded one at a time: an ensemble needs one model's memory, not k models';
-- a k-fold parent folder (fold_1/, fold_2/, ...) stands for its folds, a run folder for its best/.
+- an ensemble run's folder (fold_1/, member_1_probe/, ...) stands for its members, a run folder for its best/.
 Probability columns are `p_<emotion>` in every file we write (predict --out, test_probs.csv,
 val_probs.csv, oof_probs.csv, timelines), so they can be joined and blended without renaming.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,26 +23,28 @@ from einops import reduce
 
 from finetune.data import predict_probs, window_probs
 from finetune.model import classifier_checkpoint, load_classifier
+from finetune.outputs import MEMBER_NAME
 from w2v2.checkpoint import CheckpointError, atomic_write, read_meta
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
 
 PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]
-FOLD_NAME = re.compile(r"fold_(\d+)")
 
 
-def fold_folders(path: Path) -> list[Path]:
-    """fold_1/, fold_2/, ... of a k-fold parent folder, in fold order ([] for any other path)."""
+def member_folders(path: Path) -> list[Path]:
+    """The member folders of an ensemble run (fold_1/, fold_1_probe/, member_2/, ...), in the order the
+    recipe trains them ([] for any other path)."""
     if not path.is_dir():
         return []
-    folds = [d for d in path.iterdir() if d.is_dir() and FOLD_NAME.fullmatch(d.name)]
-    return sorted(folds, key=lambda d: int(FOLD_NAME.fullmatch(d.name).group(1)))
+    found = [(m, d) for d in path.iterdir() if d.is_dir() and (m := MEMBER_NAME.fullmatch(d.name))]
+    order = {None: 0, "_probe": 1, "_scratch": 2}
+    return [d for m, d in sorted(found, key=lambda md: (md[0].group(1), int(md[0].group(2)), order[md[0].group(3)]))]
 
 
 def members(paths: list[Path]) -> list[Path]:
-    """The checkpoint directories of --ckpt arguments (k-fold parents expanded to their folds), each
+    """The checkpoint directories of --ckpt arguments (ensemble parents expanded to their members), each
     checked to be a classifier before any model is loaded; a member given twice counts twice."""
-    return [classifier_checkpoint(p) for path in paths for p in (fold_folders(path) or [path])]
+    return [classifier_checkpoint(p) for path in paths for p in (member_folders(path) or [path])]
 
 
 def trained_window(ckpt: Path) -> float:
@@ -63,12 +64,13 @@ def blamed(ckpt: Path) -> Iterator[None]:
 
 
 def ensemble_probs(ckpts: list[Path], waves: list[torch.Tensor], window_seconds: float | None = None,
-                   tta: tuple[float, ...] = (), progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean probabilities (n, 6), each member's (m, n, 6)) of clips (s,). window_seconds None: each
-    member uses the window it was trained with."""
+                   tta: tuple[float, ...] = (), progress: bool = False, device: torch.device | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean probabilities (n, 6), each member's (m, n, 6)) of clips (s,), each member run on `device`
+    (default the CPU). window_seconds None: each member uses the window it was trained with."""
     each = []
     for ckpt in ckpts:
-        model, _ = load_classifier(ckpt)
+        model, _ = load_classifier(ckpt, device)
         with blamed(ckpt):
             each.append(predict_probs(model, waves, window_seconds or trained_window(ckpt), progress=progress,
                                       tta=tta))
@@ -78,11 +80,12 @@ def ensemble_probs(ckpts: list[Path], waves: list[torch.Tensor], window_seconds:
 
 def ensemble_window_probs(ckpts: list[Path], waves: list[torch.Tensor], window_seconds: float,
                           hop_seconds: float | None = None, tta: tuple[float, ...] = (),
-                          progress: bool = False) -> list[torch.Tensor]:
-    """Per clip, (windows, 6): each window's probabilities averaged over the members (same windows for all)."""
+                          progress: bool = False, device: torch.device | None = None) -> list[torch.Tensor]:
+    """Per clip, (windows, 6): each window's probabilities averaged over the members (same windows for all),
+    each member run on `device` (default the CPU)."""
     total: list[torch.Tensor] | None = None
     for ckpt in ckpts:
-        model, _ = load_classifier(ckpt)
+        model, _ = load_classifier(ckpt, device)
         with blamed(ckpt):
             probs = window_probs(model, waves, window_seconds, hop_seconds, tta, progress=progress)
         total = probs if total is None else [t + p for t, p in zip(total, probs, strict=True)]

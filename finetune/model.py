@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import CheckpointError, load_init, load_model, read_meta, resolve_checkpoint
+from w2v2.checkpoint import CheckpointError, init_config, load_init, load_model, read_meta, resolve_checkpoint
 from w2v2.config import merge, resolve_model, to_dict
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
@@ -30,6 +30,12 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
     return model
 
 
+def check_model(cfg: FinetuneConfig) -> None:
+    """The model config `build_classifier` will build, resolved from the init's config alone (no weights):
+    a bad `model.*` override fails here, before a run folder is touched."""
+    resolve_model(cfg.preset, cfg.init, init_config(cfg.init), cfg.model)
+
+
 def classifier_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory of a fine-tuning run folder or checkpoint, from its metadata alone (cheap:
     an ensemble's members are all checked before any is loaded); CheckpointError naming it for anything
@@ -42,11 +48,11 @@ def classifier_checkpoint(path: str | Path) -> Path:
     return ckpt
 
 
-def load_classifier(path: str | Path) -> tuple[Wav2Vec2ForClassification, Path]:
-    """(the six-emotion classifier, its checkpoint directory) of a fine-tuning run folder or checkpoint;
-    CheckpointError naming it for anything else."""
+def load_classifier(path: str | Path, device: torch.device | None = None) -> tuple[Wav2Vec2ForClassification, Path]:
+    """(the six-emotion classifier on `device` (default the CPU), its checkpoint directory) of a fine-tuning
+    run folder or checkpoint; CheckpointError naming it for anything else."""
     ckpt = classifier_checkpoint(path)
-    model = load_model(ckpt)
+    model = load_model(ckpt).to(device or torch.device("cpu"))
     if model.cfg.head.num_labels != len(EMOTIONS):
         raise CheckpointError(f"{ckpt}: a classifier of {model.cfg.head.num_labels} classes, not the "
                               f"{len(EMOTIONS)} emotions ({', '.join(EMOTIONS)}); fine-tune it first")

@@ -9,10 +9,13 @@ import tempfile
 from pathlib import Path
 
 # everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best."),
-# a k-fold run's parent folder included (and its fold_1/, fold_2/, ...: see `previous_outputs`)
+# an ensemble's parent folder included (and its member folders, MEMBER_NAME: see `previous_outputs`)
 RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv", "submission.tmp", "curves.png",
                "confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_oof.png", "best", "best.old",
                "test_probs.csv", "test_probs.tmp", "val_probs.csv", "val_probs.tmp", "oof_probs.csv", "oof_probs.tmp")
+
+
+MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
 
 
 class OutputError(ValueError):
@@ -38,7 +41,7 @@ def check_output_file(path: Path, what: str) -> None:
 
 def previous_outputs(run: Path) -> list[Path]:
     return sorted(p for p in run.iterdir() if p.name in RUN_OUTPUTS or p.name.startswith(".best.")
-                  or (p.is_dir() and re.fullmatch(r"fold_\d+", p.name)))
+                  or (p.is_dir() and MEMBER_NAME.fullmatch(p.name)))
 
 
 def prepare_run(run: Path, overwrite: bool) -> None:

@@ -22,6 +22,7 @@ from finetune.plots import plot_timeline
 from w2v2.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.training import resolve_device
 
 
 def expand(inputs: list[Path]) -> list[Path]:
@@ -37,14 +38,15 @@ def expand(inputs: list[Path]) -> list[Path]:
 
 
 def predict_files(ckpts: list[Path], files: list[Path], window_seconds: float = 8.0,
-                  hop_seconds: float | None = None, tta: tuple[float, ...] = ()
+                  hop_seconds: float | None = None, tta: tuple[float, ...] = (), device: torch.device | None = None
                   ) -> tuple[pd.DataFrame, list[torch.Tensor], list[int]]:
     """(one row per decodable file: path, label, label_name, p_*; each such file's (windows, 6)
     probabilities; each such file's length in samples)."""
     cache = AudioCache([Item(id=f.stem, path=f) for f in files])
     ok = [i for i in range(len(files)) if cache[i] is not None]
     waves = [cache[i] for i in ok]
-    per_window = ensemble_window_probs(members(ckpts), waves, window_seconds, hop_seconds, tta, progress=True)
+    per_window = ensemble_window_probs(members(ckpts), waves, window_seconds, hop_seconds, tta, progress=True,
+                                       device=device)
     rows = []
     for i, windows in zip(ok, per_window, strict=True):
         p = windows.mean(0)
@@ -94,7 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     files = expand(args.inputs)
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")
-    df, per_window, lengths = predict_files(args.ckpt, files, args.window_seconds, args.hop_seconds, args.tta)
+    df, per_window, lengths = predict_files(args.ckpt, files, args.window_seconds, args.hop_seconds, args.tta,
+                                            resolve_device(args.device))
     skipped = len(files) - len(df)
     if df.empty:
         raise ValueError(f"none of the {len(files)} file(s) could be decoded (see warnings above): nothing predicted")

@@ -37,6 +37,7 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
 from w2v2.heads import ClassificationHead
+from w2v2.training import resolve_device
 
 BATCH = 32  # clips per probe update (pooled vectors: cheap)
 
@@ -44,15 +45,17 @@ BATCH = 32  # clips per probe update (pooled vectors: cheap)
 @torch.no_grad()
 def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float, progress: bool = False,
                 desc: str = "features", cache: AudioCache | None = None) -> torch.Tensor:
-    """(n, layers+1, d): each clip's hidden states averaged over its frames (and windows, as prediction
-    does), one clip at a time so that no clip's features depend on padding. `cache`: the items' decoded
-    audio where the caller keeps it for later use."""
+    """(n, layers+1, d) on the CPU: each clip's hidden states averaged over its frames (and windows, as
+    prediction does), one clip at a time on the model's device, so that no clip's features depend on
+    padding. `cache`: the items' decoded audio where the caller keeps it for later use."""
     backbone, out = model.backbone.eval(), []
+    device = next(backbone.parameters()).device
     waves = cached_waves(cache or AudioCache(items), len(items))
     for wave in tqdm(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
-        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None], output_hidden_states=True).hidden_states])
+        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None].to(device),
+                                                                   output_hidden_states=True).hidden_states])
                       for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
-        out.append(torch.stack(per_window).mean(0))
+        out.append(torch.stack(per_window).mean(0).cpu())
     return torch.stack(out)
 
 
@@ -109,12 +112,14 @@ def train_probe(data: Dataset, cfg: FinetuneConfig, run: Path, train_items: list
     start = time.perf_counter()
     model = build_classifier(replace(cfg, head=replace(cfg.head or DEFAULT_HEAD, standardize=True)))
     model.freeze(True, transformer=True)
+    model.to(resolve_device(cfg.device))  # the feature pass; the head then trains on the CPU (pooled vectors)
     val_cache = AudioCache(val_items)  # decoded once: the features here, the validation metrics in finish()
     x = {"train": layer_means(model, train_items, cfg.window_seconds, progress=True, desc="features (training)"),
          "val": layer_means(model, val_items, cfg.window_seconds, progress=True, desc="features (validation)",
                             cache=val_cache)}
     y = {s: torch.tensor([it.label for it in items]) for s, items in (("train", train_items), ("val", val_items))}
     feature_s = time.perf_counter() - start
+    model.cpu()
     history = []
 
     def log(epoch: int, loss: float, uar: float) -> None:

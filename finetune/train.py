@@ -19,6 +19,7 @@ from tqdm import tqdm
 from finetune.config import FinetuneConfig
 from finetune.data import AudioCache, augment, cached_waves, predict_probs
 from finetune.ensemble import probs_frame, write_csv
+from finetune.features import FeatureCache, WindowFeatures, plan_views
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.plots import plot_confusion, plot_curves
@@ -28,7 +29,7 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.data.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
@@ -60,15 +61,6 @@ def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache,
     return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
 
 
-def amp_context(amp: str) -> AbstractContextManager:
-    """The training steps' autocast (fine-tuning runs on the CPU): `amp` resolved, auto = bf16 where the
-    CPU computes it natively."""
-    cpu = torch.device("cpu")
-    if amp == "auto":
-        amp = "bf16" if native_bf16(cpu) else "none"
-    return autocast(amp, cpu)[0]
-
-
 def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int):
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head},
               {"params": list(model.backbone.parameters()), "lr": cfg.lr_backbone}]
@@ -85,52 +77,81 @@ class Fit:
     model: torch.nn.Module
     items: list[Item]
     cache: AudioCache
+    features: FeatureCache | None  # the frozen CNN's output, cached (None: the CNN runs every step)
     sampler: BucketBatchSampler
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
-    weights: torch.Tensor | None  # class weights of the loss (balance=loss)
+    weights: torch.Tensor | None  # class weights of the loss (balance=loss), on the device
     rng: random.Random  # augmentation choices
     gen: torch.Generator  # crops, masks, noise
+    device: torch.device
     amp: AbstractContextManager = field(default_factory=nullcontext)  # autocast of the training steps
+    scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling
+    overall: tqdm | None = None  # a progress bar over several runs (an ensemble), advanced per step
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(
         20, "lower lr_head/lr_backbone or check the data"))
 
 
+def next_batch(fit: Fit, batch: list[int], crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(input, padding mask, labels) of a batch of clip indices: cached CNN features (b, t, c) with a frame
+    mask, or waveforms (b, s) with a sample mask, augmented and cropped; None when no clip decoded."""
+    labels = [fit.items[i].label for i in batch]
+    if fit.features is not None:
+        return fit.features.batch(batch, labels, fit.rng, fit.gen)
+    pairs = [(fit.cache[i], y) for i, y in zip(batch, labels, strict=True)]
+    pairs = [(augment(w, fit.cfg.augmentation, fit.rng, crop, fit.gen) if fit.cfg.augment else w, y)
+             for w, y in pairs if w is not None]
+    if not pairs:
+        return None
+    wave, padding_mask = collate_waves([w for w, _ in pairs], crop, fit.gen)
+    return wave, padding_mask, torch.tensor([y for _, y in pairs])
+
+
 def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
     """One pass over the sampler: (mean loss, global step, seconds of audio the model was trained on)."""
-    cfg, model, cache, gen = fit.cfg, fit.model, fit.cache, fit.gen
+    cfg, model = fit.cfg, fit.model
     model.train()
-    total, n, samples = 0.0, 0, 0
+    total, n, seconds = 0.0, 0, 0.0
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
+    hop = math.prod(model.cfg.encoder.conv_stride)  # samples per CNN frame
     bar = tqdm(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
         if step == cfg.freeze_transformer_steps > 0:  # the head-only warm-up is over
             model.freeze(cfg.freeze_feature_encoder)
-        pairs = [(cache[i], fit.items[i].label) for i in batch]
-        pairs = [(augment(w, cfg.augmentation, fit.rng, crop, gen) if cfg.augment else w, y)
-                 for w, y in pairs if w is not None]
-        if not pairs:
+        inputs = next_batch(fit, batch, crop)
+        if inputs is None:
             continue
-        wave, padding_mask = collate_waves([w for w, _ in pairs], crop, gen)
-        samples += int((~padding_mask).sum())
-        labels = torch.tensor([y for _, y in pairs])
+        x, padding_mask, labels = (t.to(fit.device, non_blocking=True) for t in inputs)
+        real = int((~padding_mask).sum())
+        seconds += real * (hop if fit.features is not None else 1) / SAMPLE_RATE
         with fit.amp:
-            logits = model(wave, padding_mask, generator=gen).logits
+            forward = model.classify_features if fit.features is not None else model
+            logits = forward(x, padding_mask, generator=fit.gen).logits
         loss = F.cross_entropy(logits.float(), labels, weight=fit.weights)
         if fit.guard.skip(bool(torch.isfinite(loss)), step):
             bar.write(f"step {step}: non-finite loss, batch skipped")
             continue
         fit.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if fit.scaler is not None:  # fp16: scaled loss, unscaled gradients before clipping
+            fit.scaler.scale(loss).backward()
+            fit.scaler.unscale_(fit.opt)
+        else:
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        fit.opt.step()
+        if fit.scaler is not None:
+            fit.scaler.step(fit.opt)
+            fit.scaler.update()
+        else:
+            fit.opt.step()
         fit.sched.step()
         step += 1
         total, n = total + loss.item(), n + 1
         bar.set_postfix(loss=f"{total / n:.3f}")
+        if fit.overall is not None:
+            fit.overall.update(1)
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    return total / max(n, 1), step, samples / SAMPLE_RATE
+    return total / max(n, 1), step, seconds
 
 
 def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> tuple[list[Item], list[Item]]:
@@ -147,10 +168,11 @@ def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | No
 
 
 def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
-          split: tuple[list[Item], list[Item]] | None = None) -> dict:
+          split: tuple[list[Item], list[Item]] | None = None, overall: tqdm | None = None) -> dict:
     """Fine-tune on `data`, write the run folder, return metrics.json's content.
 
-    split: (training, validation) items chosen by the caller (a k-fold fold); default `speaker_split`."""
+    split: (training, validation) items chosen by the caller (a k-fold fold); default `speaker_split`.
+    overall: a progress bar over several runs, advanced once per training step."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)  # LayerDrop draws from Python's generator (torch's is seeded in build_classifier)
@@ -158,18 +180,23 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_items, val_items = split or split_train(data, cfg, val_speakers)
     fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
-    model = build_classifier(cfg)
+    device = resolve_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device)
+    model = build_classifier(cfg).to(device)
     model.freeze(cfg.freeze_feature_encoder, transformer=cfg.freeze_transformer_steps > 0)
-    cache = AudioCache(fit_items)
-    val_cache = AudioCache(val_items)
+    cache, val_cache = AudioCache(fit_items), AudioCache(val_items)
+    cache.prefetch(cfg.num_workers)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    features, val_features = cached_features(model, cfg, cache, val_cache, amp, rng)
     lengths = [int(cfg.crop_seconds * SAMPLE_RATE)] * len(fit_items)  # crops: similar lengths
     sampler = BucketBatchSampler(lengths, batch_size=cfg.batch_size, seed=cfg.seed)
     steps_per_epoch = len(sampler)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     opt, sched = make_optimizer(model, cfg, total_steps)
-    fit = Fit(cfg, model, fit_items, cache, sampler, opt, sched,
-              class_weights(fit_items) if cfg.balance == "loss" else None,
-              random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), amp_context(cfg.amp))
+    autocast_ctx, scaler = autocast(amp, device)
+    weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
+    fit = Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device,
+              autocast_ctx, scaler, overall)
     history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
     (run / "history.jsonl").write_text("")  # this run's epochs only
     for epoch in range(1, cfg.epochs + 1):
@@ -181,7 +208,11 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
         try:
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 raise ValueError("the weights became NaN/inf")
-            metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
+            if val_features is not None:
+                probs = val_features.probs(model)
+                metrics = classification_metrics([it.label for it in val_items], probs.argmax(-1).tolist())
+            else:
+                metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
         except ValueError as e:  # a diverged model: never saved as best/
             raise ValueError(f"epoch {epoch}: {e}; lower lr_head/lr_backbone ({kept})") from None
         val_s = time.perf_counter() - tick
@@ -191,27 +222,45 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
         with open(run / "history.jsonl", "a") as f:
             f.write(json.dumps(history[-1]) + "\n")
         better = metrics["uar"] > best
-        print(f"epoch {epoch}: loss {loss:.3f}  val UAR {metrics['uar']:.3f}  acc {metrics['accuracy']:.3f}  "
-              f"F1 {metrics['macro_f1']:.3f}  {audio / train_s:.0f} audio-s/s ({train_s:.1f} s training, "
-              f"{val_s:.1f} s validation){'  (best, saved)' if better else ''}")
+        say = overall.write if overall is not None else print
+        say(f"epoch {epoch}: loss {loss:.3f}  val UAR {metrics['uar']:.3f}  acc {metrics['accuracy']:.3f}  "
+            f"F1 {metrics['macro_f1']:.3f}  {audio / train_s:.0f} audio-s/s ({train_s:.1f} s training, "
+            f"{val_s:.1f} s validation){'  (best, saved)' if better else ''}")
         if better:
             best, best_epoch = metrics["uar"], epoch
             save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
                                                    "epoch": epoch, "val_uar": best})
         if epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps):
-            print(f"stopping after epoch {epoch} (best epoch {best_epoch})")
+            say(f"stopping after epoch {epoch} (best epoch {best_epoch})")
             break
+    if overall is not None:  # early stopping: the steps this run will not take
+        overall.update(max(0, total_steps - step))
     plot_curves(history, run / "curves.png")
     return finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
+
+
+def cached_features(model: torch.nn.Module, cfg: FinetuneConfig, cache: AudioCache, val_cache: AudioCache,
+                    amp: str, rng: random.Random) -> tuple[FeatureCache | None, WindowFeatures | None]:
+    """The frozen CNN's features of the training clips (in views) and of the validation windows, where
+    `plan_views` finds them worth it and within memory; (None, None) otherwise."""
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float32
+    views, how = plan_views(cfg, model, [w.numel() for w in cached_waves(cache, len(cache.items))], dtype)
+    if cfg.freeze_feature_encoder:
+        print(f"feature cache: {how}")
+    if not views:
+        return None, None
+    train_features = FeatureCache(model, cache, cfg, views, dtype, rng)
+    val_waves = cached_waves(val_cache, len(val_cache.items))
+    return train_features, WindowFeatures(model, val_waves, cfg.window_seconds, cfg.batch_size)
 
 
 def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
            best_epoch: int, seconds: float) -> dict:
     """Reload the best checkpoint; metrics.json, confusion matrices, val_probs.csv and, for competitions,
-    submission.csv and test_probs.csv (validation and test predicted with `cfg.tta`)."""
+    submission.csv and test_probs.csv (validation and test predicted with `cfg.tta`, on `cfg.device`)."""
     from w2v2.checkpoint import load_model
 
-    model = load_model(run / "best").eval()
+    model = load_model(run / "best").to(resolve_device(cfg.device)).eval()
     val_metrics, val_probs = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True,
                                             tta=cfg.tta)
     write_csv(probs_frame(val_items, val_probs, labelled=True), run / "val_probs.csv")

@@ -32,18 +32,19 @@ from w2v2.config import ModelConfig, to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
-from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
 
 def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if use_cuda else "cpu")
-    if use_cuda:
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None:  # torchrun: one GPU per local rank
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
 
 
@@ -59,15 +60,6 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
     if world > 1:
         dist.barrier()
     return [source]
-
-
-def amp_context(cfg: PretrainConfig, device: torch.device):
-    """optim.amp's autocast and scaler; auto: bf16 where the device computes it natively (a GPU that has
-    it, or a CPU with AVX512-BF16/AMX: 1.6x the audio-s/s of fp32 for `small`, with the same losses)."""
-    amp = cfg.optim.amp
-    if amp == "auto":
-        amp = "bf16" if native_bf16(device) else "none"
-    return autocast(amp, device)
 
 
 def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
@@ -133,7 +125,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
         ddp = DistributedDataParallel(
             ddp, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=model_cfg.context.layerdrop > 0)
-    amp, scaler = amp_context(cfg, device)
+    amp, scaler = autocast(resolve_amp(cfg.optim.amp, device), device)
     stats = loop(Training(cfg, model, ddp, opt, sched, scaler, amp, clips, sampler, device, rank, max_samples),
                  trainer)
     if world > 1:

@@ -86,20 +86,30 @@ class Wav2Vec2Model(nn.Module):
         t = self.feature_encoder.num_frames(wave.shape[-1])
         return torch.arange(t, device=wave.device)[None, :] >= lengths[:, None]
 
-    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> BackboneOutput:
-        """wave (b, s); padding_mask (b, s) True = pad; mask (b, t) True = replace by mask_emb."""
+    def encode(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The CNN's part: (features (b, t, c), frame_padding_mask (b, t) or None) of wave (b, s). A frozen
+        CNN's features can be computed once and passed to `contextualize` (fine-tuning's feature cache)."""
         if wave.numel() == 0:
             raise ValueError("empty input: no audio samples")
         if self.cfg.normalize_waveform:
             wave = normalize_waveform(wave, padding_mask)
-        features = self.feature_encoder(wave)
+        return self.feature_encoder(wave), self.frame_padding_mask(wave, padding_mask)
+
+    def contextualize(self, features: torch.Tensor, frame_padding_mask: torch.Tensor | None = None,
+                      mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> BackboneOutput:
+        """Everything after the CNN: features (b, t, c); frame_padding_mask and mask (b, t), mask True =
+        replace by mask_emb."""
         x, z = self.feature_projection(features)
-        frame_padding_mask = self.frame_padding_mask(wave, padding_mask)
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
         c, hidden = self.context(x, frame_padding_mask, output_hidden_states)
         return BackboneOutput(c, z, frame_padding_mask, hidden, features)
+
+    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> BackboneOutput:
+        """wave (b, s); padding_mask (b, s) True = pad; mask (b, t) True = replace by mask_emb."""
+        return self.contextualize(*self.encode(wave, padding_mask), mask, output_hidden_states)
 
 
 def _sample_mask(model: Wav2Vec2Model, wave: torch.Tensor, padding_mask: torch.Tensor | None,
@@ -179,9 +189,19 @@ class Wav2Vec2ForClassification(nn.Module):
                 generator: torch.Generator | None = None) -> ClassifierOutput:
         """wave (b, s); padding_mask (b, s) True = pad. Span masking (SpecAugment) in training only:
         sampled here unless `mask` (b, t) is given (e.g. by a compiled training step)."""
+        return self.classify_features(*self.backbone.encode(wave, padding_mask), mask, generator)
+
+    def classify_features(self, features: torch.Tensor, frame_padding_mask: torch.Tensor | None = None,
+                          mask: torch.Tensor | None = None, generator: torch.Generator | None = None
+                          ) -> ClassifierOutput:
+        """The classifier from CNN features (b, t, c) on (`Wav2Vec2Model.encode`'s output): what `forward`
+        does after the CNN, the same span masking included."""
         if mask is None and self.training and self.cfg.masking.mask_prob > 0:
-            mask = _sample_mask(self.backbone, wave, padding_mask, generator)
-        out = self.backbone(wave, padding_mask, mask, output_hidden_states=self.cfg.head.weighted_layer_sum)
+            m = self.cfg.masking
+            mask = compute_mask(features.shape[:2], m.mask_prob, m.mask_length, m.min_masks, generator,
+                                frame_padding_mask, device=features.device)
+        out = self.backbone.contextualize(features, frame_padding_mask, mask,
+                                          output_hidden_states=self.cfg.head.weighted_layer_sum)
         logits, pooled = self.head(out.c, out.hidden_states, out.frame_padding_mask)
         return ClassifierOutput(logits, pooled)
 

@@ -16,7 +16,7 @@ from finetune.__main__ import main
 from finetune.config import FinetuneConfig
 from finetune.model import build_classifier
 
-FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "augmentation.noise_prob=1.0"]
+FAST = ["init=scratch", "epochs=1", "batch_size=4", "crop_seconds=1.5", "augmentation.noise_prob=1.0"]
 
 
 @pytest.fixture(scope="module")
@@ -346,15 +346,15 @@ def test_amp_trains_in_bf16_but_predicts_in_fp32(synthetic_corpus, tmp_path, one
     evaluation: the saved model predicts in fp32, and auto means bf16 exactly where the CPU has it."""
     from finetune.config import resolve_run
     from finetune.data import predict_probs
-    from finetune.train import amp_context, train
+    from finetune.train import train
     from w2v2.checkpoint import load_model
     from w2v2.data.datasets import load_dataset
-    from w2v2.training import native_bf16
+    from w2v2.training import autocast, native_bf16, resolve_amp
 
     layer = torch.nn.Linear(4, 2)
     for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16),
                        ("auto", torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32)):
-        with amp_context(amp):
+        with autocast(resolve_amp(amp, torch.device("cpu")), torch.device("cpu"))[0]:
             assert layer(torch.randn(1, 4)).dtype == dtype, amp
     data = load_dataset(synthetic_corpus(clips=24, speakers=4, seed=2))
     weights = {}

@@ -18,7 +18,7 @@ from finetune.metrics import classification_metrics
 from w2v2.data.datasets import Item
 from w2v2.synth import generate_corpus
 
-FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]
+FAST = ["--init", "scratch", "epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -94,7 +94,7 @@ def test_folds_3_writes_three_runs_and_validates_every_training_clip_once(kfold:
     metrics = json.loads((run / "metrics.json").read_text())
     expected = classification_metrics(list(oof.label), list(oof[PROB_COLUMNS].to_numpy().argmax(1)))
     assert metrics["oof"]["n"] == len(train) and metrics["oof"]["confusion_matrix"] == expected["confusion_matrix"]
-    assert [f["validation"]["n"] for f in metrics["per_fold"]] == [len(v) for v in vals]
+    assert [m["validation"]["n"] for m in metrics["members"]] == [len(v) for v in vals]
     assert (run / "confusion_matrix_oof.png").is_file()
 
 

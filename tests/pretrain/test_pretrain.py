@@ -124,13 +124,12 @@ def test_auto_amp_is_bf16_where_native_and_checkpoints_stay_fp32(audio: Path, tm
 
     from pretrain.__main__ import main
     from pretrain.config import resolve_run
-    from pretrain.train import amp_context
-    from w2v2.training import native_bf16
+    from w2v2.training import autocast, native_bf16, resolve_amp
 
     cpu, layer = torch.device("cpu"), torch.nn.Linear(4, 2)
     for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16),
                        ("auto", torch.bfloat16 if native_bf16(cpu) else torch.float32)):
-        ctx, scaler = amp_context(resolve_run(None, [f"optim.amp={amp}"])[0], cpu)
+        ctx, scaler = autocast(resolve_amp(resolve_run(None, [f"optim.amp={amp}"])[0].optim.amp, cpu), cpu)
         with ctx:
             assert layer(torch.randn(1, 4)).dtype == dtype, amp
         assert scaler is None

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from w2v2.training import NonFiniteGuard, autocast, native_bf16, warmup_decay
+from w2v2.training import NonFiniteGuard, autocast, native_bf16, resolve_amp, resolve_device, warmup_decay
 
 
 def test_warmup_then_linear_or_cosine_decay_to_zero() -> None:
@@ -39,3 +39,23 @@ def test_autocast_computes_matrix_products_in_the_asked_precision_and_fp16_gets_
     assert layer(x).dtype == torch.float32  # nothing leaks out of the context
     assert native_bf16(torch.device("meta")) is False
     assert native_bf16(cpu) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_device_and_precision_resolve_the_same_way_for_both_trainers(monkeypatch) -> None:
+    import w2v2.training as training
+
+    cpu = torch.device("cpu")
+    assert resolve_device("cpu") == cpu
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "gpu0"):
+        with pytest.raises(ValueError, match=f"device={bad}: expected auto, cpu, cuda or cuda:N"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device=cuda:0: no CUDA GPU is usable here"):
+            resolve_device("cuda:0")
+    assert resolve_amp("auto", cpu) == ("bf16" if native_bf16(cpu) else "none")
+    assert [resolve_amp(a, cpu) for a in ("none", "bf16", "fp16")] == ["none", "bf16", "fp16"]
+    monkeypatch.setattr(training, "native_bf16", lambda device: False)
+    assert resolve_amp("auto", torch.device("cuda")) == "fp16" and resolve_amp("auto", cpu) == "none"
+    monkeypatch.setattr(training, "native_bf16", lambda device: True)
+    assert resolve_amp("auto", torch.device("cuda")) == "bf16" == resolve_amp("auto", cpu)

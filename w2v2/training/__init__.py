@@ -1,5 +1,5 @@
-"""What both trainers (`pretrain`, `finetune`) share: the learning-rate schedule, the non-finite-loss policy
-and mixed precision."""
+"""What both trainers (`pretrain`, `finetune`) share: the device, the learning-rate schedule, the
+non-finite-loss policy and mixed precision."""
 
 from __future__ import annotations
 
@@ -54,6 +54,36 @@ def native_bf16(device: torch.device) -> bool:
         check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return bool(check and check())
     return False
+
+
+def resolve_device(spec: str) -> torch.device:
+    """`device=auto|cpu|cuda|cuda:N` as a torch.device: auto is the first GPU where there is one, else the CPU.
+    A GPU asked for where none is usable is a ValueError that says so."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"device={spec}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={spec}: no CUDA GPU is usable here (torch {torch.__version__}); "
+                             "use device=cpu or device=auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={spec}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"device={spec}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_amp(amp: Literal["auto", "none", "bf16", "fp16"], device: torch.device) -> Literal["none", "bf16", "fp16"]:
+    """auto: bf16 where `device` computes it natively (a GPU that has it, a CPU with AVX512-BF16/AMX),
+    fp16 (with a gradient scaler) on a GPU without bf16, fp32 ("none") elsewhere."""
+    if amp != "auto":
+        return amp
+    if native_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "none"
 
 
 def autocast(amp: Literal["bf16", "fp16", "none"], device: torch.device

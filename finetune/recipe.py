@@ -1,0 +1,267 @@
+"""`python -m finetune train`: the recipe, an ensemble of members trained one after another.
+
+Design choices:
+- a member is a unit (a seed, or a speaker-disjoint fold) and a kind (`FinetuneConfig.kinds`: a fine-tune
+  of the init, a linear probe on its frozen backbone, the tiny model from scratch). A seed chooses its
+  own validation speakers (`speaker_split` with that seed), so members differ in data as well as in
+  initialisation; the kinds of one unit share its split;
+- every member is a complete run folder (`member_2/`, `member_2_probe/`, `fold_1_scratch/`), so
+  evaluate, predict and submit take one member, or the parent for all of them (`finetune.ensemble`);
+- the parent's submission.csv and test_probs.csv average the members' test probabilities (soft voting);
+  with folds, oof_probs.csv averages each clip's out-of-fold probabilities over the kinds;
+- a single member (one seed, one kind) is written straight into the run folder: a plain run;
+- before any training the plan is printed with a time estimate from a few timed steps on this machine,
+  and one progress bar covers every member.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from finetune.config import RECIPES, FinetuneConfig, Kind
+from finetune.folds import assign_folds, out_of_fold, read_probs
+from finetune.model import build_classifier
+from finetune.probe import train_probe
+from finetune.train import split_train, train, write_test_outputs
+from w2v2.config import deep_merge, from_dict, to_dict
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.datasets import Dataset, Item
+from w2v2.data.labels import EMOTIONS
+from w2v2.training import autocast, resolve_amp, resolve_device
+
+SHARED = ("device", "amp", "threads", "num_workers", "window_seconds", "tta", "balance", "val_fraction")
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str  # its folder under the run
+    kind: Kind
+    cfg: FinetuneConfig
+    train_items: list[Item]
+    val_items: list[Item]
+    fold: int | None = None  # 0-based, for out-of-fold probabilities
+
+
+def member_config(cfg: FinetuneConfig, kind: Kind, seed: int) -> FinetuneConfig:
+    """The config one member trains with: the run's, or for `scratch` the scratch recipe with the run's
+    device, precision and evaluation settings."""
+    if kind != "scratch" or cfg.init == "scratch":
+        return replace(cfg, seed=seed)
+    shared = {k: v for k, v in to_dict(cfg).items() if k in SHARED}
+    return from_dict(FinetuneConfig, deep_merge(to_dict(FinetuneConfig()), {**RECIPES["scratch"], **shared,
+                                                                              "init": "scratch", "seed": seed}))
+
+
+def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> tuple[list[Member], str]:
+    """The members of the run and how their validation clips were chosen."""
+    kinds = [k for k in dict.fromkeys(cfg.kinds) if not (k == "probe" and cfg.init == "scratch")]
+    if not kinds:
+        raise ValueError("--probe judges a pretrained backbone: give --init pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH")
+    suffix = {"finetune": "", "probe": "_probe", "scratch": "_scratch"}
+    members = []
+    if cfg.folds:
+        if val_speakers:
+            raise ValueError("--folds chooses the validation speakers of every fold: drop --val-speakers")
+        if len(data.train) < cfg.folds:
+            raise ValueError(f"{data.root}: {len(data.train)} labelled clips are too few for {cfg.folds} folds")
+        fold_of, how = assign_folds(data.train, cfg.folds, cfg.seed)
+        for f in range(cfg.folds):
+            val = [it for it, g in zip(data.train, fold_of, strict=True) if g == f]
+            train_items = [it for it, g in zip(data.train, fold_of, strict=True) if g != f]
+            if not val:
+                raise ValueError(f"fold {f + 1} of {cfg.folds} would validate no clip: use fewer folds")
+            members += [Member(f"fold_{f + 1}{suffix[k]}", k, member_config(cfg, k, cfg.seed), train_items, val, f)
+                        for k in kinds]
+        return members, f"{cfg.folds} folds ({how})"
+    for m in range(cfg.members):
+        seed = cfg.seed + m
+        train_items, val = split_train(data, replace(cfg, seed=seed), val_speakers)
+        name = f"member_{m + 1}" if cfg.members > 1 or len(kinds) > 1 else ""
+        members += [Member(f"{name}{suffix[k]}".lstrip("_"), k, member_config(cfg, k, seed), train_items, val)
+                    for k in kinds]
+    return members, f"{cfg.members} seed(s), each with its own validation speakers"
+
+
+def member_steps(member: Member) -> int:
+    """Work units of a member on the progress bar: training steps of a fine-tune, batches of a probe's
+    feature pass."""
+    batches = math.ceil(len(member.train_items) / member.cfg.batch_size)
+    return batches if member.kind == "probe" else member.cfg.max_steps or member.cfg.epochs * batches
+
+
+def audio_hours(items: list[Item]) -> float | None:
+    """Hours of audio of items whose length is known without decoding (None where any is not)."""
+    try:
+        import soundfile as sf
+
+        return sum(sf.info(str(it.path)).duration for it in items) / 3600
+    except Exception:  # noqa: BLE001 - an estimate only: unreadable files are reported by the run itself
+        return None
+
+
+@torch.no_grad()
+def _forward_seconds(model: torch.nn.Module, wave: torch.Tensor, features: bool) -> float:
+    """Seconds of one no-grad forward (the CNN alone with `features`) of wave (b, s)."""
+    model.eval()
+    tick = time.perf_counter()
+    model.backbone.encode(wave) if features else model(wave)
+    return time.perf_counter() - tick
+
+
+def time_member(cfg: FinetuneConfig, kind: Kind, steps: int = 3) -> dict[str, float]:
+    """Seconds on this machine, from a few timed steps on random audio of one batch of crops: `step` (a
+    training step, on cached CNN features where the run caches them), `forward` and `cnn` (per second
+    of audio: the whole model without gradients, the CNN alone)."""
+    device = resolve_device(cfg.device)
+    model = build_classifier(replace(cfg, init="scratch") if kind == "scratch" else cfg).to(device)
+    model.freeze(cfg.freeze_feature_encoder)
+    crop = int(cfg.crop_seconds * SAMPLE_RATE)
+    wave = torch.randn(cfg.batch_size, crop, generator=torch.Generator().manual_seed(0)).to(device)
+    audio = cfg.batch_size * cfg.crop_seconds
+    forward = min(_forward_seconds(model, wave, False) for _ in range(2)) / audio
+    cnn = min(_forward_seconds(model, wave, True) for _ in range(2)) / audio
+    if kind == "probe":
+        return {"step": 0.0, "forward": forward, "cnn": cnn}
+    cached = cfg.freeze_feature_encoder and cfg.feature_cache
+    x = model.backbone.encode(wave)[0].detach() if cached else wave
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    ctx, _ = autocast(resolve_amp(cfg.amp, device), device)
+    model.train()
+    times = []
+    for _ in range(steps + 1):  # the first step warms up
+        tick = time.perf_counter()
+        with ctx:
+            logits = (model.classify_features(x) if cached else model(x)).logits
+        logits.float().sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - tick)
+    return {"step": min(times[1:]), "forward": forward, "cnn": cnn}
+
+
+def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float) -> float:
+    """Estimated wall time of all members: per kind, a few timed steps (`time_member`) scaled by the work."""
+    timings: dict[tuple, dict[str, float]] = {}
+    total = 0.0
+    for m in members:
+        key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
+        if key not in timings:
+            timings[key] = time_member(m.cfg, m.kind)
+        t = timings[key]
+        train_audio, val_audio = len(m.train_items) * clip_seconds, len(m.val_items) * clip_seconds
+        predict = (val_audio + test_seconds) * t["forward"]  # finish(): validation and test predictions
+        if m.kind == "probe":
+            total += (train_audio + val_audio) * t["forward"] + predict
+            continue
+        cached = m.cfg.freeze_feature_encoder and m.cfg.feature_cache
+        views = (m.cfg.cache_views if m.cfg.augment else 1) if cached else 0
+        per_epoch = math.ceil(len(m.train_items) / m.cfg.batch_size) * t["step"] + val_audio * (
+            t["forward"] - t["cnn"] if cached else t["forward"])
+        total += (views * train_audio + val_audio) * t["cnn"] * bool(cached) + m.cfg.epochs * per_epoch + predict
+    return total
+
+
+def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> int:
+    """Print what will be trained and what it will cost; return the progress bar's total."""
+    kinds = {k: sum(m.kind == k for m in members) for k in ("finetune", "probe", "scratch")}
+    words = {"finetune": f"fine-tune(s) of {cfg.init}", "probe": "linear probe(s)",
+             "scratch": "tiny model(s) from scratch"}
+    hours = audio_hours(data.train)
+    test_hours = audio_hours(data.test) if data.test else 0.0
+    print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
+          f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
+          + (f", {len(data.test)} test clips" if data.test else ""))
+    ft = next((m for m in members if m.kind != "probe"), None)
+    if ft is not None:
+        print(f"      fine-tuning: {ft.cfg.epochs} epochs (patience {ft.cfg.patience}) of {ft.cfg.crop_seconds:g} s "
+              f"crops, batch {ft.cfg.batch_size}, CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
+    device = resolve_device(cfg.device)
+    if hours is not None and test_hours is not None:
+        clip_seconds = hours * 3600 / max(len(data.train), 1)
+        seconds = estimate_seconds(members, test_hours * 3600, clip_seconds)
+        print(f"      estimate: {seconds / 60:.1f} min on this machine ({device}, "
+              f"{resolve_amp(cfg.amp, device)} training steps, {torch.get_num_threads()} thread(s)), "
+              "from a few timed steps", flush=True)
+    return sum(member_steps(m) for m in members)
+
+
+def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None) -> dict:
+    """Train every member of `cfg`'s recipe under `run` and write the ensemble's outputs; return
+    metrics.json's content (a single member's own, where there is one member)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    members, how = plan_members(data, cfg, val_speakers)
+    total = print_plan(data, cfg, members, how)
+    start = time.perf_counter()
+    with tqdm(total=total, desc="all members", unit="step", disable=None) as bar:
+        if len(members) == 1:
+            return train_member(data, members[0], run, bar)
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        results = []
+        for i, m in enumerate(members, start=1):
+            bar.write(f"member {i}/{len(members)}: {m.name} ({m.kind}, seed {m.cfg.seed}): "
+                      f"{len(m.train_items)} training / {len(m.val_items)} validation clips")
+            tick = time.perf_counter()
+            result = train_member(data, m, run / m.name, bar)
+            results.append({"name": m.name, "kind": m.kind, "seed": m.cfg.seed, "best_epoch": result["best_epoch"],
+                            "seconds": time.perf_counter() - tick, "validation": brief(result["validation"])}
+                           | ({"test": brief(result["test"])} if "test" in result else {}))
+    summary = {"recipe": how, "members": results}
+    if cfg.folds:
+        summary |= folds_oof(run, data, members)
+    if data.test:
+        probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
+        summary |= write_test_outputs(run, data, probs)
+    summary["train_seconds"] = time.perf_counter() - start
+    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print_members(summary)
+    return summary
+
+
+def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm) -> dict:
+    if m.kind == "probe":
+        result = train_probe(data, m.cfg, folder, m.train_items, m.val_items)
+        bar.update(member_steps(m))
+        return result
+    return train(data, m.cfg, folder, split=(m.train_items, m.val_items), overall=bar)
+
+
+def brief(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "n")}
+
+
+def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:
+    """oof_probs.csv and metrics: each training clip's validation probabilities, averaged over its fold's kinds."""
+    fold_of = [0] * len(data.train)
+    oof, count = torch.zeros(len(data.train), len(EMOTIONS)), torch.zeros(len(data.train), 1)
+    index = {id(it): i for i, it in enumerate(data.train)}
+    for m in members:
+        rows = [index[id(it)] for it in m.val_items]
+        oof[rows] += read_probs(run / m.name / "val_probs.csv")
+        count[rows] += 1
+        for r in rows:
+            fold_of[r] = m.fold
+    return out_of_fold(run, data.train, fold_of, oof / count.clamp(min=1))
+
+
+def print_members(summary: dict) -> None:
+    """One row per member (validation, and test where labelled), then the ensemble's rows."""
+    print(f"{'member':>18} {'kind':>8} {'seed':>4} {'epoch':>5} {'val UAR':>7} {'test UAR':>8} {'seconds':>7}")
+    for r in summary["members"]:
+        test = f"{r['test']['uar']:.3f}" if "test" in r else "-"
+        print(f"{r['name']:>18} {r['kind']:>8} {r['seed']:>4} {r['best_epoch']:>5} {r['validation']['uar']:>7.3f} "
+              f"{test:>8} {r['seconds']:>7.0f}")
+    if "oof" in summary:
+        print(f"{'out-of-fold':>18} {'':>8} {'':>4} {'':>5} {summary['oof']['uar']:>7.3f}")
+    if "test" in summary:
+        print(f"{'ensemble':>18} {'':>8} {'':>4} {'':>5} {'':>7} {summary['test']['uar']:>8.3f} "
+              f"{summary['train_seconds']:>7.0f}")

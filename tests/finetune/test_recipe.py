@@ -1,0 +1,144 @@
+"""The default recipe (finetune/recipe.py): an ensemble of fine-tunes and probes of pretrained:small in one
+command, its plan and estimate, folds of probes, the recipes by init, and the device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from finetune.__main__ import main
+from finetune.config import resolve_run
+from finetune.ensemble import PROB_COLUMNS
+from w2v2.checkpoint import load_model
+
+FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1"]
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def corpus(synthetic_corpus) -> Path:
+    return synthetic_corpus(clips=36, speakers=6, seed=4)
+
+
+@pytest.fixture(scope="module")
+def default_run(corpus: Path, tmp_path_factory) -> tuple[Path, str]:
+    """The first command a user types, with only the size and the epochs made small."""
+    run = tmp_path_factory.mktemp("default") / "run"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["train", "--data", str(corpus), "--run", str(run), "--members", "2", *FAST])
+    return run, out.getvalue()
+
+
+def test_the_default_is_an_ensemble_of_fine_tunes_and_probes_of_pretrained_small(default_run) -> None:
+    run, _ = default_run
+    names = ["member_1", "member_1_probe", "member_2", "member_2_probe"]
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == names
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [(m["name"], m["kind"], m["seed"]) for m in metrics["members"]] == [
+        ("member_1", "finetune", 0), ("member_1_probe", "probe", 0), ("member_2", "finetune", 1),
+        ("member_2_probe", "probe", 1)]
+    for name in names:
+        meta = json.loads((run / name / "best" / "w2v2.json").read_text())
+        assert meta["finetune"]["init"] == "pretrained:small"
+        assert bool(meta.get("probe")) == name.endswith("_probe")
+    # each seed validated on its own speakers; the kinds of one seed share them
+    val = {n: set(pd.read_csv(run / n / "val_probs.csv").id) for n in names}
+    assert val["member_1"] == val["member_1_probe"] != val["member_2"] == val["member_2_probe"]
+
+
+def test_the_default_writes_one_submission_averaging_every_member(default_run, corpus: Path) -> None:
+    run, _ = default_run
+    probs = pd.read_csv(run / "test_probs.csv")
+    each = np.stack([pd.read_csv(run / n / "test_probs.csv")[PROB_COLUMNS].to_numpy()
+                     for n in ("member_1", "member_1_probe", "member_2", "member_2_probe")])
+    assert np.allclose(probs[PROB_COLUMNS].to_numpy(), each.mean(0), atol=2e-6)
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # the members differ
+    sub = pd.read_csv(run / "submission.csv")
+    assert list(sub.id) == list(pd.read_csv(corpus / "sample_submission.csv").id)
+    assert (sub.label.to_numpy() == probs[PROB_COLUMNS].to_numpy().argmax(1)).all()
+
+
+def test_the_plan_and_estimate_are_printed_before_training(default_run) -> None:
+    _, printed = default_run
+    plan, estimate = printed.index("plan: 2 fine-tune(s) of pretrained:small + 2 linear probe(s)"), printed.index(
+        "estimate: ")
+    assert plan < estimate < printed.index("member 1/4: member_1 (finetune, seed 0)")
+    minutes = float(printed[estimate:].split()[1])
+    assert 0 < minutes < 30
+
+
+def test_probe_folds_are_an_ensemble_with_out_of_fold_metrics(corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    main(["train", "--data", str(corpus), "--run", str(run), "--probe", "--folds", "2", *FAST])
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == ["fold_1_probe", "fold_2_probe"]
+    oof = pd.read_csv(run / "oof_probs.csv")
+    train = pd.read_csv(corpus / "train.csv")
+    assert list(oof.id) == list(train.id) and sorted(oof.fold.unique()) == [1, 2]
+    for k in (1, 2):
+        val = pd.read_csv(run / f"fold_{k}_probe" / "val_probs.csv")
+        rows = oof.set_index("id").loc[val.id]
+        assert (rows.fold == k).all() and np.allclose(rows[PROB_COLUMNS].to_numpy(), val[PROB_COLUMNS].to_numpy())
+    assert json.loads((run / "metrics.json").read_text())["oof"]["n"] == len(train)
+
+
+def test_recipes_follow_the_init_unless_a_config_file_is_given() -> None:
+    default = resolve_run(None, [])
+    assert (default.init, default.members, default.kinds, default.freeze_feature_encoder) == (
+        "pretrained:small", 3, ("finetune", "probe"), True)
+    scratch = resolve_run(None, ["init=scratch"])
+    assert (scratch.preset, scratch.members, scratch.kinds, scratch.freeze_feature_encoder, scratch.epochs) == (
+        "tiny", 1, ("finetune",), False, 30)
+    assert resolve_run(None, ["init=scratch", "epochs=3"]).epochs == 3  # overrides win over the recipe
+    assert resolve_run(None, ["init=hf:some/dir"]).lr_backbone == 3e-5
+    assert resolve_run("configs/finetune/small-cpu.yaml", []).members == 1
+    assert resolve_run("configs/finetune/tiny.yaml", []) == scratch
+
+
+def test_a_typo_in_a_model_override_fails_before_an_earlier_run_is_removed(corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    with pytest.raises(SystemExit, match="model.contxt"):
+        main(["train", "--data", str(corpus), "--run", str(run), "--overwrite", "model.contxt.dropout=0.2"])
+    assert (run / "metrics.json").read_text() == "{}"
+
+
+def test_device_cpu_equals_auto_on_a_machine_without_gpu(corpus: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("auto is the GPU here")
+    weights = []
+    for device in ("cpu", "auto"):
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / device), "--init", "scratch", *FAST,
+              f"device={device}"])
+        weights.append(load_model(tmp_path / device / "best").state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    with pytest.raises(SystemExit, match="no CUDA GPU is usable here"):
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "gpu"), "device=cuda", *FAST])
+    with pytest.raises(SystemExit, match="device=tpu: expected auto, cpu, cuda or cuda:N"):
+        main(["predict", "--ckpt", str(tmp_path / "cpu"), str(corpus / "test"), "--device", "tpu"])
+
+
+def test_a_model_on_the_resolved_device_predicts_what_it_does_on_the_cpu(default_run, corpus: Path) -> None:
+    from finetune.data import AudioCache, cached_waves, predict_probs
+    from w2v2.data.datasets import load_dataset
+    from w2v2.training import resolve_device
+
+    run, _ = default_run
+    model = load_model(run / "member_1" / "best").eval()
+    test = load_dataset(corpus).test[:6]
+    waves = cached_waves(AudioCache(test), len(test))
+    on_cpu = predict_probs(model, waves, 8.0)
+    moved = predict_probs(model.to(resolve_device("auto")), waves, 8.0)
+    assert moved.device.type == "cpu" and torch.allclose(on_cpu, moved, atol=1e-4)
+    saved = pd.read_csv(run / "member_1" / "test_probs.csv").set_index("id").loc[[t.id for t in test]]
+    assert np.allclose(saved[PROB_COLUMNS].to_numpy(), on_cpu.numpy(), atol=1e-5)
