@@ -38,6 +38,7 @@ from w2v2.checkpoint import init_config
 from w2v2.config import deep_merge, parse_with_overrides, to_dict
 from w2v2.data.datasets import Dataset, Item, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
+from w2v2.training import resolve_device
 
 METRICS = ("accuracy", "uar", "macro_f1")
 
@@ -81,7 +82,7 @@ def run_probe(args: argparse.Namespace, arm: str, seed: int, splits: dict[str, l
     cfg = finetune_config(args, arm, seed)
     key = "pretrained" if arm == "pretrained" else f"random-{seed}"  # pretrained features: once for all seeds
     if key not in features:
-        model = build_classifier(cfg)
+        model = build_classifier(cfg).to(resolve_device(cfg.device))
         features[key] = {s: layer_means(model, items, cfg.window_seconds) for s, items in splits.items()}
     y = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
     result = train_probe(features[key], y, seed, args.probe_epochs, args.probe_lr)

@@ -7,8 +7,8 @@ hidden states are standardised per layer and dimension with the training clips' 
 buffers of the head (`HeadConfig.standardize`). What is saved is therefore an ordinary classifier
 checkpoint: `evaluate`, `predict`, `submit` and ensembles with fine-tuned runs take it as they are.
 
-With `pretrained:small` on RAVDESS a probe costs about a minute of CPU (one pass over the clips) and
-scores about what 8 CPU-minutes of fine-tuning do (README, "Pretraining that pays off").
+A probe costs one forward pass over the clips, so it is the cheapest member of the default recipe
+(docs/recipe.md has what it costs and scores).
 """
 
 from __future__ import annotations

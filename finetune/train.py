@@ -113,7 +113,7 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
     model.train()
     total, n, seconds = 0.0, 0, 0.0
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
-    hop = math.prod(model.cfg.encoder.conv_stride)  # samples per CNN frame
+    hop = model.cfg.encoder.hop  # samples per CNN frame
     bar = tqdm(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
         if step == cfg.freeze_transformer_steps > 0:  # the head-only warm-up is over

@@ -199,8 +199,8 @@ def _tiny() -> ModelConfig:
 def _small() -> ModelConfig:
     """A CPU-sized model (3.7M parameters in the backbone): the large variant's layer-norm CNN and
     pre-LN Transformer (stable, and a clip's features never depend on padding), narrow early
-    convolutions (the 3.2 kHz and 1.6 kHz layers dominate CNN time), 4 layers of width 256. About
-    45 audio-s/s of pretraining on 2 CPU cores (README, "Pretraining that pays off")."""
+    convolutions (the 3.2 kHz and 1.6 kHz layers dominate CNN time), 4 layers of width 256. Its
+    speed is measured in docs/pretrained-small.md."""
     return ModelConfig(
         encoder=FeatureEncoderConfig(conv_dim=(64, 64, 128, 128, 128, 128, 128), norm="layer", conv_bias=True),
         context=ContextConfig(dim=256, layers=4, heads=4, ffn_dim=1024, layer_norm_first=True, pos_conv_kernel=64,
