@@ -42,6 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "validation speakers and one model of every kind (default 3; 1 for --init scratch)")
     t.add_argument("--folds", type=count("--folds", 2), help="K speaker-disjoint folds instead of seeds, each "
                    "validated on its K-th of the clips: out-of-fold metrics, ensemble submission")
+    t.add_argument("--budget-minutes", type=float, help="fit the recipe to this many minutes of this machine's "
+                   "time (estimated from a few timed steps): fewer seeds first, then fewer epochs")
     t.add_argument("--probe", action="store_true", help="members are linear probes of the frozen backbone of "
                    "--init only (no fine-tuning; cached features, the cheapest member)")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
@@ -150,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     flags += [f"members={args.members}"] if args.members else []
     flags += [f"folds={args.folds}"] if args.folds else []
     flags += ["kinds=[probe]"] if args.probe else []
+    flags += [f"budget_minutes={args.budget_minutes}"] if args.budget_minutes is not None else []
     cfg = resolve_run(args.config, flags + list(args.overrides))
     check_model(cfg)  # a bad model.* override fails before the run folder is touched
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")

@@ -43,6 +43,7 @@ class FinetuneConfig:
     members: int = ranged(3, 1)
     folds: int = ranged(0, 0)  # 0: seeds; K >= 2: folds instead
     kinds: tuple[Kind, ...] = ("finetune", "probe")
+    budget_minutes: float = ranged(0.0, 0)  # > 0: fewer seeds, then fewer epochs, until the estimate fits
     # overrides of the init's/preset's ModelConfig, as in pretraining (model.context.dropout=0.2); the
     # defaults are fine-tuning's regularisation: SpecAugment-style span masking, LayerDrop, dropout
     model: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(FINETUNE_MODEL))

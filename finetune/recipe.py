@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -147,9 +148,11 @@ def time_member(cfg: FinetuneConfig, kind: Kind, steps: int = 3) -> dict[str, fl
     return {"step": min(times[1:]), "forward": forward, "cnn": cnn}
 
 
-def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float) -> float:
-    """Estimated wall time of all members: per kind, a few timed steps (`time_member`) scaled by the work."""
-    timings: dict[tuple, dict[str, float]] = {}
+def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float,
+                     timings: dict[tuple, dict[str, float]] | None = None) -> float:
+    """Estimated wall time of all members: per kind, a few timed steps (`time_member`, kept in `timings`
+    for the next call) scaled by the work."""
+    timings = {} if timings is None else timings
     total = 0.0
     for m in members:
         key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
@@ -169,13 +172,21 @@ def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: f
     return total
 
 
-def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> int:
-    """Print what will be trained and what it will cost; return the progress bar's total."""
+def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> list[Member]:
+    """Print what will be trained and what it will cost; with `budget_minutes`, first fewer seeds, then
+    fewer epochs, until the estimate fits. Returns the members to train."""
+    hours = audio_hours(data.train)
+    test_hours = audio_hours(data.test) if data.test else 0.0
+    estimate = None
+    if hours is not None and test_hours is not None:
+        timings: dict[tuple, dict[str, float]] = {}
+        clip_seconds = hours * 3600 / max(len(data.train), 1)
+        estimate = lambda ms: estimate_seconds(ms, test_hours * 3600, clip_seconds, timings)  # noqa: E731
+        if cfg.budget_minutes:
+            members = fit_budget(members, cfg, estimate)
     kinds = {k: sum(m.kind == k for m in members) for k in ("finetune", "probe", "scratch")}
     words = {"finetune": f"fine-tune(s) of {cfg.init}", "probe": "linear probe(s)",
              "scratch": "tiny model(s) from scratch"}
-    hours = audio_hours(data.train)
-    test_hours = audio_hours(data.test) if data.test else 0.0
     print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
           f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
           + (f", {len(data.test)} test clips" if data.test else ""))
@@ -183,14 +194,37 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     if ft is not None:
         print(f"      fine-tuning: {ft.cfg.epochs} epochs (patience {ft.cfg.patience}) of {ft.cfg.crop_seconds:g} s "
               f"crops, batch {ft.cfg.batch_size}, CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
-    device = resolve_device(cfg.device)
-    if hours is not None and test_hours is not None:
-        clip_seconds = hours * 3600 / max(len(data.train), 1)
-        seconds = estimate_seconds(members, test_hours * 3600, clip_seconds)
-        print(f"      estimate: {seconds / 60:.1f} min on this machine ({device}, "
+    if estimate is not None:
+        device = resolve_device(cfg.device)
+        print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "
               f"{resolve_amp(cfg.amp, device)} training steps, {torch.get_num_threads()} thread(s)), "
               "from a few timed steps", flush=True)
-    return sum(member_steps(m) for m in members)
+    return members
+
+
+def fit_budget(members: list[Member], cfg: FinetuneConfig, estimate: Callable[[list[Member]], float]
+               ) -> list[Member]:
+    """The members within `cfg.budget_minutes` by `estimate`: fewer seeds first (folds stay), then fewer
+    epochs (at least 3); the smallest plan if none fits, said in one line."""
+    budget = cfg.budget_minutes * 60
+    per_unit = len({m.kind for m in members})
+    units = 1 if cfg.folds else cfg.members
+    for n in range(len(members) // per_unit if not cfg.folds else 1, 0, -1):
+        chosen = members if cfg.folds else members[:n * per_unit]
+        if estimate(chosen) <= budget:
+            if n < units:
+                print(f"--budget-minutes {cfg.budget_minutes:g}: {n} of {units} seeds")
+            return chosen
+    chosen = members if cfg.folds else members[:per_unit]
+    for epochs in range(max(m.cfg.epochs for m in chosen) - 1, 2, -1):
+        fewer = [replace(m, cfg=replace(m.cfg, epochs=min(epochs, m.cfg.epochs))) for m in chosen]
+        if estimate(fewer) <= budget:
+            print(f"--budget-minutes {cfg.budget_minutes:g}: {len(fewer) // per_unit} seed(s)/fold(s), "
+                  f"{epochs} epochs")
+            return fewer
+    fewer = [replace(m, cfg=replace(m.cfg, epochs=min(3, m.cfg.epochs))) for m in chosen]
+    print(f"--budget-minutes {cfg.budget_minutes:g}: even the smallest plan (3 epochs) is estimated above it")
+    return fewer
 
 
 def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None) -> dict:
@@ -199,7 +233,8 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     members, how = plan_members(data, cfg, val_speakers)
-    total = print_plan(data, cfg, members, how)
+    members = print_plan(data, cfg, members, how)
+    total = sum(member_steps(m) for m in members)
     start = time.perf_counter()
     with tqdm(total=total, desc="all members", unit="step", disable=None) as bar:
         if len(members) == 1:

@@ -142,3 +142,20 @@ def test_a_model_on_the_resolved_device_predicts_what_it_does_on_the_cpu(default
     assert moved.device.type == "cpu" and torch.allclose(on_cpu, moved, atol=1e-4)
     saved = pd.read_csv(run / "member_1" / "test_probs.csv").set_index("id").loc[[t.id for t in test]]
     assert np.allclose(saved[PROB_COLUMNS].to_numpy(), on_cpu.numpy(), atol=1e-5)
+
+
+def test_a_budget_drops_seeds_first_then_epochs(corpus: Path, capsys) -> None:
+    from dataclasses import replace
+
+    from finetune.recipe import fit_budget, plan_members
+    from w2v2.data.datasets import load_dataset
+
+    cfg = resolve_run(None, ["members=3", "epochs=10"])
+    members, _ = plan_members(load_dataset(corpus), cfg, None)
+    cost = lambda ms: 60 * sum(m.cfg.epochs if m.kind == "finetune" else 1 for m in ms)  # noqa: E731
+    assert fit_budget(members, replace(cfg, budget_minutes=40), cost) == members  # 33 min
+    assert fit_budget(members, replace(cfg, budget_minutes=25), cost) == members[:4]  # 2 seeds: 22 min
+    one = fit_budget(members, replace(cfg, budget_minutes=8), cost)  # 1 seed is 11 min: 7 epochs are 8
+    assert [m.name for m in one] == ["member_1", "member_1_probe"] and one[0].cfg.epochs == 7
+    assert fit_budget(members, replace(cfg, budget_minutes=1), cost)[0].cfg.epochs == 3
+    assert "even the smallest plan" in capsys.readouterr().out
