@@ -107,6 +107,11 @@ def next_batch(fit: Fit, batch: list[int], crop: int) -> tuple[torch.Tensor, tor
     return wave, padding_mask, torch.tensor([y for _, y in pairs])
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`; to a GPU through pinned memory, so that the copy overlaps the GPU's work."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
 def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
     """One pass over the sampler: (mean loss, global step, seconds of audio the model was trained on)."""
     cfg, model = fit.cfg, fit.model
@@ -121,7 +126,7 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
         inputs = next_batch(fit, batch, crop)
         if inputs is None:
             continue
-        x, padding_mask, labels = (t.to(fit.device, non_blocking=True) for t in inputs)
+        x, padding_mask, labels = (to_device(t, fit.device) for t in inputs)
         real = int((~padding_mask).sum())
         seconds += real * (hop if fit.features is not None else 1) / SAMPLE_RATE
         with fit.amp:

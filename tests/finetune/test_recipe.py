@@ -159,3 +159,12 @@ def test_a_budget_drops_seeds_first_then_epochs(corpus: Path, capsys) -> None:
     assert [m.name for m in one] == ["member_1", "member_1_probe"] and one[0].cfg.epochs == 7
     assert fit_budget(members, replace(cfg, budget_minutes=1), cost)[0].cfg.epochs == 3
     assert "even the smallest plan" in capsys.readouterr().out
+
+
+def test_the_gpu_check_says_when_there_is_no_gpu(tmp_path: Path, capsys) -> None:
+    from finetune.gpu_check import main as gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("there is a GPU here: make gpu-check runs the real check")
+    assert gpu_check(tmp_path) == 2
+    assert "no CUDA GPU here" in capsys.readouterr().err and not any(tmp_path.iterdir())
