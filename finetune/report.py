@@ -28,6 +28,7 @@ from finetune import analysis
 from finetune import report_plots as plots
 from finetune.ensemble import PROB_COLUMNS, member_folders
 from finetune.metrics import confusion_matrix
+from finetune.outputs import check_output_file
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
 
@@ -303,6 +304,8 @@ def render(report: Report) -> str:
 def write_report(path: Path, out: Path | None = None, data: Path | None = None) -> Path:
     """Write the page of run folder `path` to `out` (default RUN/report.html); returns its path."""
     out = out or path / "report.html"
+    read_run(path)  # not a run: say so before checking where the page goes
+    check_output_file(out, "--out")  # before the embeddings' forward pass, not after
     report = build_report(path, data)
     out.write_text(render(report), encoding="utf-8")
     return out
