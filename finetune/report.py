@@ -243,7 +243,7 @@ def embeddings_section(run: Run, data: Dataset | None, notes: list[str]) -> str 
     xy, share = analysis.pca_2d(analysis.utterance_embeddings(model, items, window))
     fig = plots.embedding_figure(xy, share, val["label"].to_numpy(), val[PROB_COLUMNS].to_numpy().argmax(1),
                                  list(EMOTIONS))
-    whose = f"{model_dir.name}'s " if run.parent else "the "
+    whose = f"{html.escape(model_dir.name)}'s " if run.parent else "the "
     return image(plots.data_uri(fig), "validation embeddings") + (
         f"<p>{whose}{len(items)} validation clips: each clip's hidden states averaged over its frames and mixed "
         "as the head mixes them, on their two principal components. Clusters that overlap are emotions the "
