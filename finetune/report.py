@@ -137,7 +137,8 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
     lines = [" + ".join(f"{kinds.count(k)} {w}" for k, w in words.items() if k in kinds)
              + (f"; {run.metrics['recipe']}; their probabilities averaged" if run.parent else "")]
     lines.append(f"data: {first.get('data', '?')} ({first.get('layout', '?')} layout)"
-                 + (f", {len(data.train)} labelled and {len(data.test)} test clips" if data else ""))
+                 + (f", {len(data.train)} labelled clips" if data else "")
+                 + (f", {len(data.test)} test clips" if data and data.test else ""))
     val_ids = pd.read_csv(run.models[0] / "val_probs.csv")["id"]
     speaker = {it.id: it.speaker for it in data.train} if data else {}
     speakers = {speaker.get(i) for i in val_ids} - {None}
