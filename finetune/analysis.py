@@ -33,18 +33,29 @@ def pairs_of(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(true, counts), np.repeat(pred, counts)
 
 
+def resampled_uar(true: np.ndarray, pred: np.ndarray, classes: int, idx: np.ndarray) -> np.ndarray:
+    """UAR of each resample: idx (resamples, clips) indexes the (true, pred) pairs."""
+    boots = len(idx)
+    t, hit = true[idx], (true[idx] == pred[idx]).astype(float)
+    # per resample and class: clips and correct ones, counted at once by offsetting each resample's labels
+    offset = (np.arange(boots)[:, None] * classes + t).ravel()
+    support = np.bincount(offset, minlength=boots * classes).reshape(boots, classes)
+    correct = np.bincount(offset, weights=hit.ravel(), minlength=boots * classes).reshape(boots, classes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nanmean(np.where(support > 0, correct / support, np.nan), axis=1)
+
+
 def bootstrap_uar(cm: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of UAR over `n_boot` resamples (with replacement) of the clips in `cm`."""
     true, pred = pairs_of(np.asarray(cm))
-    classes = len(cm)
-    idx = np.random.default_rng(seed).integers(0, len(true), size=(n_boot, len(true)))
-    t, hit = true[idx], (true[idx] == pred[idx]).astype(float)
-    # per resample and class: clips and correct ones, counted at once by offsetting each resample's labels
-    offset = (np.arange(n_boot)[:, None] * classes + t).ravel()
-    support = np.bincount(offset, minlength=n_boot * classes).reshape(n_boot, classes)
-    correct = np.bincount(offset, weights=hit.ravel(), minlength=n_boot * classes).reshape(n_boot, classes)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uar = np.nanmean(np.where(support > 0, correct / support, np.nan), axis=1)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // max(len(true), 1))  # resamples at a time: memory stays ~100 MB for any corpus
+    parts, done = [], 0
+    while done < n_boot:
+        idx = rng.integers(0, len(true), size=(min(chunk, n_boot - done), len(true)))
+        parts.append(resampled_uar(true, pred, len(cm), idx))
+        done += len(idx)
+    uar = np.concatenate(parts)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(uar, [tail, 100 - tail])
     return float(low), float(high)
