@@ -192,10 +192,11 @@ def confusion_section(metrics: dict[str, dict]) -> str:
 
 def curves_section(run: Run) -> str:
     """Learning curves of every model; for an ensemble, each member's UAR beside the ensemble's."""
-    histories = {m.name if run.parent else "validation": [json.loads(line) for line in
-                                                          (m / "history.jsonl").read_text().splitlines() if line]
+    name = lambda m: m.name if run.parent else "validation"  # noqa: E731
+    histories = {name(m): [json.loads(line) for line in (m / "history.jsonl").read_text().splitlines() if line]
                  for m in run.models}
-    out = image(plots.data_uri(plots.curves_figure(histories)), "learning curves")
+    best = {name(m): read_json(m / "metrics.json")["best_epoch"] for m in run.models}
+    out = image(plots.data_uri(plots.curves_figure(histories, best)), "learning curves (star: the kept epoch)")
     if run.parent:
         members = run.metrics["members"]
         ensemble = {SPLIT_NAMES[s]: m["uar"] for s, m in run.splits().items()}

@@ -50,13 +50,15 @@ def confusion_figure(cm: list[list[int]], labels: list[str], title: str) -> Figu
     return fig
 
 
-def curves_figure(histories: dict[str, list[dict]]) -> Figure:
-    """Training loss and validation UAR per epoch, one line per model."""
+def curves_figure(histories: dict[str, list[dict]], best: dict[str, int]) -> Figure:
+    """Training loss and validation UAR per epoch, one line per model, its kept (best) epoch starred."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
         a.plot(epochs, [h["train_loss"] for h in history], label=name)
-        b.plot(epochs, [h["val_uar"] for h in history], label=name)
+        line, = b.plot(epochs, [h["val_uar"] for h in history], label=name)
+        kept = [h["val_uar"] for h in history if h["epoch"] == best[name]]
+        b.plot([best[name]] * len(kept), kept, marker="*", markersize=12, color=line.get_color(), linestyle="none")
     b.axhline(CHANCE, color="grey", linestyle=":", label="chance")
     a.set(xlabel="epoch", ylabel="training loss")
     b.set(xlabel="epoch", ylabel="validation UAR")
