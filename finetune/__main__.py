@@ -73,10 +73,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     m.add_argument("--skip-bad", action="store_true", help="predict unreadable test files as silence")
     add_tta(m)
     add_device(m)
+    o = sub.add_parser("report", help="one HTML page that explains a run: metrics, figures, calibration")
+    o.add_argument("run", type=Path, help="run folder: a model, a probe, a k-fold or ensemble parent")
+    o.add_argument("--data", type=Path, help="the dataset, where it moved since training (test labels, audio)")
+    o.add_argument("--out", type=Path, help="the HTML page (default RUN/report.html)")
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command in ("evaluate", "submit")):
+    if bad or (rest and args.command in ("evaluate", "submit", "report")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
     if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
@@ -247,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
             cmd_evaluate(args)
         elif args.command == "submit":
             cmd_submit(args)
+        elif args.command == "report":
+            from finetune.report import write_report
+
+            print(f"report: {write_report(args.run, args.out, args.data)}")
         else:
             from finetune.predict import cmd_predict
 
