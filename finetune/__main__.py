@@ -20,6 +20,7 @@ from pathlib import Path
 
 from finetune.config import FinetuneConfig, resolve_run
 from finetune.outputs import check_output_file, prepare_run
+from w2v2.checkpoint import atomic_write
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
 from w2v2.training import resolve_device
@@ -184,10 +185,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     from finetune.ensemble import ensemble_probs, members
     from finetune.metrics import classification_metrics
 
-    if args.out:
-        check_output_file(args.out, "--out")
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, args.layout)
+    if args.out:  # neither the --data CSV nor a clip nor inside a model folder
+        check_output_file(args.out, "--out", [args.data, *(it.path for it in data.train + data.test)], args.ckpt)
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.test_labels else data.train
     items = checked(items, args.skip_bad, "evaluation")
@@ -204,7 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         print(f"{f'ensemble of {len(ckpts)}':>40}: ", end="")
     print(metrics_line(metrics))
     if args.out:
-        args.out.write_text(json.dumps(metrics, indent=2))
+        atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics
 
 
@@ -214,9 +215,11 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     from finetune.ensemble import ensemble_probs, members
     from finetune.train import write_test_outputs
 
-    check_output_file(args.out / "submission.csv", "--out")
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, "competition")
+    clips = [it.path for it in data.train + data.test]
+    for name in ("submission.csv", "test_probs.csv", "confusion_matrix_test.png"):  # write_test_outputs' files
+        check_output_file(args.out / name, "--out", clips, args.ckpt)
     if not data.test:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
