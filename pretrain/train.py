@@ -62,6 +62,13 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
     return [source]
 
 
+def resume_point(resume: str, run: Path) -> Path | None:
+    """The checkpoint of resume=auto (the run's latest), none or a path."""
+    if resume == "none":
+        return None
+    return latest_checkpoint(run) if resume == "auto" else Path(resume)
+
+
 def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
     seed = (cfg.seed * 1_000_003 + step) * 64 + rank
     torch.manual_seed(seed)
@@ -82,7 +89,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
-    resume_from = {"auto": latest_checkpoint(run), "none": None}.get(cfg.resume, Path(cfg.resume))
+    resume_from = resume_point(cfg.resume, run)
     if resume_from is not None:  # before anything of the run is overwritten
         check_same_model(resume_from, model_cfg)
     rank, world, device = setup_distributed(cfg)

@@ -258,3 +258,25 @@ def test_ddp_a_nan_or_an_empty_batch_on_one_rank_is_skipped_by_both_and_never_ha
     assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     state = torch.load(tmp_path / "checkpoints" / "step_00000004" / "trainer.pt", weights_only=True)
     assert state["nonfinite_total"] == 1
+
+
+def test_latest_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one(audio: Path, tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+
+    run = tmp_path / "run"
+    common = [f"data.path={audio}", "log_every=1", "save_every=1", f"run_dir={run}", *FAST[:-1], "threads=1"]
+    main([*common, "optim.max_steps=2"])
+    kept = (run / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes()
+    (run / "checkpoints" / "latest").write_text("step_00000005\n")  # its folder deleted by hand
+    with pytest.warns(UserWarning, match=r"latest names step_00000005, which is missing or incomplete: resuming "
+                                         r"from the newest complete checkpoint, .*step_00000002"):
+        main([*common, "optim.max_steps=3"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_00000002", "step_00000003"]
+    assert (run / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes() == kept  # not trained again
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # with no complete checkpoint left, the run stops rather than start over under the same folder
+    for step in ("step_00000002", "step_00000003"):
+        (run / "checkpoints" / step / "trainer.pt").unlink()
+    with pytest.raises(SystemExit, match=r"latest names step_00000003, which is missing or incomplete, and .*run "
+                                         r"holds no other complete checkpoint: start over with resume=none"):
+        main([*common, "optim.max_steps=4"])
