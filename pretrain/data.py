@@ -3,7 +3,7 @@ at random.
 
 Unusable files (unreadable, empty, too short) are skipped with one summary line naming them, or
 stop the run with `data.strict=true`. A file that fails to decode later (e.g. NaN samples) is
-dropped from its batch and reported; it never ends a run.
+dropped from its batch and reported; it ends a run only when no clip decodes at all (pretrain.train).
 """
 
 from __future__ import annotations
@@ -83,10 +83,10 @@ def scan(sources: Path | list[Path], min_samples: int,
     return clips, bad
 
 
-def summarize_bad(bad: list[tuple[Path, str]], limit: int = 5) -> str:
+def summarize_bad(bad: list[tuple[Path, str]], limit: int = 5, verb: str = "skipped") -> str:
     shown = "; ".join(f"{p.name}: {why}" for p, why in bad[:limit])
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
-    return f"skipped {len(bad)} unusable file(s): {shown}{more}"
+    return f"{verb} {len(bad)} unusable file(s): {shown}{more}"
 
 
 def load_batch(clips: list[Clip], indices: list[int], max_samples: int, generator: torch.Generator,

@@ -34,6 +34,10 @@ from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
+# updates in a row with no decodable clip (on some rank) before the run stops: far more than bad luck in
+# shuffling a partly broken dataset gives, cheap to reach when every file fails (failures are remembered)
+MAX_EMPTY_UPDATES = 100
+
 
 def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -275,7 +279,7 @@ def loop(t: Training, trainer: dict) -> dict:
     failed: dict[str, str] = {}
     guard = NonFiniteGuard(cfg.max_nonfinite, "lower optim.lr, use optim.amp=none or check the data; the last "
                            "checkpoint is intact", total=trainer["nonfinite_total"])
-    warned_collapse, first, last = False, None, None
+    warned_collapse, first, last, empty = False, None, None, 0
     bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
                disable=not main_rank or None)
     t0, audio_s = time.perf_counter(), 0.0
@@ -293,6 +297,12 @@ def loop(t: Training, trainer: dict) -> dict:
             audio_s += sum(float((~p[1]).sum()) for p in prepared if p is not None) / SAMPLE_RATE
             logs, status = accumulate(t.ddp, t.amp, scaler, prepared, t.device)
             trainer["batch"] = b + o.accumulate
+            # an update whose clips all failed to decode trains nothing; if no clip ever decodes again (every
+            # file NaN, say) the step never advances, so a long enough streak ends the run (same on every rank)
+            empty = empty + 1 if status == "empty" else 0
+            if empty >= MAX_EMPTY_UPDATES:
+                raise ValueError(f"no audio decoded in {empty} updates in a row; "
+                                 f"{summarize_bad(failed_files(failed), verb='dropped')}: fix or remove these files")
             if status == "empty":
                 continue
             if guard.skip(status == "ok", step):
@@ -336,9 +346,13 @@ def loop(t: Training, trainer: dict) -> dict:
             trainer["batch"] = 0
     bar.close()
     if failed and main_rank:
-        print(summarize_bad([(Path(p), why) for p, why in failed.items()]).replace("skipped", "dropped while training"))
+        print(summarize_bad(failed_files(failed), verb="dropped while training"))
     return {"first": first, "last": last, "nonfinite_steps": trainer["nonfinite_total"], "failed": failed,
             "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
+
+
+def failed_files(failed: dict[str, str]) -> list[tuple[Path, str]]:
+    return [(Path(p), why) for p, why in failed.items()]
 
 
 def summarize(outs: list, step: int, lr: float, throughput: float) -> dict:

@@ -280,3 +280,26 @@ def test_latest_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one
     with pytest.raises(SystemExit, match=r"latest names step_00000003, which is missing or incomplete, and .*run "
                                          r"holds no other complete checkpoint: start over with resume=none"):
         main([*common, "optim.max_steps=4"])
+
+
+def test_data_where_no_clip_decodes_stops_with_a_message_instead_of_looping(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+    from pretrain.train import MAX_EMPTY_UPDATES
+
+    for name in ("a.wav", "b.wav"):  # valid headers, so the scan keeps them; every sample NaN
+        sf.write(tmp_path / name, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    def hung(*_: object) -> None:
+        raise TimeoutError("still looping after 60 s")
+
+    before = signal.signal(signal.SIGALRM, hung)  # the old loop never returned: fail instead of hanging
+    signal.alarm(60)
+    try:
+        with pytest.raises(SystemExit, match=rf"no audio decoded in {MAX_EMPTY_UPDATES} updates in a row; dropped 2 "
+                                             r"unusable file\(s\): a.wav: audio contains NaN or infinite values; "
+                                             r"b.wav: audio contains NaN or infinite values: fix or remove these"):
+            main([f"data.path={tmp_path}", "optim.max_steps=2", f"run_dir={tmp_path / 'run'}", *FAST[:-1],
+                  "threads=1"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert not (tmp_path / "run" / "checkpoints").exists()
