@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 import warnings
 from contextlib import nullcontext
@@ -34,6 +35,9 @@ from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
+# what marks a fine-tuning run folder (finetune.outputs.RUN_OUTPUTS, MEMBER_NAME): never a pretraining run_dir
+FINETUNE_OUTPUTS = ("best", "best.old", "metrics.json", "history.jsonl", "val_probs.csv", "submission.csv")
+FINETUNE_MEMBER = re.compile(r"(fold|member)_\d+(_probe|_scratch)?")
 # updates in a row with no decodable clip (on some rank) before the run stops: far more than bad luck in
 # shuffling a partly broken dataset gives, cheap to reach when every file fails (failures are remembered)
 MAX_EMPTY_UPDATES = 100
@@ -66,6 +70,19 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
     return [source]
 
 
+def check_run_dir(run: Path) -> None:
+    """ValueError unless `run` can be a pretraining run folder: a file cannot, and a fine-tuning run's folder
+    must not (its config.yaml and curves.png would be overwritten by ours)."""
+    existing = next(p for p in (run, *run.parents) if p.exists())  # run_dir=a.wav/run too
+    if not existing.is_dir():
+        raise ValueError(f"run_dir={run}: {'it' if existing == run else existing} is a file, not a folder")
+    found = [p.name for p in sorted(run.iterdir()) if p.name in FINETUNE_OUTPUTS or FINETUNE_MEMBER.fullmatch(p.name)
+             ] if run.is_dir() else []
+    if found:
+        raise ValueError(f"run_dir={run}: holds a fine-tuning run ({', '.join(found[:4])}); pretraining would "
+                         "overwrite its config.yaml and curves.png: choose another run_dir")
+
+
 def resume_point(resume: str, run: Path) -> Path | None:
     """The checkpoint of resume=auto (the run's latest), none or a path."""
     if resume == "none":
@@ -93,6 +110,7 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
+    check_run_dir(run)
     resume_from = resume_point(cfg.resume, run)
     if resume_from is not None:  # before anything of the run is overwritten
         check_same_model(resume_from, model_cfg)

@@ -303,3 +303,29 @@ def test_data_where_no_clip_decodes_stops_with_a_message_instead_of_looping(tmp_
         signal.alarm(0)
         signal.signal(signal.SIGALRM, before)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_run_dir_of_a_fine_tuning_run_or_a_file_and_export_of_nothing_are_refused(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+    from w2v2.checkpoint import save_model
+    from w2v2.config import apply_overrides, preset
+    from w2v2.model import build_model
+
+    run = tmp_path / "finetuned"
+    save_model(build_model(apply_overrides(preset("tiny"), ["head.num_labels=6"]), "classifier"), run / "best")
+    (run / "config.yaml").write_text("epochs: 1\n")
+    (run / "metrics.json").write_text("{}")
+    nothing = f"data.path={tmp_path / 'no_data'}"  # the old code went on to this error, or trained
+    with pytest.raises(SystemExit, match=rf"run_dir={run}: holds a fine-tuning run \(best, metrics.json\); "
+                                         r"pretraining would overwrite its config.yaml and curves.png"):
+        main([nothing, f"run_dir={run}"])
+    assert (run / "config.yaml").read_text() == "epochs: 1\n" and not (run / "curves.png").exists()
+    (tmp_path / "a.wav").write_bytes(b"")
+    with pytest.raises(SystemExit, match=rf"run_dir={tmp_path / 'a.wav'}: it is a file, not a folder"):
+        main([nothing, f"run_dir={tmp_path / 'a.wav'}"])
+    with pytest.raises(SystemExit, match=rf"run_dir={tmp_path / 'a.wav' / 'run'}: {tmp_path / 'a.wav'} is a file"):
+        main([nothing, f"run_dir={tmp_path / 'a.wav' / 'run'}"])
+    with pytest.raises(SystemExit, match=r"error: /no/such/run: no such checkpoint or run folder"):
+        main(["export", "/no/such/run", str(tmp_path / "hf")])
+    with pytest.raises(SystemExit, match=rf"error: {tmp_path}: not a w2v2 checkpoint \(no w2v2.json\)"):
+        main(["export", str(tmp_path), str(tmp_path / "hf")])
