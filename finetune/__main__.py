@@ -189,8 +189,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     data = load_dataset(args.data, args.layout)
     if args.out:  # neither the --data CSV nor a clip nor inside a model folder
         check_output_file(args.out, "--out", [args.data, *(it.path for it in data.train + data.test)], args.ckpt)
+    if data.layout == "competition" and not data.test_labels:
+        # its labelled clips are train.csv's, what the model was trained on: such scores mean nothing
+        raise DatasetError(f"{args.data}: no test labels (test_labels.csv) to score the model on; train.csv's "
+                           f"clips are the training data. To score them anyway: --data {args.data / 'train.csv'}")
     # a competition folder that ships test labels: score the (labelled) test set
-    items = labelled_test(data) if data.test_labels else data.train
+    items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
     probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True,
                                  device=resolve_device(args.device))
