@@ -51,7 +51,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run_dir: str = "runs/pretrain"
     resume: str = "auto"  # auto: continue from the run's latest checkpoint; none: start over; or a checkpoint
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**31 - 1)  # a numpy seed (the sampler), also after pretrain.train.reseed's mixing
     log_every: int = ranged(10, 1)
     save_every: int = ranged(1000, 1)
     keep_checkpoints: int = ranged(2, 0)  # 0: keep all
