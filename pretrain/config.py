@@ -16,8 +16,8 @@ from w2v2.data.audio import MIN_SECONDS
 
 @dataclass(frozen=True)
 class DataConfig:
-    # a folder (scanned recursively), a CSV/TSV manifest, a competition folder (its train and test audio,
-    # labels ignored), or a list of these; "" = the built-in synthetic corpus
+    # a folder (scanned recursively), an audio file, a CSV/TSV manifest, a competition folder (its train and
+    # test audio, labels ignored), or a list of these; "" = the built-in synthetic corpus
     path: tuple[str, ...] | str = ""
     synthetic_clips: int = ranged(300, 1)
     max_seconds: float = ranged(15.625, MIN_SECONDS)  # random crops (250k samples, the paper's base recipe)

@@ -329,3 +329,24 @@ def test_run_dir_of_a_fine_tuning_run_or_a_file_and_export_of_nothing_are_refuse
         main(["export", "/no/such/run", str(tmp_path / "hf")])
     with pytest.raises(SystemExit, match=rf"error: {tmp_path}: not a w2v2 checkpoint \(no w2v2.json\)"):
         main(["export", str(tmp_path), str(tmp_path / "hf")])
+
+
+def test_one_audio_file_is_data_and_a_bad_manifest_row_is_named(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+
+    one = tmp_path / "one.wav"
+    sf.write(one, np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), 16000)
+    main([f"data.path={one}", "optim.max_steps=1", "save_every=1", f"run_dir={tmp_path / 'run'}", *FAST[:-1],
+          "threads=1"])
+    assert (tmp_path / "run" / "checkpoints" / "step_00000001" / "model.safetensors").is_file()
+    manifest = tmp_path / "list.tsv"
+    manifest.write_text("path\tnum_samples\none.wav\t32000\n\none.wav\t16000.5\n")
+    with pytest.raises(SystemExit, match=rf"{manifest}, row 4: num_samples '16000.5' is not a whole number of "
+                                         r"samples \(at 16 kHz\); fix the row, or drop the column"):
+        main([f"data.path={manifest}", "optim.max_steps=1", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
+    manifest.write_text("path\tnum_samples\none.wav\t32000\n\t32000\n")
+    with pytest.raises(SystemExit, match=rf"{manifest}, row 3: no path"):
+        main([f"data.path={manifest}", "optim.max_steps=1", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
+    (tmp_path / "notes.bin").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(SystemExit, match=r"notes.bin: neither audio \(.wav, .flac, .ogg, .mp3\) nor a CSV/TSV"):
+        main([f"data.path={tmp_path / 'notes.bin'}", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
