@@ -20,6 +20,7 @@ from pathlib import Path
 
 from finetune.config import FinetuneConfig, resolve_run
 from finetune.outputs import check_output_file, prepare_run
+from w2v2.checkpoint import atomic_write
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
 from w2v2.training import resolve_device
@@ -191,12 +192,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     from finetune.ensemble import ensemble_probs, members
     from finetune.metrics import classification_metrics
 
-    if args.out:
-        check_output_file(args.out, "--out")
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, args.layout)
+    if args.out:  # neither the --data CSV nor a clip nor inside a model folder
+        check_output_file(args.out, "--out", [args.data, *(it.path for it in data.train + data.test)], args.ckpt)
+    if data.layout == "competition" and not data.test_labels:
+        # its labelled clips are train.csv's, what the model was trained on: such scores mean nothing
+        raise DatasetError(f"{args.data}: no test labels (test_labels.csv) to score the model on; train.csv's "
+                           f"clips are the training data. To score them anyway: --data {args.data / 'train.csv'}")
     # a competition folder that ships test labels: score the (labelled) test set
-    items = labelled_test(data) if data.test_labels else data.train
+    items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
     probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True,
                                  device=resolve_device(args.device))
@@ -211,7 +216,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         print(f"{f'ensemble of {len(ckpts)}':>40}: ", end="")
     print(metrics_line(metrics))
     if args.out:
-        args.out.write_text(json.dumps(metrics, indent=2))
+        atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics
 
 
@@ -221,9 +226,11 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     from finetune.ensemble import ensemble_probs, members
     from finetune.train import write_test_outputs
 
-    check_output_file(args.out / "submission.csv", "--out")
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, "competition")
+    clips = [it.path for it in data.train + data.test]
+    for name in ("submission.csv", "test_probs.csv", "confusion_matrix_test.png"):  # write_test_outputs' files
+        check_output_file(args.out / name, "--out", clips, args.ckpt)
     if not data.test:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):

@@ -79,7 +79,7 @@ class FinetuneConfig:
     amp: Literal["auto", "none", "bf16", "fp16"] = "auto"
     device: str = "auto"  # auto (a GPU where there is one) | cpu | cuda | cuda:N
     num_workers: int = ranged(0, 0)  # processes decoding audio (0: the main process)
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**31 - 1)  # members take seed, seed + 1, ...: all stay valid numpy seeds (< 2**32)
     threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
 
 

@@ -45,6 +45,13 @@ def classifier_checkpoint(path: str | Path) -> Path:
     if meta["kind"] != "classifier":
         raise CheckpointError(f"{ckpt}: a {meta['kind']} checkpoint, not an emotion classifier; fine-tune it first: "
                               f"python -m finetune train --init ckpt:{path} --data DIR")
+    # output column i means EMOTIONS[i] everywhere (CSVs, ensemble means): another order would be averaged and
+    # written under the wrong names; a checkpoint without the list (older, converted) is taken as ours
+    labels = meta.get("labels")
+    if labels is not None and list(labels) != list(EMOTIONS):
+        raise CheckpointError(f"{ckpt}: its classes are {', '.join(map(str, labels))}, not {', '.join(EMOTIONS)} "
+                              "in that order; its probabilities cannot be read as this project's (or averaged "
+                              "with other members')")
     return ckpt
 
 

@@ -3,9 +3,11 @@ and a re-run must never mix with, or silently replace, an earlier run's files.""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 # everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best."),
@@ -32,11 +34,29 @@ def _probe(folder: Path, what: str) -> None:
         raise OutputError(f"{what}: cannot write into {folder} ({e.strerror or e})") from None
 
 
-def check_output_file(path: Path, what: str) -> None:
-    """A file we will write at the end: not a folder, in a folder that exists (created) and is writable."""
+def check_output_file(path: Path, what: str, inputs: Sequence[Path] = (), models: Sequence[Path] = ()) -> None:
+    """A file we will write at the end: not a folder, in a folder that exists (created) and is writable,
+    and none of the command's `inputs` nor inside one of its `models` folders (writing there would
+    destroy what the command reads, or a model's run)."""
     if path.is_dir():
         raise OutputError(f"{what} {path}: is a folder; give a file name, e.g. {path / 'predictions.csv'}")
+    check_not_input(path, what, inputs, models)
     _probe(path.parent, f"{what} {path}")
+
+
+def check_not_input(path: Path, what: str, inputs: Sequence[Path] = (), models: Sequence[Path] = ()) -> None:
+    """OutputError naming both when `path` is one of `inputs` (symlinks and hard links too) or lies
+    inside one of the `models` folders."""
+    target = path.resolve()
+    for source in inputs:
+        if target == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
+            raise OutputError(f"{what} {path}: is the input file {source}; writing it would destroy that input: "
+                              "choose another path")
+    for model in models:
+        folder = model.resolve()
+        if target == folder or folder in target.parents:
+            raise OutputError(f"{what} {path}: lies inside the model folder {model} (--ckpt); writing there could "
+                              "replace that model's files: choose a path outside it")
 
 
 def previous_outputs(run: Path) -> list[Path]:

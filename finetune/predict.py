@@ -17,8 +17,9 @@ import torch
 
 from finetune.data import AudioCache, window_starts
 from finetune.ensemble import PROB_COLUMNS, ensemble_window_probs, members, write_csv
-from finetune.outputs import check_output_file
+from finetune.outputs import check_not_input, check_output_file
 from finetune.plots import plot_timeline
+from w2v2.checkpoint import atomic_write
 from w2v2.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
@@ -88,12 +89,21 @@ def write_timelines(folder: Path, paths: list[Path], per_window: list[torch.Tens
     print(f"timelines: {folder}/NAME.csv and NAME.png for {len(paths)} file(s)")
 
 
-def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
+def check_outputs(args: argparse.Namespace, files: list[Path]) -> None:
+    """--out and every --timeline file writable, and none of them an input file or inside a --ckpt folder
+    (`predict --ckpt RUN rec.wav --out rec.wav` would replace the recording with the CSV)."""
     if args.out:
-        check_output_file(args.out, "--out")
+        check_output_file(args.out, "--out", files, args.ckpt)
     if args.timeline:
-        check_output_file(args.timeline / "timeline.csv", "--timeline")
+        check_output_file(args.timeline / "timeline.csv", "--timeline", files, args.ckpt)
+        for name in unique_names(files):
+            for suffix in (".csv", ".png"):
+                check_not_input(args.timeline / f"{name}{suffix}", "--timeline", files, args.ckpt)
+
+
+def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     files = expand(args.inputs)
+    check_outputs(args, files)
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")
     df, per_window, lengths = predict_files(args.ckpt, files, args.window_seconds, args.hop_seconds, args.tta,
@@ -107,8 +117,8 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
         print(f"... {len(df) - 10} more")
     if skipped:
         print(f"{skipped} file(s) could not be decoded and were skipped (see warnings above)")
-    if args.out:
-        df.to_csv(args.out, index=False)
+    if args.out:  # through a temporary file: a kill or a full disk never leaves half a CSV under the name
+        atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
         print(f"predictions: {args.out}")
     if args.timeline:
         write_timelines(args.timeline, [Path(p) for p in df.path], per_window, lengths, args.window_seconds,

@@ -21,7 +21,12 @@ def export(argv: list[str]) -> None:
     p.add_argument("checkpoint", type=Path, help="a checkpoint directory, or a run folder (its latest)")
     p.add_argument("out_dir", type=Path)
     args = p.parse_args(argv)
-    out = save_hf(load_model(resolve_checkpoint(args.checkpoint)), args.out_dir)
+    if not args.checkpoint.exists():
+        raise SystemExit(f"error: {args.checkpoint}: no such checkpoint or run folder")
+    try:
+        out = save_hf(load_model(resolve_checkpoint(args.checkpoint)), args.out_dir)
+    except (ValueError, OSError) as e:  # not a checkpoint, a damaged one, an unwritable out_dir
+        raise SystemExit(f"error: {e}") from None
     print(f"wrote a transformers Wav2Vec2ForPreTraining directory: {out}")
 
 

@@ -16,8 +16,8 @@ from w2v2.data.audio import MIN_SECONDS
 
 @dataclass(frozen=True)
 class DataConfig:
-    # a folder (scanned recursively), a CSV/TSV manifest, a competition folder (its train and test audio,
-    # labels ignored), or a list of these; "" = the built-in synthetic corpus
+    # a folder (scanned recursively), an audio file, a CSV/TSV manifest, a competition folder (its train and
+    # test audio, labels ignored), or a list of these; "" = the built-in synthetic corpus
     path: tuple[str, ...] | str = ""
     synthetic_clips: int = ranged(300, 1)
     max_seconds: float = ranged(15.625, MIN_SECONDS)  # random crops (250k samples, the paper's base recipe)
@@ -51,7 +51,7 @@ class PretrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run_dir: str = "runs/pretrain"
     resume: str = "auto"  # auto: continue from the run's latest checkpoint; none: start over; or a checkpoint
-    seed: int = 0
+    seed: int = ranged(0, 0, 2**31 - 1)  # a numpy seed (the sampler), also after pretrain.train.reseed's mixing
     log_every: int = ranged(10, 1)
     save_every: int = ranged(1000, 1)
     keep_checkpoints: int = ranged(2, 0)  # 0: keep all

@@ -7,13 +7,17 @@ weights_only=True. Each checkpoint directory is written whole, then renamed into
 from __future__ import annotations
 
 import random
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from w2v2.checkpoint import atomic_write, latest_step, load_model, save_model, write_latest
+from w2v2.checkpoint import LATEST, atomic_write, is_complete, latest_step, load_model, save_model, write_latest
+
+STEP_NAME = re.compile(r"step_\d+")  # save_checkpoint's folders (not their .old copies)
 
 
 def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -25,16 +29,38 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
              "torch_rng": torch.get_rng_state(), "python_rng": repr(random.getstate())}
     atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp))
     write_latest(run, final)
-    old = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir())[:-keep] if keep > 0 else []
-    for p in old:
+    # only checkpoints older than this one go: a newer one (left by a run started over) is not this run's to delete
+    older = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and STEP_NAME.fullmatch(p.name) and p < final)
+    for p in older[:max(len(older) - keep + 1, 0)] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
     return final
 
 
+def resumable(path: Path) -> bool:
+    """A complete checkpoint directory holding a trainer state."""
+    return is_complete(path) and (path / "trainer.pt").is_file()
+
+
 def latest_checkpoint(run: Path) -> Path | None:
-    """The run's latest checkpoint if it holds a trainer state to resume from."""
-    path = latest_step(run)
-    return path if path is not None and (path / "trainer.pt").is_file() else None
+    """The checkpoint resume=auto continues from: the one `checkpoints/latest` names or, when that one is
+    gone or incomplete (deleted by hand), the newest complete one, with a warning. Never None while a
+    complete checkpoint exists: starting over would overwrite it, and the clean-up of old checkpoints
+    delete it; ValueError when `latest` names a missing checkpoint and no other is complete."""
+    named = latest_step(run)
+    if named is not None and resumable(named):
+        return named
+    steps = (run / "checkpoints").glob("step_*")
+    found = sorted(p for p in steps if STEP_NAME.fullmatch(p.name) and resumable(p))
+    if found:
+        why = f"names {named.name}, which is missing or incomplete" if named is not None else "is missing"
+        warnings.warn(f"{run / 'checkpoints' / LATEST} {why}: resuming from the newest complete checkpoint, "
+                      f"{found[-1]}", stacklevel=2)
+        return found[-1]
+    if named is not None:
+        raise ValueError(f"{run / 'checkpoints' / LATEST} names {named.name}, which is missing or incomplete, and "
+                         f"{run} holds no other complete checkpoint: start over with resume=none, or use another "
+                         "run_dir")
+    return None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

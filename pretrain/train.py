@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 import warnings
 from contextlib import nullcontext
@@ -33,6 +34,13 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
+
+# what marks a fine-tuning run folder (finetune.outputs.RUN_OUTPUTS, MEMBER_NAME): never a pretraining run_dir
+FINETUNE_OUTPUTS = ("best", "best.old", "metrics.json", "history.jsonl", "val_probs.csv", "submission.csv")
+FINETUNE_MEMBER = re.compile(r"(fold|member)_\d+(_probe|_scratch)?")
+# updates in a row with no decodable clip (on some rank) before the run stops: far more than bad luck in
+# shuffling a partly broken dataset gives, cheap to reach when every file fails (failures are remembered)
+MAX_EMPTY_UPDATES = 100
 
 
 def setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
@@ -62,6 +70,26 @@ def data_source(cfg: PretrainConfig, run: Path, rank: int, world: int) -> list[P
     return [source]
 
 
+def check_run_dir(run: Path) -> None:
+    """ValueError unless `run` can be a pretraining run folder: a file cannot, and a fine-tuning run's folder
+    must not (its config.yaml and curves.png would be overwritten by ours)."""
+    existing = next(p for p in (run, *run.parents) if p.exists())  # run_dir=a.wav/run too
+    if not existing.is_dir():
+        raise ValueError(f"run_dir={run}: {'it' if existing == run else existing} is a file, not a folder")
+    found = [p.name for p in sorted(run.iterdir()) if p.name in FINETUNE_OUTPUTS or FINETUNE_MEMBER.fullmatch(p.name)
+             ] if run.is_dir() else []
+    if found:
+        raise ValueError(f"run_dir={run}: holds a fine-tuning run ({', '.join(found[:4])}); pretraining would "
+                         "overwrite its config.yaml and curves.png: choose another run_dir")
+
+
+def resume_point(resume: str, run: Path) -> Path | None:
+    """The checkpoint of resume=auto (the run's latest), none or a path."""
+    if resume == "none":
+        return None
+    return latest_checkpoint(run) if resume == "auto" else Path(resume)
+
+
 def reseed(cfg: PretrainConfig, step: int, rank: int) -> torch.Generator:
     seed = (cfg.seed * 1_000_003 + step) * 64 + rank
     torch.manual_seed(seed)
@@ -82,7 +110,8 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = Path(cfg.run_dir)
-    resume_from = {"auto": latest_checkpoint(run), "none": None}.get(cfg.resume, Path(cfg.resume))
+    check_run_dir(run)
+    resume_from = resume_point(cfg.resume, run)
     if resume_from is not None:  # before anything of the run is overwritten
         check_same_model(resume_from, model_cfg)
     rank, world, device = setup_distributed(cfg)
@@ -268,7 +297,7 @@ def loop(t: Training, trainer: dict) -> dict:
     failed: dict[str, str] = {}
     guard = NonFiniteGuard(cfg.max_nonfinite, "lower optim.lr, use optim.amp=none or check the data; the last "
                            "checkpoint is intact", total=trainer["nonfinite_total"])
-    warned_collapse, first, last = False, None, None
+    warned_collapse, first, last, empty = False, None, None, 0
     bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
                disable=not main_rank or None)
     t0, audio_s = time.perf_counter(), 0.0
@@ -286,6 +315,12 @@ def loop(t: Training, trainer: dict) -> dict:
             audio_s += sum(float((~p[1]).sum()) for p in prepared if p is not None) / SAMPLE_RATE
             logs, status = accumulate(t.ddp, t.amp, scaler, prepared, t.device)
             trainer["batch"] = b + o.accumulate
+            # an update whose clips all failed to decode trains nothing; if no clip ever decodes again (every
+            # file NaN, say) the step never advances, so a long enough streak ends the run (same on every rank)
+            empty = empty + 1 if status == "empty" else 0
+            if empty >= MAX_EMPTY_UPDATES:
+                raise ValueError(f"no audio decoded in {empty} updates in a row; "
+                                 f"{summarize_bad(failed_files(failed), verb='dropped')}: fix or remove these files")
             if status == "empty":
                 continue
             if guard.skip(status == "ok", step):
@@ -329,9 +364,13 @@ def loop(t: Training, trainer: dict) -> dict:
             trainer["batch"] = 0
     bar.close()
     if failed and main_rank:
-        print(summarize_bad([(Path(p), why) for p, why in failed.items()]).replace("skipped", "dropped while training"))
+        print(summarize_bad(failed_files(failed), verb="dropped while training"))
     return {"first": first, "last": last, "nonfinite_steps": trainer["nonfinite_total"], "failed": failed,
             "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
+
+
+def failed_files(failed: dict[str, str]) -> list[tuple[Path, str]]:
+    return [(Path(p), why) for p, why in failed.items()]
 
 
 def summarize(outs: list, step: int, lr: float, throughput: float) -> dict:

@@ -47,6 +47,7 @@ def test_round_trip_through_dict() -> None:
     ("val_fraction=0", r"val_fraction=0.0 is out of range: must be \(0, 1\)"),
     ("augmentation.speeds=[0.9,0]", r"augmentation.speeds=\(0.9, 0.0\) is out of range: must be > 0"),
     ("model.masking.mask_prob=1.5", r"model.masking.mask_prob=1.5 is out of range: must be \[0, 1\]"),
+    ("seed=-1", r"seed=-1 is out of range: must be \[0, 2147483647\]"),
 ])
 def test_finetune_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
     from finetune.config import resolve_run
@@ -62,6 +63,7 @@ def test_finetune_settings_out_of_range_are_refused_naming_the_key(override: str
     ("data.max_seconds=0", "data.max_seconds=0.0 is out of range"),
     ("model.context.dropout=1", r"model.context.dropout=1.0 is out of range: must be \[0, 1\)"),
     ("model.quantizer.temp_min=.inf", "model.quantizer.temp_min: expected a finite number, got inf"),
+    ("seed=-1", r"seed=-1 is out of range: must be \[0, 2147483647\]"),
 ])
 def test_pretrain_settings_out_of_range_are_refused_naming_the_key(override: str, message: str) -> None:
     from pretrain.config import resolve_run
@@ -101,3 +103,22 @@ def test_malformed_yaml_names_the_file_and_line_in_both_clis(tmp_path) -> None:
     with pytest.raises(SystemExit, match=r"bad.yaml, line 3, column \d+: not valid YAML"):
         pretrain_main(["--config", str(bad), f"run_dir={tmp_path / 'p'}"])
     assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()  # refused before any output
+
+
+def test_a_shape_change_of_a_pretrained_init_names_the_fields_that_cannot_change(tmp_path) -> None:
+    from finetune.__main__ import main as finetune_main
+    from pretrain.config import resolve_run
+
+    fixed = (r"init=pretrained:small: model.context.dim=128 \(its 256\) would change the shape of its weights; "
+             r"with an init, these fields cannot change: model.encoder.conv_dim, .*model.context.dim, "
+             r"model.context.layers, .* \(dropout, masking and the head can\); use init=scratch")
+    with pytest.raises(SystemExit, match=fixed):
+        finetune_main(["train", "--data", str(tmp_path), "--init", "pretrained:small", "model.context.dim=128",
+                       "--run", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match=fixed):
+        resolve_run(None, ["init=pretrained:small", "model.context.dim=128"])
+    _, model = resolve_run(None, ["init=pretrained:small", "model.context.dropout=0.2"])  # not a shape: allowed
+    assert model.context.dropout == 0.2 and model.context.dim == 256
+    _, model = resolve_run(None, ["model.context.dim=128"])  # from scratch any architecture goes
+    assert model.context.dim == 128

@@ -13,6 +13,7 @@ floats must also be finite. Defaults and presets are trusted.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import types
 import typing
@@ -37,16 +38,22 @@ class Range:
     hi_open: bool = False
 
     def __str__(self) -> str:
+        lo, hi = _number(self.lo), _number(self.hi)
         if self.hi is None:
-            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+            return f"{'>' if self.lo_open else '>='} {lo}"
         if self.lo is None:
-            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
-        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+            return f"{'<' if self.hi_open else '<='} {hi}"
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
 
     def contains(self, v: float) -> bool:
         above = self.lo is None or (v > self.lo if self.lo_open else v >= self.lo)
         below = self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
         return above and below
+
+
+def _number(x: float | None) -> str:
+    """An int in full (a seed's 2147483647), a float short (0.025)."""
+    return str(x) if x is None or isinstance(x, int) else f"{x:g}"
 
 
 def ranged(default: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
@@ -175,13 +182,21 @@ class ModelConfig:
 
     def architecture(self) -> tuple:
         """The fields that decide the weights' shapes (not dropout, masking, the head or the objective)."""
-        e, c = self.encoder, self.context
-        return (e.conv_dim, e.conv_kernel, e.conv_stride, e.norm, e.conv_bias, c.dim, c.layers, c.heads, c.ffn_dim,
-                c.layer_norm_first, c.pos_conv_kernel, c.pos_conv_groups)
+        return tuple(self.get(key) for key in ARCHITECTURE)
+
+    def get(self, key: str) -> Any:
+        """A field by its dotted name: cfg.get("context.dim")."""
+        return functools.reduce(getattr, key.split("."), self)
 
     @property
     def frame_rate_hz(self) -> float:
         return SAMPLE_RATE / self.encoder.hop
+
+
+# ModelConfig.architecture(): what a model's weights are shaped by, so what a pretrained init fixes
+ARCHITECTURE = ("encoder.conv_dim", "encoder.conv_kernel", "encoder.conv_stride", "encoder.norm", "encoder.conv_bias",
+                "context.dim", "context.layers", "context.heads", "context.ffn_dim", "context.layer_norm_first",
+                "context.pos_conv_kernel", "context.pos_conv_groups")
 
 
 def _tiny() -> ModelConfig:
@@ -401,7 +416,14 @@ def resolve_model(preset_name: str | None, init: str, init_cfg: ModelConfig | No
     if init_cfg is not None and preset_name and preset(preset_name).architecture() != init_cfg.architecture():
         print(f"note: preset={preset_name} is not the architecture of init={init}; the init's weights decide it "
               "(change fields with model.KEY=VALUE)")
-    return merge(init_cfg if init_cfg is not None else preset(preset_name or "tiny"), overrides, prefix="model.")
+    cfg = merge(init_cfg if init_cfg is not None else preset(preset_name or "tiny"), overrides, prefix="model.")
+    changed = [f"model.{k}={cfg.get(k)!r} (its {init_cfg.get(k)!r})" for k in ARCHITECTURE
+               if init_cfg is not None and cfg.get(k) != init_cfg.get(k)]
+    if changed:  # its weights would not fit: a size-mismatch traceback deep in loading
+        raise ValueError(f"init={init}: {', '.join(changed)} would change the shape of its weights; with an init, "
+                         f"these fields cannot change: {', '.join(f'model.{k}' for k in ARCHITECTURE)} (dropout, "
+                         "masking and the head can); use init=scratch for another architecture")
+    return cfg
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -50,3 +50,17 @@ def test_find_audio_is_recursive_and_sorted(tmp_path) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     assert [p.relative_to(tmp_path).as_posix() for p in find_audio(tmp_path)] == ["a.FLAC", "b/x.wav", "c/d/e.mp3"]
+
+
+def test_find_audio_follows_symlinked_folders_once_and_warns_of_broken_links(tmp_path) -> None:
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "root"
+    for name in [elsewhere / "s1" / "x.wav", elsewhere / "y.flac", root / "own" / "z.wav"]:
+        name.parent.mkdir(parents=True, exist_ok=True)
+        name.write_bytes(b"")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "own" / "loop").symlink_to(root, target_is_directory=True)  # a link back up: no endless recursion
+    (root / "twice").symlink_to(elsewhere / "s1", target_is_directory=True)  # reached twice: listed once
+    (root / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    with pytest.warns(UserWarning, match=r"skipped 1 broken link\(s\) named like audio: .*gone.wav"):
+        found = [p.relative_to(root).as_posix() for p in find_audio(root)]
+    assert found == ["linked/s1/x.wav", "linked/y.flac", "own/z.wav"]

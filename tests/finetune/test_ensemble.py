@@ -3,6 +3,7 @@ finetune/predict.py), on tiny random classifiers: the properties, not the accura
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from finetune.config import AugmentConfig
 from finetune.data import augment, predict_probs, speed_view, window_probs
 from finetune.ensemble import PROB_COLUMNS, ensemble_probs, members
 from finetune.model import load_classifier
-from w2v2.checkpoint import save_model
+from w2v2.checkpoint import CheckpointError, save_model
 from w2v2.config import apply_overrides, preset
+from w2v2.data.labels import EMOTIONS
 from w2v2.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -119,3 +121,20 @@ def test_window_probs_of_a_clip_do_not_depend_on_the_other_clips(two: list[Path]
     together = window_probs(model, [short, long], 4.0, 3.0)
     assert torch.allclose(together[1], window_probs(model, [long], 4.0, 3.0)[0], atol=1e-6)
     assert together[1].shape == (3, 6) and together[0].shape == (1, 6)  # 9 s: starts 0, 3, 5
+
+
+def test_a_member_whose_classes_are_in_another_order_is_refused_by_name(tmp_path) -> None:
+    ours, theirs = classifier(tmp_path / "ours", 0), classifier(tmp_path / "theirs", 1)
+    meta_file = theirs / "best" / "w2v2.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "labels": list(reversed(EMOTIONS))}))
+    with pytest.raises(CheckpointError, match=rf"{theirs / 'best'}: its classes are {', '.join(reversed(EMOTIONS))}, "
+                                              rf"not {', '.join(EMOTIONS)} in that order"):
+        members([ours, theirs])
+    meta_file.write_text(json.dumps({**meta, "labels": list(EMOTIONS)}))  # the same order, stored: accepted
+    assert members([ours, theirs]) == [ours / "best", theirs / "best"]
+    clip = tmp_path / "a.wav"
+    sf.write(clip, noise(1.0, 0).numpy(), 16000)
+    meta_file.write_text(json.dumps({**meta, "labels": ["calm", *EMOTIONS[1:]]}))
+    with pytest.raises(SystemExit, match=rf"{theirs / 'best'}: its classes are calm,"):
+        main(["predict", "--ckpt", str(ours), "--ckpt", str(theirs), str(clip)])

@@ -388,3 +388,19 @@ def test_the_same_seed_trains_the_same_weights(synthetic_corpus, tmp_path) -> No
         train(data, cfg, tmp_path / name)
         weights.append(load_model(tmp_path / name / "best").state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_evaluate_refuses_a_competition_folder_without_test_labels(synthetic_corpus, tmp_path) -> None:
+    import shutil
+
+    root = tmp_path / "comp"
+    shutil.copytree(synthetic_corpus(clips=12, speakers=4, seed=3), root)
+    (root / "test_labels.csv").unlink()
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    with pytest.raises(SystemExit, match=rf"{root}: no test labels \(test_labels.csv\) to score the model on; "
+                                         rf"train.csv's clips are the training data. To score them anyway: "
+                                         rf"--data {root / 'train.csv'}"):
+        main(["evaluate", "--ckpt", str(ckpt), "--data", str(root), "--out", str(tmp_path / "m.json")])
+    assert not (tmp_path / "m.json").exists()
+    main(["evaluate", "--ckpt", str(ckpt), "--data", str(root / "train.csv"), "--out", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == len(pd.read_csv(root / "train.csv"))

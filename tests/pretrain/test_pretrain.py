@@ -258,3 +258,95 @@ def test_ddp_a_nan_or_an_empty_batch_on_one_rank_is_skipped_by_both_and_never_ha
     assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     state = torch.load(tmp_path / "checkpoints" / "step_00000004" / "trainer.pt", weights_only=True)
     assert state["nonfinite_total"] == 1
+
+
+def test_latest_naming_a_deleted_checkpoint_resumes_from_the_newest_complete_one(audio: Path, tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+
+    run = tmp_path / "run"
+    common = [f"data.path={audio}", "log_every=1", "save_every=1", f"run_dir={run}", *FAST[:-1], "threads=1"]
+    main([*common, "optim.max_steps=2"])
+    kept = (run / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes()
+    (run / "checkpoints" / "latest").write_text("step_00000005\n")  # its folder deleted by hand
+    with pytest.warns(UserWarning, match=r"latest names step_00000005, which is missing or incomplete: resuming "
+                                         r"from the newest complete checkpoint, .*step_00000002"):
+        main([*common, "optim.max_steps=3"])
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_00000002", "step_00000003"]
+    assert (run / "checkpoints" / "step_00000002" / "model.safetensors").read_bytes() == kept  # not trained again
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # with no complete checkpoint left, the run stops rather than start over under the same folder
+    for step in ("step_00000002", "step_00000003"):
+        (run / "checkpoints" / step / "trainer.pt").unlink()
+    with pytest.raises(SystemExit, match=r"latest names step_00000003, which is missing or incomplete, and .*run "
+                                         r"holds no other complete checkpoint: start over with resume=none"):
+        main([*common, "optim.max_steps=4"])
+
+
+def test_data_where_no_clip_decodes_stops_with_a_message_instead_of_looping(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+    from pretrain.train import MAX_EMPTY_UPDATES
+
+    for name in ("a.wav", "b.wav"):  # valid headers, so the scan keeps them; every sample NaN
+        sf.write(tmp_path / name, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    def hung(*_: object) -> None:
+        raise TimeoutError("still looping after 60 s")
+
+    before = signal.signal(signal.SIGALRM, hung)  # the old loop never returned: fail instead of hanging
+    signal.alarm(60)
+    try:
+        with pytest.raises(SystemExit, match=rf"no audio decoded in {MAX_EMPTY_UPDATES} updates in a row; dropped 2 "
+                                             r"unusable file\(s\): a.wav: audio contains NaN or infinite values; "
+                                             r"b.wav: audio contains NaN or infinite values: fix or remove these"):
+            main([f"data.path={tmp_path}", "optim.max_steps=2", f"run_dir={tmp_path / 'run'}", *FAST[:-1],
+                  "threads=1"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_run_dir_of_a_fine_tuning_run_or_a_file_and_export_of_nothing_are_refused(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+    from w2v2.checkpoint import save_model
+    from w2v2.config import apply_overrides, preset
+    from w2v2.model import build_model
+
+    run = tmp_path / "finetuned"
+    save_model(build_model(apply_overrides(preset("tiny"), ["head.num_labels=6"]), "classifier"), run / "best")
+    (run / "config.yaml").write_text("epochs: 1\n")
+    (run / "metrics.json").write_text("{}")
+    nothing = f"data.path={tmp_path / 'no_data'}"  # the old code went on to this error, or trained
+    with pytest.raises(SystemExit, match=rf"run_dir={run}: holds a fine-tuning run \(best, metrics.json\); "
+                                         r"pretraining would overwrite its config.yaml and curves.png"):
+        main([nothing, f"run_dir={run}"])
+    assert (run / "config.yaml").read_text() == "epochs: 1\n" and not (run / "curves.png").exists()
+    (tmp_path / "a.wav").write_bytes(b"")
+    with pytest.raises(SystemExit, match=rf"run_dir={tmp_path / 'a.wav'}: it is a file, not a folder"):
+        main([nothing, f"run_dir={tmp_path / 'a.wav'}"])
+    with pytest.raises(SystemExit, match=rf"run_dir={tmp_path / 'a.wav' / 'run'}: {tmp_path / 'a.wav'} is a file"):
+        main([nothing, f"run_dir={tmp_path / 'a.wav' / 'run'}"])
+    with pytest.raises(SystemExit, match=r"error: /no/such/run: no such checkpoint or run folder"):
+        main(["export", "/no/such/run", str(tmp_path / "hf")])
+    with pytest.raises(SystemExit, match=rf"error: {tmp_path}: not a w2v2 checkpoint \(no w2v2.json\)"):
+        main(["export", str(tmp_path), str(tmp_path / "hf")])
+
+
+def test_one_audio_file_is_data_and_a_bad_manifest_row_is_named(tmp_path: Path) -> None:
+    from pretrain.__main__ import main
+
+    one = tmp_path / "one.wav"
+    sf.write(one, np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), 16000)
+    main([f"data.path={one}", "optim.max_steps=1", "save_every=1", f"run_dir={tmp_path / 'run'}", *FAST[:-1],
+          "threads=1"])
+    assert (tmp_path / "run" / "checkpoints" / "step_00000001" / "model.safetensors").is_file()
+    manifest = tmp_path / "list.tsv"
+    manifest.write_text("path\tnum_samples\none.wav\t32000\n\none.wav\t16000.5\n")
+    with pytest.raises(SystemExit, match=rf"{manifest}, row 4: num_samples '16000.5' is not a whole number of "
+                                         r"samples \(at 16 kHz\); fix the row, or drop the column"):
+        main([f"data.path={manifest}", "optim.max_steps=1", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
+    manifest.write_text("path\tnum_samples\none.wav\t32000\n\t32000\n")
+    with pytest.raises(SystemExit, match=rf"{manifest}, row 3: no path"):
+        main([f"data.path={manifest}", "optim.max_steps=1", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
+    (tmp_path / "notes.bin").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(SystemExit, match=r"notes.bin: neither audio \(.wav, .flac, .ogg, .mp3\) nor a CSV/TSV"):
+        main([f"data.path={tmp_path / 'notes.bin'}", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])

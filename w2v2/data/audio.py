@@ -8,6 +8,8 @@ Every failure is an `AudioError` naming the file and the problem, never a bare t
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +38,32 @@ class AudioError(ValueError):
 
 
 def find_audio(root: str | Path) -> list[Path]:
-    """All audio files below `root` (recursive, sorted), by extension."""
+    """All audio files below `root` (recursive, sorted), by extension.
+
+    Symlinked folders are followed (a corpus assembled from links is common; Path.rglob skips them
+    silently), each real folder once, so a link back up the tree is not a loop and a folder linked
+    twice gives its files once. Broken links named like audio are skipped with a warning."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    found: list[Path] = []
+    broken: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        real = os.stat(folder)
+        if (real.st_dev, real.st_ino) in seen:
+            dirs.clear()  # visited under another name: neither its files nor its sub-folders again
+            continue
+        seen.add((real.st_dev, real.st_ino))
+        dirs.sort()  # the first name a folder is reached by is the same on every run
+        for name in files:
+            path = Path(folder) / name
+            if path.suffix.lower() in AUDIO_EXTENSIONS:
+                (found if path.is_file() else broken).append(path)
+    if broken:
+        warnings.warn(f"{root}: skipped {len(broken)} broken link(s) named like audio: "
+                      f"{', '.join(map(str, sorted(broken)[:5]))}{' ...' if len(broken) > 5 else ''}", stacklevel=2)
+    return sorted(found)
 
 
 def resample(wave: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
