@@ -12,20 +12,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
-    m = np.asarray(cm, dtype=float)
-    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+def draw_matrix(ax: plt.Axes, values: np.ndarray, text: list[list[str]], labels: list[str], title: str,
+                fontsize: float | None = None) -> None:
+    """A confusion matrix on `ax`: cells shaded by `values` (0-1, rows = true class), written with `text`."""
+    ax.imshow(values, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=fontsize,
+                    color="white" if values[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
+
+
+def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: str) -> None:
+    m = np.asarray(cm, dtype=float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    draw_matrix(ax, norm, [[f"{int(v)}" for v in row] for row in m], labels, title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

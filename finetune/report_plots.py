@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from finetune.analysis import Calibration  # noqa: E402
+from finetune.plots import draw_matrix  # noqa: E402
 
 CHANCE = 1 / 6  # UAR of guessing among the six emotions
 
@@ -26,26 +27,14 @@ def data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _matrix(ax: plt.Axes, values: np.ndarray, text: list[list[str]], labels: list[str], title: str) -> None:
-    ax.imshow(values, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8,
-                    color="white" if values[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(labels)), labels, rotation=45)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-
-
 def confusion_figure(cm: list[list[int]], labels: list[str], title: str) -> Figure:
     """Counts and row-normalised shares (each true class's recall on the diagonal), side by side."""
     m = np.asarray(cm, dtype=float)
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
-    _matrix(a, norm, [[f"{int(v)}" for v in row] for row in m], labels, f"{title}: counts")
-    _matrix(b, norm, [[f"{v:.2f}" for v in row] for row in norm], labels, f"{title}: share of each true class")
+    draw_matrix(a, norm, [[f"{int(v)}" for v in row] for row in m], labels, f"{title}: counts", fontsize=8)
+    draw_matrix(b, norm, [[f"{v:.2f}" for v in row] for row in norm], labels, f"{title}: share of each true class",
+                fontsize=8)
     fig.tight_layout()
     return fig
 
