@@ -143,6 +143,14 @@ def padding_invariant(model: torch.nn.Module) -> bool:
     return model.cfg.encoder.norm == "layer"
 
 
+def checked_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax (b, num_labels) on the CPU, in fp32, of logits (b, num_labels); ValueError for NaN/inf."""
+    logits = logits.float().cpu()
+    if not bool(logits.isfinite().all()):
+        raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
+    return torch.softmax(logits, dim=-1)
+
+
 @torch.no_grad()
 def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_size: int = 8,
                   progress: bool = False) -> torch.Tensor:
@@ -157,10 +165,7 @@ def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_si
     probs = torch.zeros(len(segments), model.cfg.head.num_labels)
     for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
-        logits = model(wave.to(device), padding_mask.to(device)).logits.float().cpu()
-        if not bool(logits.isfinite().all()):
-            raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
-        probs[batch] = torch.softmax(logits, dim=-1)
+        probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
     return probs
 
 

@@ -25,9 +25,9 @@ import torch
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, augment, padding_invariant, window_batches, windows
+from finetune.data import AudioCache, augment, checked_softmax, padding_invariant, window_batches, windows
 from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE
-from w2v2.data.batching import fit_length
+from w2v2.data.batching import collate_waves
 
 
 def cache_bytes(model: torch.nn.Module, num_samples: list[int], views: int, dtype: torch.dtype) -> int:
@@ -60,17 +60,12 @@ def encode_all(model: torch.nn.Module, waves: list[torch.Tensor], dtype: torch.d
     (group norm), only equal lengths (`window_batches`)."""
     device = next(model.parameters()).device
     backbone = model.backbone.eval()
-    waves = [fit_length(w, None, None) for w in waves]  # zero-extended to the receptive field, as collate does
     out: list[torch.Tensor | None] = [None] * len(waves)
-    batches = window_batches([w.numel() for w in waves], batch_size, padding_invariant(model))
+    batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in waves], batch_size, padding_invariant(model))
     for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None or None, leave=False):
-        lengths = torch.tensor([waves[i].numel() for i in batch])
-        wave = torch.zeros(len(batch), int(lengths.max()))
-        for row, i in enumerate(batch):
-            wave[row, :waves[i].numel()] = waves[i]
-        padding_mask = torch.arange(wave.shape[1])[None] >= lengths[:, None]
+        wave, padding_mask = collate_waves([waves[i] for i in batch])  # short clips zero-extended, as in training
         features, _ = backbone.encode(wave.to(device), padding_mask.to(device))
-        frames = backbone.frame_lengths(lengths)
+        frames = backbone.frame_lengths((~padding_mask).sum(-1))
         for row, i in enumerate(batch):
             out[i] = features[row, :int(frames[row])].to("cpu", dtype)
     return out  # type: ignore[return-value]
@@ -146,8 +141,5 @@ class WindowFeatures:
         out = torch.zeros(len(self.feats), model.cfg.head.num_labels)
         for batch in window_batches([f.shape[0] for f in self.feats], self.batch_size, self.invariant):
             features, mask = pad_frames([self.feats[i] for i in batch])
-            logits = model.classify_features(features.to(device), mask.to(device)).logits.float()
-            if not bool(logits.isfinite().all()):
-                raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
-            out[batch] = torch.softmax(logits, -1).cpu()
+            out[batch] = checked_softmax(model.classify_features(features.to(device), mask.to(device)).logits)
         return torch.stack([p.mean(0) for p in out.split(self.counts)])
