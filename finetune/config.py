@@ -103,7 +103,10 @@ def resolve_run(config_path: str | None, overrides: list[str]) -> FinetuneConfig
     """Defaults, then the init's recipe (`RECIPES`, only without a config file), then the YAML file, then
     key=value overrides (`w2v2.config.resolve`, as pretraining)."""
     cfg, given = resolve(FinetuneConfig, config_path, overrides)
-    recipe = RECIPES.get(init_kind(cfg.init), {}) if config_path is None else {}
-    if not recipe:
-        return cfg
-    return from_dict(FinetuneConfig, deep_merge(deep_merge(to_dict(FinetuneConfig()), recipe), given))
+    return cfg if config_path is not None else with_recipe(cfg.init, given)
+
+
+def with_recipe(init: str, given: dict[str, Any]) -> FinetuneConfig:
+    """The defaults, then `init`'s recipe (`RECIPES`, none for pretrained: and ckpt:), then `given` (nested)."""
+    return from_dict(FinetuneConfig, deep_merge(deep_merge(to_dict(FinetuneConfig()),
+                                                           RECIPES.get(init_kind(init), {})), given))

@@ -27,12 +27,12 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from finetune.config import RECIPES, FinetuneConfig, Kind
+from finetune.config import FinetuneConfig, Kind, with_recipe
 from finetune.folds import assign_folds, out_of_fold, read_probs
 from finetune.model import build_classifier
 from finetune.probe import train_probe
 from finetune.train import split_train, train, write_test_outputs
-from w2v2.config import deep_merge, from_dict, to_dict
+from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
@@ -57,8 +57,7 @@ def member_config(cfg: FinetuneConfig, kind: Kind, seed: int) -> FinetuneConfig:
     if kind != "scratch" or cfg.init == "scratch":
         return replace(cfg, seed=seed)
     shared = {k: v for k, v in to_dict(cfg).items() if k in SHARED}
-    return from_dict(FinetuneConfig, deep_merge(to_dict(FinetuneConfig()), {**RECIPES["scratch"], **shared,
-                                                                              "init": "scratch", "seed": seed}))
+    return with_recipe("scratch", {**shared, "init": "scratch", "seed": seed})
 
 
 def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> tuple[list[Member], str]:
