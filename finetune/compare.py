@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 import statistics
 import sys
@@ -176,7 +175,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if key in results:
                     continue
                 start = time.perf_counter()
-                random.seed(seed)
                 if mode == "probe":
                     res = run_probe(args, arm, seed, splits, features)
                 else:

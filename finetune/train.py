@@ -180,7 +180,6 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     overall: a progress bar over several runs, advanced once per training step."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)  # LayerDrop draws from Python's generator (torch's is seeded in build_classifier)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     train_items, val_items = split or split_train(data, cfg, val_speakers)

@@ -113,3 +113,21 @@ def test_freeze_stops_gradients_of_exactly_the_named_parts() -> None:
     assert trainable() == {"head", "feature_encoder"}
     model.freeze(feature_encoder=False)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_layerdrop_draws_from_the_explicit_generator_not_pythons_random() -> None:
+    import random
+
+    cfg = apply_overrides(TINY, [f"context.{k}=0" for k in ("dropout", "attention_dropout", "input_dropout")]
+                          + ["context.layerdrop=0.5"])
+    model = build_model(cfg, "backbone").train()
+    wave = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+
+    def run(seed: int, python_seed: int) -> torch.Tensor:
+        random.seed(python_seed)  # Python's random state must not matter
+        return model(wave, generator=torch.Generator().manual_seed(seed)).c
+
+    same = run(1, 0)
+    assert torch.equal(same, run(1, 12345))
+    # Some seed skips other layers: the generator does decide.
+    assert any(not torch.allclose(same, run(s, 0)) for s in range(2, 12))

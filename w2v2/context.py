@@ -18,7 +18,6 @@ Design choices:
 from __future__ import annotations
 
 import math
-import random
 
 import torch
 import torch.nn.functional as F
@@ -118,8 +117,10 @@ class ContextNetwork(nn.Module):
         self.layers = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.layers))
 
     def forward(self, x: torch.Tensor, frame_padding_mask: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        """Returns c (b, t, d) and, if asked, the layers+1 hidden states (b, t, d)."""
+                output_hidden_states: bool = False, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Returns c (b, t, d) and, if asked, the layers+1 hidden states (b, t, d). LayerDrop's draws come
+        from `generator` (torch's global generator if None), never from Python's `random`."""
         if frame_padding_mask is not None:
             x = x.masked_fill(rearrange(frame_padding_mask, "b t -> b t 1"), 0.0)
         x = x + self.pos_conv(x)
@@ -127,9 +128,14 @@ class ContextNetwork(nn.Module):
             x = self.norm(x)
         x = self.dropout(x)
         hidden = [x]
-        for layer in self.layers:
-            # LayerDrop (Fan et al., 2019): skip whole layers at random while training.
-            if self.training and self.cfg.layerdrop > 0 and random.random() < self.cfg.layerdrop:
+        # LayerDrop (Fan et al., 2019): skip whole layers at random while training; one draw per layer.
+        dropped = [False] * len(self.layers)
+        if self.training and self.cfg.layerdrop > 0:
+            device = generator.device if generator is not None else "cpu"
+            dropped = (torch.rand(len(self.layers), generator=generator, device=device)
+                       < self.cfg.layerdrop).tolist()
+        for layer, drop in zip(self.layers, dropped, strict=True):
+            if drop:
                 hidden.append(x)
                 continue
             if self.gradient_checkpointing and self.training and x.requires_grad:

@@ -97,19 +97,21 @@ class Wav2Vec2Model(nn.Module):
         return self.feature_encoder(wave), self.frame_padding_mask(wave, padding_mask)
 
     def contextualize(self, features: torch.Tensor, frame_padding_mask: torch.Tensor | None = None,
-                      mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> BackboneOutput:
+                      mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                      generator: torch.Generator | None = None) -> BackboneOutput:
         """Everything after the CNN: features (b, t, c); frame_padding_mask and mask (b, t), mask True =
-        replace by mask_emb."""
+        replace by mask_emb; `generator` draws LayerDrop's skipped layers."""
         x, z = self.feature_projection(features)
         if mask is not None:
             x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
-        c, hidden = self.context(x, frame_padding_mask, output_hidden_states)
+        c, hidden = self.context(x, frame_padding_mask, output_hidden_states, generator)
         return BackboneOutput(c, z, frame_padding_mask, hidden, features)
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, output_hidden_states: bool = False) -> BackboneOutput:
+                mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                generator: torch.Generator | None = None) -> BackboneOutput:
         """wave (b, s); padding_mask (b, s) True = pad; mask (b, t) True = replace by mask_emb."""
-        return self.contextualize(*self.encode(wave, padding_mask), mask, output_hidden_states)
+        return self.contextualize(*self.encode(wave, padding_mask), mask, output_hidden_states, generator)
 
 
 def _sample_mask(model: Wav2Vec2Model, wave: torch.Tensor, padding_mask: torch.Tensor | None,
@@ -151,7 +153,7 @@ class Wav2Vec2ForPreTraining(nn.Module):
             mask = _sample_mask(self.backbone, wave, padding_mask, generator)
         if negative_indices is None:
             negative_indices = sample_negatives(mask, self.cfg.objective.num_negatives, generator)
-        out = self.backbone(wave, padding_mask, mask)
+        out = self.backbone(wave, padding_mask, mask, generator=generator)
         qo = self.quantizer(self.features_dropout(out.z), mask)
         c = self.project_c(out.c)
         q = self.project_q(qo.q)
@@ -201,7 +203,8 @@ class Wav2Vec2ForClassification(nn.Module):
             mask = compute_mask(features.shape[:2], m.mask_prob, m.mask_length, m.min_masks, generator,
                                 frame_padding_mask, device=features.device)
         out = self.backbone.contextualize(features, frame_padding_mask, mask,
-                                          output_hidden_states=self.cfg.head.weighted_layer_sum)
+                                          output_hidden_states=self.cfg.head.weighted_layer_sum,
+                                          generator=generator)
         logits, pooled = self.head(out.c, out.hidden_states, out.frame_padding_mask)
         return ClassifierOutput(logits, pooled)
 
