@@ -4,18 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo gpu-check clean
+.PHONY: install test lint demo serve browser gpu-check clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,app]"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Debian's Chromium and ChromeDriver for the web app's browser tests (installed where we are root with
+# apt-get, as on CI; elsewhere those tests skip and say what is missing).
+browser:
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }; }; } || \
+		echo "no chromium-driver: the browser tests will skip (apt-get install chromium chromium-driver)"
+
+# The web app on http://127.0.0.1:7860 with the shipped emotion model (or CKPT=run_folder).
+serve: $(STAMP)
+	$(PY) -m finetune serve $(if $(CKPT),--ckpt $(CKPT))
 
 # Zero-download demo: synthesise the emotional-speech corpus, run the default recipe with one seed
 # (pretrained:small fine-tuned + probed), print metrics and the submission path (python -m finetune).

@@ -1,11 +1,14 @@
-"""python -m finetune [train|evaluate|predict|submit] ...; with no arguments, the zero-download demo.
+"""python -m finetune [train|evaluate|predict|submit|serve|report|pack] ...; with no arguments, the demo.
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
                            [--members N | --folds K] [--probe] [--config YAML] key=value ...
-  python -m finetune evaluate --ckpt RUN [--ckpt RUN2 ...] --data DIR [--tta 0.9,1,1.1]
-  python -m finetune predict --ckpt RUN [--ckpt RUN2 ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
+  python -m finetune evaluate [--ckpt RUN ...] --data DIR [--tta 0.9,1,1.1]
+  python -m finetune predict [--ckpt RUN ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
   python -m finetune submit --ckpt RUN [--ckpt RUN2 ...] --data COMPETITION_DIR --out DIR
-Several --ckpt (run folders, checkpoints or k-fold parents) are an ensemble: probabilities averaged.
+  python -m finetune serve [--ckpt RUN ...] [--port 7860]      (the web app; pip install -e .[app])
+  python -m finetune pack RUN --out DIR [--half]              (a run as a small folder to share)
+Several --ckpt (run folders, checkpoints, ensemble parents or pretrained:NAME) are an ensemble:
+probabilities averaged. evaluate, predict and serve default to the shipped pretrained:emotion-ravdess.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from finetune.config import FinetuneConfig, resolve_run
+from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.outputs import check_output_file, prepare_run
-from w2v2.checkpoint import atomic_write
+from w2v2.checkpoint import atomic_write, describe_os_error
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
-from w2v2.training import resolve_device
+from w2v2.training import inference_precision, resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
+PRECISION = "fp32"  # of evaluate/predict/submit/serve; docs/benchmark.md has bf16's measured differences
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -50,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
-    add_ckpt(e)
+    add_ckpt(e, default=True)
     e.add_argument("--data", required=True, type=Path)
     e.add_argument("--layout", choices=LAYOUTS)
     e.add_argument("--skip-bad", action="store_true")
@@ -58,7 +63,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_tta(e)
     add_device(e)
     r = sub.add_parser("predict", help="emotion of each audio file (long files in windows)")
-    add_ckpt(r)
+    add_ckpt(r, default=True)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
     r.add_argument("--window-seconds", type=seconds("--window-seconds"), default=8.0)
@@ -74,6 +79,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     m.add_argument("--skip-bad", action="store_true", help="predict unreadable test files as silence")
     add_tta(m)
     add_device(m)
+    v = sub.add_parser("serve", help="a local web page: upload or record audio, see its emotions (needs .[app])")
+    add_ckpt(v, default=True)
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    v.add_argument("--port", type=count("--port", 1), default=7860)
+    v.add_argument("--max-minutes", type=float, default=30.0, help="longest recording accepted (minutes)")
+    add_device(v)
+    k = sub.add_parser("pack", help="a run or ensemble as a small folder: only what differs from its init")
+    k.add_argument("run", type=Path, help="fine-tuning run, checkpoint or ensemble parent")
+    k.add_argument("--out", required=True, type=Path, help="the new folder")
+    k.add_argument("--base", default="auto", help="auto (each member's init) | none | pretrained:NAME | ckpt:PATH")
+    k.add_argument("--half", action="store_true", help="store the weights in fp16 (half the size)")
     o = sub.add_parser("report", help="one HTML page that explains a run: metrics, figures, calibration")
     o.add_argument("run", type=Path, help="run folder: a model, a probe, a k-fold or ensemble parent")
     o.add_argument("--data", type=Path, help="the dataset, where it moved since training (test labels, audio)")
@@ -81,11 +97,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command in ("evaluate", "submit", "report")):
+    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
     if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
                 "the windows would leave gaps")
+    if getattr(args, "ckpt", "") is None:  # evaluate, predict, serve: the shipped emotion model
+        try:
+            args.ckpt = [checkpoint_spec(SHIPPED_CLASSIFIER)]
+        except ValueError as e:
+            p.error(f"{e}: name a model with --ckpt")
     if args.command == "train":
         args.overrides += rest
     elif args.command == "predict":
@@ -93,13 +114,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def add_ckpt(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, type=Path, action="append",
-                   help="run folder, its best/ checkpoint or a k-fold parent; repeat for an ensemble")
+def add_ckpt(p: argparse.ArgumentParser, default: bool = False) -> None:
+    p.add_argument("--ckpt", required=not default, type=checkpoint_arg, action="append",
+                   help="run folder, its best/ checkpoint, an ensemble parent or pretrained:NAME; repeat for an "
+                   f"ensemble{f' (default {SHIPPED_CLASSIFIER}, the shipped emotion model)' if default else ''}")
+
+
+def checkpoint_arg(text: str) -> Path:
+    try:
+        return checkpoint_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=PRECISION,
+                   help=f"arithmetic of prediction (default {PRECISION}): bf16 where the device computes it "
+                   "natively (a recent GPU; a CPU with AVX512-BF16 or AMX), auto picks bf16 where it is")
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
@@ -203,8 +235,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta, progress=True,
-                                 device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    with inference_precision(args.precision, device):
+        probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta,
+                                     progress=True, device=device)
     labels = [it.label for it in items]
     metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(ckpts) > 1:
@@ -235,14 +269,24 @@ def cmd_submit(args: argparse.Namespace) -> dict:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
-    probs, _ = ensemble_probs(ckpts, cached_waves(AudioCache(data.test), len(data.test)), tta=args.tta,
-                              progress=True, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    with inference_precision(args.precision, device):
+        probs, _ = ensemble_probs(ckpts, cached_waves(AudioCache(data.test), len(data.test)), tta=args.tta,
+                                  progress=True, device=device)
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")
     print(f"submission: {result['submission']} (probabilities: {args.out / 'test_probs.csv'}; "
           f"{len(ckpts)} model(s){', TTA ' + ','.join(map(str, args.tta)) if args.tta else ''})")
     return result
+
+
+def cmd_pack(args: argparse.Namespace) -> None:
+    from finetune.pack import folder_mb, pack
+
+    written = pack(args.run, args.out, None if args.base == "none" else args.base, args.half)
+    print(f"packed {len(written)} checkpoint(s) into {args.out} ({folder_mb(args.out):.1f} MB); use it as "
+          f"--ckpt {args.out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,6 +302,12 @@ def main(argv: list[str] | None = None) -> None:
             cmd_evaluate(args)
         elif args.command == "submit":
             cmd_submit(args)
+        elif args.command == "pack":
+            cmd_pack(args)
+        elif args.command == "serve":
+            from finetune.app import serve
+
+            serve(args.ckpt, args.host, args.port, args.max_minutes, resolve_device(args.device), args.precision)
         elif args.command == "report":
             from finetune.report import write_report
 
@@ -268,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
             cmd_predict(args)
     except (DatasetError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # a full disk, a read-only folder: one sentence (models are written atomically)
+        raise SystemExit(f"error: {describe_os_error(e)}") from None
 
 
 def demo() -> None:

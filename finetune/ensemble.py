@@ -13,7 +13,7 @@ val_probs.csv, oof_probs.csv, timelines), so they can be joined and blended with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,13 +83,22 @@ def ensemble_window_probs(ckpts: list[Path], waves: list[torch.Tensor], window_s
                           progress: bool = False, device: torch.device | None = None) -> list[torch.Tensor]:
     """Per clip, (windows, 6): each window's probabilities averaged over the members (same windows for all),
     each member run on `device` (default the CPU)."""
+    loaded = ((ckpt, load_classifier(ckpt, device)[0]) for ckpt in ckpts)  # one model in memory at a time
+    return mean_window_probs(loaded, waves, window_seconds, hop_seconds, tta, progress)
+
+
+def mean_window_probs(models: Iterable[tuple[Path, torch.nn.Module]], waves: list[torch.Tensor],
+                      window_seconds: float, hop_seconds: float | None = None, tta: tuple[float, ...] = (),
+                      progress: bool = False) -> list[torch.Tensor]:
+    """`ensemble_window_probs` of (checkpoint, model) pairs already loaded (the web app keeps them)."""
     total: list[torch.Tensor] | None = None
-    for ckpt in ckpts:
-        model, _ = load_classifier(ckpt, device)
+    count = 0
+    for ckpt, model in models:
         with blamed(ckpt):
             probs = window_probs(model, waves, window_seconds, hop_seconds, tta, progress=progress)
         total = probs if total is None else [t + p for t, p in zip(total, probs, strict=True)]
-    return [t / len(ckpts) for t in total or []]
+        count += 1
+    return [t / count for t in total or []]
 
 
 def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) -> pd.DataFrame:

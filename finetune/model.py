@@ -7,7 +7,15 @@ from pathlib import Path
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import CheckpointError, init_config, load_init, load_model, read_meta, resolve_checkpoint
+from w2v2.checkpoint import (
+    PRETRAINED_DIR,
+    CheckpointError,
+    init_config,
+    load_init,
+    load_model,
+    read_meta,
+    resolve_checkpoint,
+)
 from w2v2.config import merge, resolve_model, to_dict
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
@@ -34,6 +42,21 @@ def check_model(cfg: FinetuneConfig) -> None:
     """The model config `build_classifier` will build, resolved from the init's config alone (no weights):
     a bad `model.*` override fails here, before a run folder is touched."""
     resolve_model(cfg.preset, cfg.init, init_config(cfg.init), cfg.model)
+
+
+SHIPPED_CLASSIFIER = "pretrained:emotion-ravdess"  # evaluate/predict/serve without --ckpt
+
+
+def checkpoint_spec(text: str) -> Path:
+    """The folder a --ckpt value names: pretrained:NAME is a model shipped in w2v2/pretrained/ (a shipped
+    emotion classifier or ensemble), anything else a path."""
+    kind, _, name = text.partition(":")
+    if kind != "pretrained":
+        return Path(text)
+    shipped = sorted(p.name for p in PRETRAINED_DIR.iterdir() if p.is_dir()) if PRETRAINED_DIR.is_dir() else []
+    if name not in shipped:
+        raise ValueError(f"{text}: no shipped model {name!r} (shipped: {', '.join(shipped) or 'none'})")
+    return PRETRAINED_DIR / name
 
 
 def classifier_checkpoint(path: str | Path) -> Path:

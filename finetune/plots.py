@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from w2v2.checkpoint import atomic_write  # noqa: E402
+
 
 def draw_matrix(ax: plt.Axes, values: np.ndarray, text: list[list[str]], labels: list[str], title: str,
                 fontsize: float | None = None) -> None:
@@ -33,7 +35,7 @@ def plot_confusion(cm: list[list[int]], labels: list[str], path: Path, title: st
     fig, ax = plt.subplots(figsize=(6, 5))
     draw_matrix(ax, norm, [[f"{int(v)}" for v in row] for row in m], labels, title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -50,7 +52,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     b.set_ylabel("validation")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)
 
 
@@ -73,5 +75,5 @@ def plot_timeline(df: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)

@@ -23,7 +23,7 @@ from w2v2.checkpoint import atomic_write
 from w2v2.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import resolve_device
+from w2v2.training import inference_precision, resolve_device
 
 
 def expand(inputs: list[Path]) -> list[Path]:
@@ -48,13 +48,16 @@ def predict_files(ckpts: list[Path], files: list[Path], window_seconds: float = 
     waves = [cache[i] for i in ok]
     per_window = ensemble_window_probs(members(ckpts), waves, window_seconds, hop_seconds, tta, progress=True,
                                        device=device)
-    rows = []
-    for i, windows in zip(ok, per_window, strict=True):
-        p = windows.mean(0)
-        label = int(p.argmax())
-        rows.append({"path": str(files[i]), "label": label, "label_name": EMOTIONS[label],
-                     **{col: round(float(v), 4) for col, v in zip(PROB_COLUMNS, p, strict=True)}})
+    rows = [file_row(files[i], windows) for i, windows in zip(ok, per_window, strict=True)]
     return pd.DataFrame(rows), per_window, [w.numel() for w in waves]
+
+
+def file_row(path: Path, windows: torch.Tensor) -> dict:
+    """path, label, label_name and the six probabilities (4 decimals) of a file from its windows' (w, 6)."""
+    p = windows.mean(0)
+    label = int(p.argmax())
+    return {"path": str(path), "label": label, "label_name": EMOTIONS[label],
+            **{col: round(float(v), 4) for col, v in zip(PROB_COLUMNS, p, strict=True)}}
 
 
 def timeline_frame(probs: torch.Tensor, num_samples: int, window_seconds: float,
@@ -106,8 +109,10 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     check_outputs(args, files)
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")
-    df, per_window, lengths = predict_files(args.ckpt, files, args.window_seconds, args.hop_seconds, args.tta,
-                                            resolve_device(args.device))
+    device = resolve_device(args.device)
+    with inference_precision(args.precision, device):
+        df, per_window, lengths = predict_files(args.ckpt, files, args.window_seconds, args.hop_seconds, args.tta,
+                                                device)
     skipped = len(files) - len(df)
     if df.empty:
         raise ValueError(f"none of the {len(files)} file(s) could be decoded (see warnings above): nothing predicted")

@@ -14,7 +14,7 @@ from w2v2.config import parse_with_overrides
 
 
 def export(argv: list[str]) -> None:
-    from w2v2.checkpoint import load_model, resolve_checkpoint
+    from w2v2.checkpoint import describe_os_error, load_model, resolve_checkpoint
     from w2v2.convert import save_hf
 
     p = argparse.ArgumentParser(prog="python -m pretrain export")
@@ -25,8 +25,10 @@ def export(argv: list[str]) -> None:
         raise SystemExit(f"error: {args.checkpoint}: no such checkpoint or run folder")
     try:
         out = save_hf(load_model(resolve_checkpoint(args.checkpoint)), args.out_dir)
-    except (ValueError, OSError) as e:  # not a checkpoint, a damaged one, an unwritable out_dir
+    except ValueError as e:  # not a checkpoint, a damaged one
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # an unwritable out_dir, a full disk
+        raise SystemExit(f"error: {describe_os_error(e)}") from None
     print(f"wrote a transformers Wav2Vec2ForPreTraining directory: {out}")
 
 
@@ -41,12 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_with_overrides(p, argv)
     from pretrain.config import resolve_run
     from pretrain.train import pretrain
+    from w2v2.checkpoint import describe_os_error
 
     try:
         cfg, model_cfg = resolve_run(args.config, args.overrides + (["data.strict=true"] if args.strict else []))
         stats = pretrain(cfg, model_cfg)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # a full disk, a read-only folder: one sentence (checkpoints are written atomically)
+        raise SystemExit(f"error: {describe_os_error(e)}") from None
     if stats.get("first") and stats.get("last"):
         f, last = stats["first"], stats["last"]
         print(f"step {f['step']}: contrastive acc {f['accuracy']:.3f}, code perplexity {f['perplexity']:.1f}  ->  "

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from w2v2.checkpoint import atomic_write  # noqa: E402
+
 
 def plot_log(log: Path | list[Path], out: Path) -> None:
     """Loss, contrastive accuracy, perplexity and learning rate over the updates of one run's log.jsonl, or
@@ -32,5 +34,5 @@ def plot_log(log: Path | list[Path], out: Path) -> None:
         ax.set_title(key if key != "accuracy" else "contrastive accuracy")
         ax.set_xlabel("step")
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)

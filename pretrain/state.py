@@ -24,10 +24,14 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
                     scheduler: Any, trainer: dict[str, Any], extra: dict[str, Any], keep: int) -> Path:
     ckpt_dir = run / "checkpoints"
     final = ckpt_dir / f"step_{trainer['step']:08d}"
-    save_model(model, final, extra=extra)
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **trainer,
              "torch_rng": torch.get_rng_state(), "python_rng": repr(random.getstate())}
-    atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp))
+    save_model(model, final, extra=extra)  # atomic: on a full disk nothing of it is left
+    try:
+        atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp))
+    except OSError:  # no half checkpoint under a final name; `latest` still names the last complete one
+        shutil.rmtree(final, ignore_errors=True)
+        raise
     write_latest(run, final)
     # only checkpoints older than this one go: a newer one (left by a run started over) is not this run's to delete
     older = sorted(p for p in ckpt_dir.glob("step_*") if p.is_dir() and STEP_NAME.fullmatch(p.name) and p < final)

@@ -95,3 +95,35 @@ def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path) -> None:
 def test_a_checkpoint_path_that_is_no_checkpoint_says_so(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
         load_model(tmp_path)
+
+
+def no_space(*args, **kwargs) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_and_no_temporary_folder(tmp_path, monkeypatch) -> None:
+    target = tmp_path / "best"
+    save_model(classifier(0), target)
+    monkeypatch.setattr(checkpoint, "save_file", no_space)
+    with pytest.raises(checkpoint.DiskFullError) as caught:
+        save_model(classifier(1), target)
+    message = str(caught.value)
+    assert message.startswith(f"{target}: no space left on the device (")
+    assert "MB free there, about 0." in message and "MB needed" in message and "intact" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]  # no .best.* temporary folder
+    assert same_weights(load_model(target), classifier(0))
+
+
+def test_atomic_write_on_a_full_disk_keeps_the_earlier_file(tmp_path) -> None:
+    out = tmp_path / "submission.csv"
+    out.write_text("earlier\n")
+
+    def half_then_full(tmp: Path) -> None:
+        tmp.write_text("id,lab")
+        no_space()
+
+    with pytest.raises(checkpoint.DiskFullError, match="submission.csv: no space left on the device"):
+        checkpoint.atomic_write(out, half_then_full)
+    assert out.read_text() == "earlier\n" and sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
+    assert checkpoint.describe_os_error(OSError(28, "No space left on device", str(out))).startswith(
+        f"{out}: no space left on the device")

@@ -2,11 +2,15 @@
 
 Design choices: safetensors only (loading never unpickles code); the directory is written to a
 temporary sibling and renamed into place, so an interrupted save never leaves a half-written
-checkpoint; the config travels with the weights, so a checkpoint rebuilds its own model.
+checkpoint; the config travels with the weights, so a checkpoint rebuilds its own model. A checkpoint
+may name a `base` (e.g. pretrained:small) and store only the tensors that differ from it, optionally in
+fp16 (`save_model(..., base=, half=True)`): a fine-tune with a frozen CNN, or a linear probe whose
+backbone is the base's, then costs what it changed, which is how shipped ensembles fit the size limit.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -32,6 +36,45 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the directory or file and the problem."""
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """A write that ran out of space: the message names the path, the space free there and what is intact."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the file system that holds `path` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def disk_full(path: Path, needed: int | None = None, intact: str = "") -> DiskFullError:
+    """The DiskFullError of a write to `path` that found no space (`needed` bytes, where known)."""
+    need = f", about {needed / 1e6:.1f} MB needed" if needed else ""
+    return DiskFullError(f"{path}: no space left on the device ({free_bytes(path) / 1e6:.1f} MB free there{need}); "
+                         f"free some space or write elsewhere{f'. {intact}' if intact else ''}")
+
+
+def describe_os_error(e: OSError) -> str:
+    """One sentence for an OSError of a command (a full disk, a read-only folder, ...), naming the file."""
+    if isinstance(e, DiskFullError):
+        return str(e)
+    where = Path(e.filename) if e.filename else None
+    if e.errno in NO_SPACE:
+        return str(disk_full(where)) if where else f"no space left on the device: {e.strerror}"
+    return f"{where}: {e.strerror}" if where and e.strerror else str(e)
+
+
 def _old(final: Path) -> Path:
     return final.with_name(final.name + ".old")
 
@@ -52,10 +95,17 @@ def atomic_dir_replace(tmp: Path, final: Path) -> None:
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write a file through a temporary sibling (`write(tmp)`) and one rename: a killed run never leaves
-    half a file under `path`."""
+    half a file under `path`, and a failed write (a full disk: DiskFullError) leaves no temporary file and
+    an earlier file of that name as it was."""
     tmp = path.with_suffix(".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in NO_SPACE:
+            raise disk_full(path, intact="Nothing was written under that name") from None
+        raise
 
 
 def latest_step(run: Path) -> Path | None:
@@ -90,17 +140,35 @@ def check_finite(model: nn.Module, where: str | Path) -> None:
         raise CheckpointError(f"{where}: non-finite (NaN/inf) weights in {len(bad)} tensor(s), e.g. {bad[:3]}")
 
 
-def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write weights and metadata to `directory` atomically; returns the directory."""
+def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | None = None,
+               base: str | None = None, half: bool = False) -> Path:
+    """Write weights and metadata to `directory` atomically; returns the directory.
+
+    base: an init spec (pretrained:NAME, ckpt:PATH) whose weights the model starts from: only tensors that
+    differ from it are stored, and loading fills in the rest from it. half: floating tensors stored in fp16
+    (loading casts them back to the model's dtype)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     model = unwrap(model)
     check_finite(model, f"refusing to save {directory}")  # a NaN model must never replace a good one
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS))
-    meta = {"kind": model_kind(model), "model": to_dict(model.cfg), **(extra or {})}
-    (tmp / META).write_text(json.dumps(meta, indent=2))
+    if base is not None:
+        reference = base_state(base, list(state))
+        state = {k: v for k, v in state.items() if k not in reference or not reference[k].equal(v)}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {"kind": model_kind(model), "model": to_dict(model.cfg), **({"base": base} if base else {}),
+            **(extra or {})}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS))
+        (tmp / META).write_text(json.dumps(meta, indent=2))
+    except OSError as e:  # nothing half-written stays behind; an earlier checkpoint there is untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in NO_SPACE:
+            needed = sum(v.numel() * v.element_size() for v in state.values())
+            raise disk_full(directory, needed, "An earlier checkpoint there, if any, is intact") from None
+        raise
     atomic_dir_replace(tmp, directory)
     return directory
 
@@ -152,8 +220,14 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
         model = build_model(cfg, kind or stored_kind)
     except ValueError as e:
         raise CheckpointError(f"{directory / META}: invalid model config: {e}") from None
+    state = _read_weights(directory)
+    if meta.get("base"):  # only what differs from the base is stored: the rest comes from it
+        try:
+            state = {**base_state(meta["base"], list(model_keys(stored_kind, meta))), **state}
+        except (ValueError, FileNotFoundError) as e:
+            raise CheckpointError(f"{directory / META}: its base {meta['base']!r} cannot be loaded: {e}") from None
     try:
-        _load_weights(model, kind or stored_kind, stored_kind, _read_weights(directory), directory)
+        _load_weights(model, kind or stored_kind, stored_kind, state, directory)
     except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shapes
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{directory}: the weights in {WEIGHTS} do not fit the config in {META} (was "
@@ -174,6 +248,25 @@ def _load_weights(model: nn.Module, kind: str, stored_kind: str, state: dict[str
         model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
     else:
         raise CheckpointError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
+
+
+def model_keys(kind: str, meta: dict[str, Any]) -> list[str]:
+    """The state_dict keys of the `kind` model a checkpoint's metadata describes."""
+    return list(build_model(from_dict(ModelConfig, meta["model"]), kind).state_dict())
+
+
+def base_state(base: str, keys: list[str]) -> dict[str, Any]:
+    """The weights of the base checkpoint `base` (an init spec naming a w2v2 checkpoint) under `keys`: the
+    base's tensors of those names (a pretraining base lends a classifier its `backbone.*`)."""
+    source, where = init_checkpoint(base)
+    if source != "ckpt":
+        raise ValueError(f"base={base!r}: a base must be a w2v2 checkpoint (pretrained:NAME or ckpt:PATH)")
+    meta = read_meta(where)
+    stored = _read_weights(Path(where))
+    if meta.get("base"):
+        stored = {**base_state(meta["base"], model_keys(meta["kind"], meta)), **stored}
+    wanted = set(keys)
+    return {k: v for k, v in stored.items() if k in wanted}
 
 
 def pretrained_names() -> list[str]:

@@ -75,9 +75,25 @@ def test_predict_out_is_written_through_a_temporary_file(run: Path, tmp_path: Pa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(SystemExit, match=r"preds.csv: no space left on the device \(.* MB free there\)"):
         main(["predict", "--ckpt", str(run), str(rec), "--out", str(out)])
     assert out.read_text() == "the previous predictions\n"
+    assert not list(tmp_path.glob("*.tmp"))
     monkeypatch.undo()
     main(["predict", "--ckpt", str(run), str(rec), "--out", str(out)])
     assert list(pd.read_csv(out).path) == [str(rec)]
+
+
+def test_fine_tuning_on_a_full_disk_ends_with_a_sentence_and_no_half_model(synthetic_corpus, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    from w2v2 import checkpoint
+
+    def no_space(*args, **kwargs) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", no_space)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"^error: .*run/best: no space left on the device \(.* MB needed\)"):
+        main(["train", "--data", str(synthetic_corpus(48, 6, 0)), "--run", str(run), "init=scratch", "epochs=1",
+              "batch_size=4", "crop_seconds=1.0"])
+    assert not (run / "best").exists() and not list(run.glob(".best*"))

@@ -350,3 +350,28 @@ def test_one_audio_file_is_data_and_a_bad_manifest_row_is_named(tmp_path: Path) 
     (tmp_path / "notes.bin").write_bytes(bytes(range(128, 256)))
     with pytest.raises(SystemExit, match=r"notes.bin: neither audio \(.wav, .flac, .ogg, .mp3\) nor a CSV/TSV"):
         main([f"data.path={tmp_path / 'notes.bin'}", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
+
+
+def test_a_checkpoint_that_hits_a_full_disk_leaves_none_behind_and_latest_as_it_was(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    import torch
+
+    from pretrain import state
+    from w2v2 import checkpoint
+    from w2v2.config import preset
+    from w2v2.model import build_model
+
+    model = build_model(preset("tiny"), "pretrain")
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    first = state.save_checkpoint(tmp_path, model, opt, sched, {"step": 10}, {}, keep=2)
+
+    def torch_save_fails(obj, path) -> None:
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torch_save_fails)
+    with pytest.raises(checkpoint.DiskFullError, match=r"trainer.pt: no space left on the device"):
+        state.save_checkpoint(tmp_path, model, opt, sched, {"step": 20}, {}, keep=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", first.name]
+    assert state.latest_checkpoint(tmp_path) == first

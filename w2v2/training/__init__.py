@@ -95,3 +95,16 @@ def autocast(amp: Literal["bf16", "fp16", "none"], device: torch.device
         return nullcontext(), None
     scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16), scaler
+
+
+def inference_precision(precision: Literal["fp32", "bf16", "auto"], device: torch.device) -> AbstractContextManager:
+    """The autocast context of prediction: fp32 (none), bf16, or auto (bf16 where `device` computes it
+    natively, else fp32). bf16 where it is emulated is refused: it would be slower and less exact."""
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    if precision == "fp32":
+        return nullcontext()
+    if not native_bf16(device):
+        raise ValueError(f"--precision bf16: {device} does not compute bf16 natively (it would be emulated, "
+                         "slower than fp32); use fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -1,0 +1,165 @@
+"""`python -m finetune serve`: a local web page that tells the emotions of a recording.
+
+A person uploads an audio file or records from the microphone and sees the predicted emotion, the six
+probabilities (a bar chart and a table) and, for a recording longer than one window, its emotion
+timeline with the per-window CSV to download. It is `predict` behind a page: the same decoding, windows
+and ensemble mean (`finetune.ensemble.mean_window_probs`), so the page and `predict --timeline` agree.
+
+Design choices:
+- Gradio (the ecosystem's convention for ML demos: upload, microphone and charts without writing
+  JavaScript) as an optional extra, `pip install -e .[app]`; the library never imports it;
+- the models load once, when the server starts, and stay in memory (an ensemble's members too);
+- it listens on 127.0.0.1 unless --host says otherwise, with Gradio's analytics off (nothing leaves
+  the machine);
+- a bad upload (not audio, damaged, empty, too long) gets a sentence in the page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from finetune.data import AudioCache
+from finetune.ensemble import PROB_COLUMNS, mean_window_probs, members
+from finetune.model import load_classifier
+from finetune.plots import plot_timeline
+from finetune.predict import file_row, timeline_frame
+from w2v2.checkpoint import PRETRAINED_DIR
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.datasets import Item
+from w2v2.data.labels import EMOTIONS
+from w2v2.training import inference_precision
+
+WINDOW_SECONDS = 8.0  # predict's default window (and half a window's hop)
+MAX_UPLOAD = "500mb"  # Gradio refuses bigger uploads in the page; the duration limit is --max-minutes
+
+
+@dataclass
+class Result:
+    """What the page shows for one recording: `message` alone when it could not be read."""
+
+    message: str
+    probs: dict[str, float] | None = None
+    timeline_png: Path | None = None
+    timeline_csv: Path | None = None
+
+
+class Recognizer:
+    """The models of --ckpt, loaded once; `__call__` turns an audio file into a `Result`."""
+
+    def __init__(self, ckpts: list[Path], device: torch.device | None = None, max_minutes: float = 30.0,
+                 window_seconds: float = WINDOW_SECONDS, precision: str = "fp32") -> None:
+        self.device = device or torch.device("cpu")
+        self.precision = precision
+        inference_precision(precision, self.device)  # refused here, at start, rather than on each upload
+        self.name = ", ".join(shown_name(c) for c in ckpts)
+        self.ckpts = members(ckpts)
+        self.models = [(ckpt, load_classifier(ckpt, device)[0]) for ckpt in self.ckpts]
+        self.max_minutes, self.window_seconds = max_minutes, window_seconds
+        self.outputs = Path(tempfile.mkdtemp(prefix="w2v2-serve-"))  # timelines to download; gone at exit
+        atexit.register(shutil.rmtree, self.outputs, ignore_errors=True)
+
+    def __call__(self, path: str | Path | None) -> Result:
+        if not path:
+            return Result("Upload an audio file or record from the microphone first.")
+        path = Path(path)
+        name = path.name
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wave = AudioCache([Item(id=path.stem, path=path)])[0]
+        notes = [str(w.message).replace(str(path), name) for w in caught]
+        if wave is None:
+            problem = notes[0].removeprefix("skipping ") if notes else "it could not be decoded"
+            return Result(f"**Could not read {name}**: {problem}. Upload a WAV, FLAC, OGG or MP3 recording.")
+        minutes = wave.numel() / SAMPLE_RATE / 60
+        if minutes > self.max_minutes:
+            return Result(f"**{name} is {minutes:.1f} minutes long**: this server takes recordings of up to "
+                          f"{self.max_minutes:g} minutes (`--max-minutes`). Cut it, or use `python -m finetune "
+                          "predict --timeline DIR` for long files.")
+        with inference_precision(self.precision, self.device):
+            windows = mean_window_probs(self.models, [wave], self.window_seconds)[0]
+        row = file_row(path, windows)
+        probs = {emotion: row[col] for emotion, col in zip(EMOTIONS, PROB_COLUMNS, strict=True)}
+        result = Result(self.headline(name, row["label_name"], probs, windows.shape[0], wave.numel(),
+                                      time.perf_counter() - start, notes), probs)
+        if windows.shape[0] > 1:  # the emotion timeline, as predict --timeline writes it
+            folder = Path(tempfile.mkdtemp(dir=self.outputs))  # one per request: downloads keep the file's name
+            df = timeline_frame(windows, wave.numel(), self.window_seconds, None)
+            result.timeline_csv = folder / f"{path.stem}-timeline.csv"
+            df.to_csv(result.timeline_csv, index=False, float_format="%.6f")
+            result.timeline_png = folder / f"{path.stem}-timeline.png"
+            plot_timeline(df, result.timeline_png, name)
+        return result
+
+    def headline(self, name: str, label: str, probs: dict[str, float], windows: int, samples: int,
+                 seconds: float, notes: list[str]) -> str:
+        """The result as Markdown: the emotion, a table of the six probabilities, what was computed."""
+        lines = [f"## {label}", "", f"**{name}**: {samples / SAMPLE_RATE:.1f} s of audio, {windows} window(s) of "
+                 f"{self.window_seconds:g} s, {len(self.models)} model(s), {seconds:.1f} s.", "",
+                 "| emotion | probability |", "|---|---|"]
+        lines += [f"| {emotion} | {p:.4f} |" for emotion, p in sorted(probs.items(), key=lambda kv: -kv[1])]
+        lines += [f"\n_Note: {n}_" for n in notes]
+        return "\n".join(lines)
+
+
+def shown_name(ckpt: Path) -> str:
+    """pretrained:NAME for a shipped model, else the path as given."""
+    return f"pretrained:{ckpt.name}" if ckpt.parent == PRETRAINED_DIR else str(ckpt)
+
+
+def build_app(recognizer: Recognizer):
+    """The Gradio page around `recognizer`."""
+    import gradio as gr
+
+    def run(path: str | None):
+        try:
+            r = recognizer(path)
+        except Exception as e:  # the page says what went wrong; the server keeps serving
+            r = Result(f"**Could not process the recording**: {type(e).__name__}: {e}")
+        has_timeline = r.timeline_png is not None
+        return (r.message, r.probs, gr.update(value=str(r.timeline_png) if has_timeline else None,
+                                              visible=has_timeline),
+                gr.update(value=str(r.timeline_csv) if has_timeline else None, visible=has_timeline))
+
+    with gr.Blocks(title="w2v2: emotion in speech") as app:
+        gr.Markdown("# Emotion in speech\nUpload a recording or record one; w2v2 tells which of six emotions "
+                    f"(angry, fear, sad, disgust, neutral, happy) it hears. Model: {recognizer.name} "
+                    f"({len(recognizer.models)} network(s) averaged).")
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
+                                 elem_id="audio")
+                button = gr.Button("Recognise emotion", variant="primary", elem_id="run")
+            with gr.Column():
+                chart = gr.Label(num_top_classes=len(EMOTIONS), label="Probabilities", elem_id="chart")
+        result = gr.Markdown(elem_id="result")
+        timeline = gr.Image(label="Emotion timeline", visible=False, elem_id="timeline")
+        csv = gr.File(label="Per-window probabilities (CSV)", visible=False, elem_id="timeline_csv")
+        gr.on([audio.upload, audio.stop_recording, button.click], run, inputs=audio,
+              outputs=[result, chart, timeline, csv])
+    return app
+
+
+def serve(ckpts: list[Path], host: str = "127.0.0.1", port: int = 7860, max_minutes: float = 30.0,
+          device: torch.device | None = None, precision: str = "fp32", block: bool = True):
+    """Load the models, then serve the page until interrupted (block=False: return the running app)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise SystemExit("error: the web app needs Gradio: pip install -e '.[app]'") from None
+    recognizer = Recognizer(ckpts, device, max_minutes, precision=precision)
+    print(f"loaded {len(recognizer.models)} model(s); serving on http://{host}:{port} (Ctrl+C stops)", flush=True)
+    app = build_app(recognizer)
+    app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
+               quiet=True, show_error=False)
+    return app

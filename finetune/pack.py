@@ -1,0 +1,56 @@
+"""`python -m finetune pack RUN --out DIR`: a trained model or ensemble as a small folder to share or ship.
+
+Each member's checkpoint is written with only the tensors that differ from the weights it started from
+(its `init`, e.g. pretrained:small: a frozen CNN and a probe's whole backbone are not stored again) and,
+with --half, in fp16. The packed folder is read by evaluate, predict, submit and serve like the run
+itself (an ensemble parent of member folders, or one checkpoint); its w2v2.json files name the base,
+which must be loadable where the folder is used (the shipped pretrained:NAME always is).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from finetune.ensemble import member_folders
+from finetune.model import classifier_checkpoint
+from w2v2.checkpoint import CheckpointError, init_checkpoint, load_model, read_meta, save_model
+
+
+def default_base(ckpt: Path) -> str | None:
+    """The init a fine-tuned checkpoint started from, where it names a w2v2 checkpoint (None: scratch, hf:)."""
+    init = read_meta(ckpt).get("finetune", {}).get("init") or ""
+    if init.startswith(("pretrained:", "ckpt:")):
+        try:
+            init_checkpoint(init)  # still there
+        except (ValueError, FileNotFoundError):
+            return None
+        return init
+    return None
+
+
+def pack(run: Path, out: Path, base: str | None = "auto", half: bool = False) -> list[Path]:
+    """Write `run` (a fine-tuning run, checkpoint or ensemble parent) to `out`; returns the checkpoint folders
+    written. base: "auto" (each member's own init), None (store every tensor) or an init spec."""
+    if out.exists():
+        raise FileExistsError(f"--out {out} exists: pack writes a new folder (remove it or choose another)")
+    parts = member_folders(run)
+    sources = [(classifier_checkpoint(m), out / m.name) for m in parts] or [(classifier_checkpoint(run), out)]
+    tmp = out.with_name(f".{out.name}.packing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    written = []
+    for ckpt, target in sources:
+        meta = read_meta(ckpt)
+        if meta.get("base") and base is None:
+            raise CheckpointError(f"{ckpt} is itself packed against {meta['base']}: pack it with a base")
+        model = load_model(ckpt)
+        member_base = default_base(ckpt) if base == "auto" else base
+        extra = {k: v for k, v in meta.items() if k not in ("kind", "model", "base")}
+        save_model(model, tmp / target.relative_to(out) if target != out else tmp, extra, member_base, half)
+        written.append(target)
+    tmp.rename(out)
+    return written
+
+
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6

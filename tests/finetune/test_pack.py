@@ -1,0 +1,112 @@
+"""`finetune pack` and checkpoints stored against a base: only what differs is stored, the loaded model is
+the same (exactly in fp32, within a stated tolerance in fp16), and --ckpt takes pretrained:NAME."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune.__main__ import parse_args
+from finetune.ensemble import ensemble_probs, members
+from finetune.model import checkpoint_spec
+from finetune.pack import pack
+from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, save_model
+from w2v2.config import apply_overrides, preset
+from w2v2.data.labels import EMOTIONS
+from w2v2.model import build_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+CFG = apply_overrides(preset("tiny"), ["head.num_labels=6"])
+
+
+def fine_tuned(base: Path, seed: int, probe: bool) -> torch.nn.Module:
+    """A classifier started from `base` whose head (and, unless a probe, its Transformer) changed."""
+    torch.manual_seed(seed)
+    model = build_model(CFG, "classifier")
+    model.load_backbone_from(load_model(base))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("head.") or (not probe and name.startswith("backbone.context.")):
+                p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory) -> tuple[Path, Path]:
+    """(a pretraining checkpoint, an ensemble run of a fine-tune and a probe started from it)."""
+    root = tmp_path_factory.mktemp("pack")
+    torch.manual_seed(0)
+    base = save_model(build_model(CFG, "pretrain"), root / "base")
+    run = root / "run"
+    for name, probe in (("member_1", False), ("member_1_probe", True)):
+        extra = {"labels": list(EMOTIONS), "finetune": {"init": f"ckpt:{base}", "window_seconds": 2.0}}
+        save_model(fine_tuned(base, 1, probe), run / name / "best", extra)
+    return base, run
+
+
+def waves() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [torch.randn(n, generator=g) for n in (8000, 20000, 40000)]
+
+
+def test_a_packed_ensemble_stores_only_what_changed_and_predicts_the_same(ensemble, tmp_path: Path) -> None:
+    base, run = ensemble
+    out = tmp_path / "packed"
+    written = pack(run, out)
+    assert [p.name for p in written] == ["member_1", "member_1_probe"]
+    probe_keys = set(load_file(str(out / "member_1_probe" / "model.safetensors")))
+    assert probe_keys and all(k.startswith("head.") for k in probe_keys)  # the probe's backbone is the base's
+    tuned_keys = set(load_file(str(out / "member_1" / "model.safetensors")))
+    assert not any(k.startswith("backbone.feature_encoder.") for k in tuned_keys)  # unchanged: not stored
+    for name in ("member_1", "member_1_probe"):
+        original, packed = load_model(run / name / "best").state_dict(), load_model(out / name).state_dict()
+        assert original.keys() == packed.keys()
+        assert all(torch.equal(original[k], packed[k]) for k in original)
+    ref, _ = ensemble_probs(members([run]), waves())
+    got, _ = ensemble_probs(members([out]), waves())
+    assert torch.equal(ref, got)
+
+
+def test_half_precision_packing_stays_within_its_tolerance(ensemble, tmp_path: Path) -> None:
+    _, run = ensemble
+    out = tmp_path / "half"
+    pack(run, out, half=True)
+    assert all(v.dtype == torch.float16 for v in load_file(str(out / "member_1" / "model.safetensors")).values())
+    ref, _ = ensemble_probs(members([run]), waves())
+    got, _ = ensemble_probs(members([out]), waves())
+    assert (ref - got).abs().max() < 2e-3
+    assert torch.equal(ref.argmax(-1), got.argmax(-1))
+
+
+def test_a_packed_checkpoint_without_its_base_names_it(ensemble, tmp_path: Path) -> None:
+    base, run = ensemble
+    moved = tmp_path / "base"
+    shutil.copytree(base, moved)
+    shutil.copytree(run, tmp_path / "run")
+    rebased = tmp_path / "run" / "member_1" / "best"
+    meta = (rebased / "w2v2.json").read_text().replace(str(base), str(moved))
+    (rebased / "w2v2.json").write_text(meta)
+    out = tmp_path / "packed"
+    pack(tmp_path / "run" / "member_1", out)
+    shutil.rmtree(moved)
+    with pytest.raises(CheckpointError, match="its base 'ckpt:.*' cannot be loaded"):
+        load_model(out)
+
+
+def test_pack_refuses_an_existing_folder(ensemble, tmp_path: Path) -> None:
+    with pytest.raises(FileExistsError, match="exists"):
+        pack(ensemble[1], tmp_path)
+
+
+def test_ckpt_takes_pretrained_names() -> None:
+    assert checkpoint_spec("pretrained:small") == PRETRAINED_DIR / "small"
+    assert checkpoint_spec("runs/x") == Path("runs/x")
+    with pytest.raises(ValueError, match="no shipped model 'nope'.*small"):
+        checkpoint_spec("pretrained:nope")
+    assert parse_args(["predict", "--ckpt", "r1", "--ckpt", "r2", "a.wav"]).ckpt == [Path("r1"), Path("r2")]
+    with pytest.raises(SystemExit):
+        parse_args(["submit", "--data", "d", "--out", "o"])  # a submission names its model
