@@ -37,12 +37,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m finetune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fine-tune an emotion classifier")
-    t.add_argument("--data", required=True, type=Path, help="dataset folder or CSV (layout detected)")
+    t.add_argument("--data", type=Path, help="dataset folder or CSV (layout detected)")
     t.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
     t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
     t.add_argument("--config", help="YAML with differences from the defaults (default: the init's built-in recipe)")
     t.add_argument("--run", type=Path, help="run folder (default runs/finetune-<time>)")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run in the --run folder")
+    t.add_argument("--resume", action="store_true", help="continue the killed run in --run after its last "
+                   "completed epoch, with the settings it was started with (finished members are kept)")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
     t.add_argument("--members", type=count("--members", 1), help="seeds of the ensemble, each with its own "
                    "validation speakers and one model of every kind (default 3; 1 for --init scratch)")
@@ -190,19 +192,47 @@ def cmd_train(args: argparse.Namespace) -> dict:
     flags += [f"folds={args.folds}"] if args.folds else []
     flags += ["kinds=[probe]"] if args.probe else []
     flags += [f"budget_minutes={args.budget_minutes}"] if args.budget_minutes is not None else []
-    cfg = resolve_run(args.config, flags + list(args.overrides))
-    check_model(cfg)  # a bad model.* override fails before the run folder is touched
+    if args.resume:
+        cfg, data_path, layout, val_speakers = resumed(args, flags)
+    else:
+        if args.data is None:
+            raise SystemExit("error: train needs --data DIR (or --resume --run RUN to continue a killed run)")
+        cfg = resolve_run(args.config, flags + list(args.overrides))
+        check_model(cfg)  # a bad model.* override fails before the run folder is touched
+        data_path, layout = args.data, args.layout
+        val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    prepare_run(run, args.overwrite)
-    data = load_dataset(args.data, args.layout)
+    if not args.resume:
+        prepare_run(run, args.overwrite)
+    data = load_dataset(data_path, layout)
     data.train = checked(data.train, args.skip_bad, "training")
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
-    result = train_recipe(data, cfg, run, args.val_speakers.split(",") if args.val_speakers else None)
+    result = train_recipe(data, cfg, run, val_speakers, resume=args.resume)
     report(result, run, "member folders, test_probs.csv" if "members" in result
            else "confusion_matrix.png, curves.png, val_probs.csv, best/")
     return result
+
+
+def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:
+    """(config, data, layout, validation speakers) of the killed run `--resume --run RUN` continues: the
+    ones its recipe.json saved (--data and --layout may say where the data moved)."""
+    from finetune.recipe import read_recipe
+    from w2v2.config import from_dict
+
+    if args.run is None:
+        raise SystemExit("error: --resume continues a killed run: give its folder with --run")
+    if args.overwrite:
+        raise SystemExit("error: --resume continues the run in --run, --overwrite starts it afresh: choose one")
+    if flags or args.overrides or args.config or args.val_speakers:
+        raise SystemExit("error: --resume continues the run with the settings it was started with (its "
+                         f"recipe.json); drop {' '.join(flags + list(args.overrides)) or '--config/--val-speakers'}")
+    if (args.run / "metrics.json").is_file():
+        raise SystemExit(f"error: --resume: {args.run} is a finished run (metrics.json): nothing to resume")
+    saved = read_recipe(args.run)
+    return (from_dict(FinetuneConfig, saved["config"]), args.data or Path(saved["data"]),
+            args.layout or saved["layout"], saved["val_speakers"])
 
 
 def metrics_line(m: dict) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 # an ensemble's parent folder included (and its member folders, MEMBER_NAME: see `previous_outputs`)
 RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv", "submission.tmp", "curves.png",
                "confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_oof.png", "best", "best.old",
-               "test_probs.csv", "test_probs.tmp", "val_probs.csv", "val_probs.tmp", "oof_probs.csv", "oof_probs.tmp")
+               "test_probs.csv", "test_probs.tmp", "val_probs.csv", "val_probs.tmp", "oof_probs.csv", "oof_probs.tmp",
+               "recipe.json", "resume", "resume.old", ".resume.tmp")
 
 
 MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
@@ -72,8 +73,9 @@ def prepare_run(run: Path, overwrite: bool) -> None:
     old = previous_outputs(run) if run.is_dir() else []
     if old and not overwrite:
         state = "a finished run" if (run / "metrics.json").is_file() else "an unfinished run (no metrics.json)"
-        raise OutputError(f"--run {run}: already holds {state} ({', '.join(p.name for p in old)}); pass --overwrite "
-                          "to replace it with a new run from epoch 1, or choose another --run")
+        resume = "" if (run / "metrics.json").is_file() else " pass --resume to continue it after its last epoch,"
+        raise OutputError(f"--run {run}: already holds {state} ({', '.join(p.name for p in old)});{resume} pass "
+                          "--overwrite to replace it with a new run from epoch 1, or choose another --run")
     for p in old:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     if old:

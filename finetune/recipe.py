@@ -32,12 +32,14 @@ from finetune.folds import assign_folds, out_of_fold, read_probs
 from finetune.model import build_classifier
 from finetune.probe import train_probe
 from finetune.train import split_train, train, write_test_outputs
+from w2v2.checkpoint import atomic_write
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
 from w2v2.training import autocast, resolve_amp, resolve_device
 
+RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
 SHARED = ("device", "amp", "threads", "num_workers", "window_seconds", "tta", "balance", "val_fraction")
 
 
@@ -226,26 +228,60 @@ def fit_budget(members: list[Member], cfg: FinetuneConfig, estimate: Callable[[l
     return fewer
 
 
-def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None) -> dict:
+def write_recipe(run: Path, data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None,
+                 members: list[Member]) -> None:
+    """RUN/recipe.json: what `train --resume` needs to continue the run as it was planned."""
+    run.mkdir(parents=True, exist_ok=True)
+    recipe = {"config": to_dict(cfg), "data": str(data.root), "layout": data.layout, "val_speakers": val_speakers,
+              "plan": {m.name: m.cfg.epochs for m in members}}
+    atomic_write(run / RECIPE, lambda tmp: tmp.write_text(json.dumps(recipe, indent=2)))
+
+
+def read_recipe(run: Path) -> dict:
+    """The recipe.json of a run started by this version of `train` (ValueError naming the run otherwise)."""
+    path = run / RECIPE
+    if not path.is_file():
+        raise ValueError(f"--resume: {run} holds no {RECIPE} (no run was started there by `finetune train`, or it "
+                         "was started before runs could resume); start it again with --overwrite")
+    return json.loads(path.read_text())
+
+
+def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
+                 resume: bool = False) -> dict:
     """Train every member of `cfg`'s recipe under `run` and write the ensemble's outputs; return
-    metrics.json's content (a single member's own, where there is one member)."""
+    metrics.json's content (a single member's own, where there is one member).
+
+    resume: continue a killed run: finished members are kept, the member in progress continues after its
+    last completed epoch (`finetune.state`), the plan (members and epochs) is the one recipe.json saved."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     members, how = plan_members(data, cfg, val_speakers)
-    members = print_plan(data, cfg, members, how)
+    if resume:
+        plan = read_recipe(run)["plan"]
+        members = [replace(m, cfg=replace(m.cfg, epochs=plan[m.name])) for m in members if m.name in plan]
+        done = sum((run / m.name / "metrics.json").is_file() for m in members) if len(members) > 1 else 0
+        print(f"resuming {run}: {done} of {len(members)} member(s) finished")
+    else:
+        members = print_plan(data, cfg, members, how)
+        write_recipe(run, data, cfg, val_speakers, members)
     total = sum(member_steps(m) for m in members)
     start = time.perf_counter()
     with tqdm(total=total, desc="all members", unit="step", disable=None) as bar:
         if len(members) == 1:
-            return train_member(data, members[0], run, bar)
+            return train_member(data, members[0], run, bar, resume)
         run.mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         results = []
         for i, m in enumerate(members, start=1):
-            bar.write(f"member {i}/{len(members)}: {m.name} ({m.kind}, seed {m.cfg.seed}): "
-                      f"{len(m.train_items)} training / {len(m.val_items)} validation clips")
             tick = time.perf_counter()
-            result = train_member(data, m, run / m.name, bar)
+            finished = run / m.name / "metrics.json"
+            if resume and finished.is_file():  # trained before the interruption
+                result = json.loads(finished.read_text())
+                bar.update(member_steps(m))
+            else:
+                bar.write(f"member {i}/{len(members)}: {m.name} ({m.kind}, seed {m.cfg.seed}): "
+                          f"{len(m.train_items)} training / {len(m.val_items)} validation clips")
+                result = train_member(data, m, run / m.name, bar, resume)
             results.append({"name": m.name, "kind": m.kind, "seed": m.cfg.seed, "best_epoch": result["best_epoch"],
                             "seconds": time.perf_counter() - tick, "validation": brief(result["validation"])}
                            | ({"test": brief(result["test"])} if "test" in result else {}))
@@ -261,12 +297,14 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     return summary
 
 
-def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm) -> dict:
+def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm, resume: bool = False) -> dict:
+    """One member into `folder`; resume: a fine-tune continues after its last epoch (a probe, minutes at
+    most, starts over)."""
     if m.kind == "probe":
         result = train_probe(data, m.cfg, folder, m.train_items, m.val_items)
         bar.update(member_steps(m))
         return result
-    return train(data, m.cfg, folder, split=(m.train_items, m.val_items), overall=bar)
+    return train(data, m.cfg, folder, split=(m.train_items, m.val_items), overall=bar, resume=resume)
 
 
 def brief(metrics: dict) -> dict:

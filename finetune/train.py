@@ -23,6 +23,7 @@ from finetune.features import FeatureCache, WindowFeatures, plan_views
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.plots import plot_confusion, plot_curves
+from finetune.state import clear_state, has_state, load_state, save_state
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
@@ -173,11 +174,13 @@ def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | No
 
 
 def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
-          split: tuple[list[Item], list[Item]] | None = None, overall: tqdm | None = None) -> dict:
+          split: tuple[list[Item], list[Item]] | None = None, overall: tqdm | None = None,
+          resume: bool = False) -> dict:
     """Fine-tune on `data`, write the run folder, return metrics.json's content.
 
     split: (training, validation) items chosen by the caller (a k-fold fold); default `speaker_split`.
-    overall: a progress bar over several runs, advanced once per training step."""
+    overall: a progress bar over several runs, advanced once per training step.
+    resume: continue after the last epoch `run/resume/` holds (finetune.state), if it holds one."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run.mkdir(parents=True, exist_ok=True)
@@ -201,9 +204,19 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
     fit = Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device,
               autocast_ctx, scaler, overall)
-    history, best, best_epoch, step, start = [], -math.inf, 0, 0, time.perf_counter()
-    (run / "history.jsonl").write_text("")  # this run's epochs only
-    for epoch in range(1, cfg.epochs + 1):
+    history, best, best_epoch, step, first, stop, before = [], -math.inf, 0, 0, 1, False, 0.0
+    if resume and has_state(run):
+        done = load_state(run, model, opt, sched, scaler, rng, gen, device)
+        history, best, best_epoch, step, stop = (done[k] for k in ("history", "best", "best_epoch", "step", "stop"))
+        first, before, fit.guard.total = done["epoch"] + 1, done["seconds"], done["skipped"]
+        if step >= cfg.freeze_transformer_steps > 0:  # the head-only warm-up was over
+            model.freeze(cfg.freeze_feature_encoder)
+        print(f"resuming {run} after epoch {done['epoch']} (step {step}, best epoch {best_epoch})")
+        if overall is not None:
+            overall.update(step)
+    start = time.perf_counter() - before
+    (run / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))  # this run's epochs only
+    for epoch in range(first, 0 if stop else cfg.epochs + 1):
         sampler.set_epoch(epoch)
         tick = time.perf_counter()
         loss, step, audio = train_epoch(fit, step, epoch)
@@ -234,13 +247,19 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
             best, best_epoch = metrics["uar"], epoch
             save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
                                                    "epoch": epoch, "val_uar": best})
-        if epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps):
+        stop = bool(epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps))
+        save_state(run, model, opt, sched, scaler, rng, gen, device,
+                   {"epoch": epoch, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
+                    "stop": stop, "seconds": time.perf_counter() - start, "skipped": fit.guard.total})
+        if stop:
             say(f"stopping after epoch {epoch} (best epoch {best_epoch})")
             break
     if overall is not None:  # early stopping: the steps this run will not take
         overall.update(max(0, total_steps - step))
     plot_curves(history, run / "curves.png")
-    return finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
+    result = finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
+    clear_state(run)  # finished: nothing left to resume
+    return result
 
 
 def cached_features(model: torch.nn.Module, cfg: FinetuneConfig, cache: AudioCache, val_cache: AudioCache,
