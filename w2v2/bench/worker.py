@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from w2v2.config import SAMPLE_RATE
+from w2v2.model import normalize_waveform
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -143,19 +144,63 @@ def run_side(args: argparse.Namespace) -> dict:
     if args.compile:
         clf = _compile(args.side, clf)
 
+    # the waveform a pipeline feeds each side: transformers' feature extractor normalises it (do_normalize)
+    # where the model was trained so, w2v2's model does it itself (normalize_waveform in the config)
+    preprocessor = json.loads((directory / "classifier" / "preprocessor_config.json").read_text())
+    normalize = args.side != "w2v2" and preprocessor.get("do_normalize", False)
+    clf_wave = normalize_waveform(wave, None) if normalize else wave
+
     def infer() -> torch.Tensor:
         with torch.no_grad(), autocast:
-            return clf(wave).logits
+            return clf(clf_wave).logits
 
     infer_times = timed(infer, args.steps, args.warmup, device)
+    logits = infer().float().cpu().tolist()
+    tune_times, cached_times = finetune_times(args, clf, clf_wave, autocast, device)
     audio_seconds = wave.shape[0] * wave.shape[1] / SAMPLE_RATE
     return {"side": args.side, "step_s": statistics.median(times), "step_times": times,
             "peak_mb": peak, "step_mem_mb": peak - base, "loss": loss,
             "infer_s": statistics.median(infer_times),
             "infer_s_per_audio_s": statistics.median(infer_times) / audio_seconds,
-            "logits": infer().float().cpu().tolist(), "threads": torch.get_num_threads(),
+            "finetune_audio_s_per_s": audio_seconds / statistics.median(tune_times),
+            "cached_audio_s_per_s": audio_seconds / statistics.median(cached_times) if cached_times else None,
+            "logits": logits, "threads": torch.get_num_threads(),
             "attn": getattr(getattr(clf, "config", None), "_attn_implementation", "sdpa"),
             "version": _version(args.side)}
+
+
+def finetune_times(args: argparse.Namespace, clf: nn.Module, wave: torch.Tensor,
+                   autocast: contextlib.AbstractContextManager, device: torch.device
+                   ) -> tuple[list[float], list[float]]:
+    """Seconds of a fine-tuning step (forward, cross-entropy, backward) with the CNN frozen, no span masking
+    and no dropout on either side; and, for w2v2 only, the same step from the frozen CNN's cached features
+    (fine-tuning's feature cache: the CNN ran once, before training)."""
+    import torch.nn.functional as F
+
+    labels = torch.arange(wave.shape[0], device=device) % 2
+    clf.train()
+    if args.side == "w2v2":
+        clf.freeze(feature_encoder=True)
+        with torch.no_grad(), autocast:
+            features, frame_mask = clf.backbone.encode(wave)
+        no_mask = torch.zeros(features.shape[:2], dtype=torch.bool, device=device)
+        forward = lambda: clf(wave, mask=no_mask).logits  # noqa: E731
+        cached = lambda: clf.classify_features(features, frame_mask, mask=no_mask).logits  # noqa: E731
+    else:
+        clf.freeze_feature_encoder()
+        clf.config.apply_spec_augment = False
+        forward, cached = (lambda: clf(wave).logits), None  # noqa: E731
+
+    def step(logits_of: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            clf.zero_grad(set_to_none=True)
+            with autocast:
+                logits = logits_of()
+            F.cross_entropy(logits.float(), labels).backward()
+        return run
+
+    tune = timed(step(forward), args.steps, args.warmup, device)
+    return tune, (timed(step(cached), args.steps, args.warmup, device) if cached is not None else [])
 
 
 def _version(side: str) -> str:
