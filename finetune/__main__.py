@@ -27,6 +27,7 @@ from finetune.outputs import check_output_file, prepare_run
 from w2v2.checkpoint import atomic_write, describe_os_error
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
+from w2v2.data.labels import EMOTIONS
 from w2v2.training import inference_precision, resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
@@ -206,6 +207,10 @@ def cmd_train(args: argparse.Namespace) -> dict:
         prepare_run(run, args.overwrite)
     data = load_dataset(data_path, layout)
     data.train = checked(data.train, args.skip_bad, "training")
+    emotions = sorted({it.label for it in data.train if it.label is not None})
+    if len(emotions) == 1:
+        warnings.warn(f"{data_path}: every training clip is labelled {EMOTIONS[emotions[0]]}: the model can only "
+                      "learn to predict that one emotion", stacklevel=1)
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)

@@ -136,3 +136,9 @@ def test_one_speaker_or_rows_without_one_fall_back_to_a_random_split() -> None:
     for items in (one, partial):
         train, val = speaker_split(items, 0.25)
         assert len(val) == 6 and len(train) == 18 and sorted(it.label for it in val) == list(range(6))
+
+
+def test_test_ids_left_out_of_the_sample_submission_are_warned_about(tmp_path) -> None:
+    with pytest.warns(UserWarning, match=r"test.csv: 1 id\(s\) are not in sample_submission.csv, e.g. \['x1'\]"):
+        data = load_dataset(competition(tmp_path, TRAIN, TEST, "id,label\nx2,0\nx0,0\n"))
+    assert [t.id for t in data.test] == ["x2", "x0"]

@@ -97,3 +97,23 @@ def test_fine_tuning_on_a_full_disk_ends_with_a_sentence_and_no_half_model(synth
         main(["train", "--data", str(synthetic_corpus(48, 6, 0)), "--run", str(run), "init=scratch", "epochs=1",
               "batch_size=4", "crop_seconds=1.0"])
     assert not (run / "best").exists() and not list(run.glob(".best*"))
+
+
+def test_training_data_of_one_emotion_is_warned_about(synthetic_corpus, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from finetune import recipe
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_corpus(48, 6, 0), data)
+    train = pd.read_csv(data / "train.csv")
+    train["label"] = 2
+    train.to_csv(data / "train.csv", index=False)
+
+    def stop(*args, **kwargs) -> None:
+        raise SystemExit("stopped before training")
+
+    monkeypatch.setattr(recipe, "train_recipe", stop)
+    with pytest.warns(UserWarning, match="every training clip is labelled sad: the model can only learn"):
+        with pytest.raises(SystemExit, match="stopped before training"):
+            main(["train", "--data", str(data), "--run", str(tmp_path / "run"), "init=scratch"])

@@ -131,6 +131,11 @@ def load_competition(root: Path) -> Dataset:
         unknown = [i for i in submission[id_col] if i not in by_id]
         if unknown:
             raise DatasetError(f"{root / 'sample_submission.csv'}: ids not in test.csv, e.g. {unknown[:3]}")
+        listed = set(submission[id_col])
+        left_out = [t.id for t in test if t.id not in listed]
+        if left_out:  # the submission follows sample_submission.csv: these clips get no row
+            warnings.warn(f"{root / 'test.csv'}: {len(left_out)} id(s) are not in sample_submission.csv, e.g. "
+                          f"{left_out[:3]}: they are not predicted and get no submission row", stacklevel=2)
         test = [by_id[i] for i in submission[id_col]]
     return Dataset("competition", root, train, test, submission, _test_labels(root, test))
 
