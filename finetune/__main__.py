@@ -26,7 +26,7 @@ from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.checkpoint import atomic_write, describe_os_error
 from w2v2.config import check_range
-from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, labelled_test, load_dataset
+from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
 from w2v2.data.labels import EMOTIONS
 from w2v2.training import inference_precision, resolve_device
 
@@ -274,7 +274,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     with inference_precision(args.precision, device):
         probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta,
                                      progress=True, device=device)
-    labels = [it.label for it in items]
+    labels = item_labels(items)
     metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(ckpts) > 1:
         scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in each]

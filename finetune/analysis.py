@@ -24,6 +24,7 @@ from safetensors import safe_open
 
 from finetune.probe import layer_means
 from w2v2.data.datasets import Item
+from w2v2.model import Wav2Vec2ForClassification
 
 
 def pairs_of(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +72,7 @@ class Calibration(NamedTuple):
     edges: np.ndarray  # (bins+1,) confidence bin edges
     confidence: np.ndarray  # (bins,) mean top probability per bin (nan where empty)
     accuracy: np.ndarray  # (bins,) share right per bin (nan where empty)
-    count: np.ndarray  # (bins,) clips per bin
+    count: np.ndarray  # type: ignore[assignment]  # (bins,) clips per bin; shadows tuple.count, as allowed at runtime
     ece: float
 
 
@@ -105,7 +106,7 @@ def layer_weights(ckpt: Path) -> np.ndarray | None:
         return torch.softmax(f.get_tensor("head.layer_weights").float(), -1).numpy()
 
 
-def utterance_embeddings(model: torch.nn.Module, items: list[Item], window_seconds: float) -> np.ndarray:
+def utterance_embeddings(model: Wav2Vec2ForClassification, items: list[Item], window_seconds: float) -> np.ndarray:
     """(b, d): per clip, the frame-averaged hidden states the head mixes (its weighted layer sum, or the last
     layer), standardised as the head standardises them."""
     head = model.head

@@ -36,7 +36,7 @@ from w2v2.checkpoint import PRETRAINED_DIR
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import inference_precision
+from w2v2.training import Precision, inference_precision
 
 WINDOW_SECONDS = 8.0  # predict's default window (and half a window's hop)
 MAX_UPLOAD = "500mb"  # Gradio refuses bigger uploads in the page; the duration limit is --max-minutes
@@ -56,7 +56,7 @@ class Recognizer:
     """The models of --ckpt, loaded once; `__call__` turns an audio file into a `Result`."""
 
     def __init__(self, ckpts: list[Path], device: torch.device | None = None, max_minutes: float = 30.0,
-                 window_seconds: float = WINDOW_SECONDS, precision: str = "fp32") -> None:
+                 window_seconds: float = WINDOW_SECONDS, precision: Precision = "fp32") -> None:
         self.device = device or torch.device("cpu")
         self.precision = precision
         inference_precision(precision, self.device)  # refused here, at start, rather than on each upload
@@ -150,7 +150,7 @@ def build_app(recognizer: Recognizer):
 
 
 def serve(ckpts: list[Path], host: str = "127.0.0.1", port: int = 7860, max_minutes: float = 30.0,
-          device: torch.device | None = None, precision: str = "fp32", block: bool = True):
+          device: torch.device | None = None, precision: Precision = "fp32", block: bool = True):
     """Load the models, then serve the page until interrupted (block=False: return the running app)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:

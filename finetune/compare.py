@@ -35,7 +35,7 @@ from finetune.probe import fit_head, layer_means, pooled_logits
 from finetune.train import train
 from w2v2.checkpoint import init_config
 from w2v2.config import deep_merge, parse_with_overrides, to_dict
-from w2v2.data.datasets import Dataset, Item, load_dataset, speaker_split
+from w2v2.data.datasets import Dataset, Item, item_labels, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
 from w2v2.training import resolve_device
 
@@ -100,7 +100,8 @@ def run_finetune(args: argparse.Namespace, arm: str, seed: int, train_items: lis
                  data: Dataset, folder: Path) -> dict:
     cfg = finetune_config(args, arm, seed)
     # train() splits off the same validation clips as the probe: speaker_split, same items, fraction, seed
-    subset = Dataset(data.layout, data.root, train_items, test_items, None, {it.id: it.label for it in test_items})
+    test_labels = dict(zip([it.id for it in test_items], item_labels(test_items), strict=True))
+    subset = Dataset(data.layout, data.root, train_items, test_items, None, test_labels)
     shutil.rmtree(folder, ignore_errors=True)  # a run killed before it reached results.json starts over
     result = train(subset, cfg, folder)
     return {"test": result["test"], "validation": result["validation"], "train_seconds": result["train_seconds"]}

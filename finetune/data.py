@@ -21,6 +21,7 @@ from finetune.config import AugmentConfig
 from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
 from w2v2.data.batching import collate_waves, fit_length
 from w2v2.data.datasets import Item
+from w2v2.model import Wav2Vec2ForClassification
 
 
 class AudioCache:
@@ -136,7 +137,7 @@ def window_batches(lengths: list[int], batch_size: int, pad: bool) -> list[list[
     return batches
 
 
-def padding_invariant(model: torch.nn.Module) -> bool:
+def padding_invariant(model: Wav2Vec2ForClassification) -> bool:
     """Whether padding a clip leaves its output unchanged. Not for the group-norm CNN (base): its first
     GroupNorm normalises each channel over the whole padded length. The layer-norm CNN normalises each
     frame alone, and the context network zeroes and masks padded frames."""
@@ -152,7 +153,7 @@ def checked_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_size: int = 8,
+def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor], batch_size: int = 8,
                   progress: bool = False) -> torch.Tensor:
     """Softmax (n, num_labels) of each segment (s,) as one input, computed on the model's device. A
     segment's result never depends on the other segments of the call (see `window_batches`). ValueError
@@ -169,7 +170,7 @@ def segment_probs(model: torch.nn.Module, segments: list[torch.Tensor], batch_si
     return probs
 
 
-def window_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+def window_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
                  hop_seconds: float | None = None, tta: tuple[float, ...] = (), batch_size: int = 8,
                  progress: bool = False) -> list[torch.Tensor]:
     """Per clip, (windows, num_labels): each window's softmax (windows of `window_starts`), averaged
@@ -186,7 +187,7 @@ def window_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_secon
     return list(probs.split([len(segs) for segs in per_clip]))
 
 
-def predict_probs(model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+def predict_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
                   batch_size: int = 8, progress: bool = False, tta: tuple[float, ...] = ()) -> torch.Tensor:
     """Class probabilities (n, num_labels): per-window softmax (50% overlap) averaged over each clip's
     windows (and `tta` views, see `window_probs`). A clip's result never depends on the other clips."""

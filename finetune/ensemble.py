@@ -27,6 +27,7 @@ from finetune.outputs import MEMBER_NAME
 from w2v2.checkpoint import CheckpointError, atomic_write, read_meta
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.model import Wav2Vec2ForClassification
 
 PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]
 
@@ -87,7 +88,7 @@ def ensemble_window_probs(ckpts: list[Path], waves: list[torch.Tensor], window_s
     return mean_window_probs(loaded, waves, window_seconds, hop_seconds, tta, progress)
 
 
-def mean_window_probs(models: Iterable[tuple[Path, torch.nn.Module]], waves: list[torch.Tensor],
+def mean_window_probs(models: Iterable[tuple[Path, Wav2Vec2ForClassification]], waves: list[torch.Tensor],
                       window_seconds: float, hop_seconds: float | None = None, tta: tuple[float, ...] = (),
                       progress: bool = False) -> list[torch.Tensor]:
     """`ensemble_window_probs` of (checkpoint, model) pairs already loaded (the web app keeps them)."""

@@ -28,15 +28,16 @@ from finetune.config import FinetuneConfig
 from finetune.data import AudioCache, augment, checked_softmax, padding_invariant, window_batches, windows
 from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from w2v2.data.batching import collate_waves
+from w2v2.model import Wav2Vec2ForClassification
 
 
-def cache_bytes(model: torch.nn.Module, num_samples: list[int], views: int, dtype: torch.dtype) -> int:
+def cache_bytes(model: Wav2Vec2ForClassification, num_samples: list[int], views: int, dtype: torch.dtype) -> int:
     """Bytes of the CNN features of clips of `num_samples` samples, `views` times (speed views ~ as long)."""
     frames = sum(model.backbone.feature_encoder.num_frames(max(n, MIN_SAMPLES)) for n in num_samples)
     return frames * model.cfg.encoder.conv_dim[-1] * views * torch.finfo(dtype).bits // 8
 
 
-def plan_views(cfg: FinetuneConfig, model: torch.nn.Module, num_samples: list[int], dtype: torch.dtype
+def plan_views(cfg: FinetuneConfig, model: Wav2Vec2ForClassification, num_samples: list[int], dtype: torch.dtype
                ) -> tuple[int, str]:
     """(views to cache, 0 = no cache; why) for training clips of `num_samples` samples."""
     if not cfg.freeze_feature_encoder or not cfg.feature_cache:
@@ -53,7 +54,7 @@ def plan_views(cfg: FinetuneConfig, model: torch.nn.Module, num_samples: list[in
 
 
 @torch.no_grad()
-def encode_all(model: torch.nn.Module, waves: list[torch.Tensor], dtype: torch.dtype, batch_size: int = 8,
+def encode_all(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], dtype: torch.dtype, batch_size: int = 8,
                progress: str | None = None) -> list[torch.Tensor]:
     """The CNN features (t, c) of each wave (s,), computed in fp32 on the model's device, stored on the
     CPU in `dtype`. Batches hold clips of similar length; for a CNN whose output depends on padding
@@ -75,7 +76,7 @@ class FeatureCache:
     """CNN features of training clips by index: `views[i]` is a list of (t, c) tensors, None for a clip
     that cannot be decoded."""
 
-    def __init__(self, model: torch.nn.Module, audio: AudioCache, cfg: FinetuneConfig, views: int,
+    def __init__(self, model: Wav2Vec2ForClassification, audio: AudioCache, cfg: FinetuneConfig, views: int,
                  dtype: torch.dtype, rng: random.Random) -> None:
         waves, index = [], []
         for i in range(len(audio.items)):
@@ -94,7 +95,7 @@ class FeatureCache:
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """(features (b, t, c), frame_padding_mask (b, t), labels (b,)) of one random view and crop of each
         decodable clip; None when none is."""
-        picked = [(self.views[i], y) for i, y in zip(indices, labels, strict=True) if self.views[i] is not None]
+        picked = [(views, y) for i, y in zip(indices, labels, strict=True) if (views := self.views[i]) is not None]
         if not picked:
             return None
         crops = [crop_frames(views[rng.randrange(len(views))] if len(views) > 1 else views[0], self.crop_frames,
@@ -125,7 +126,7 @@ class WindowFeatures:
     """CNN features of every prediction window of some clips (validation), for `probs`: what
     `finetune.data.predict_probs` computes, with the CNN run once."""
 
-    def __init__(self, model: torch.nn.Module, waves: list[torch.Tensor], window_seconds: float,
+    def __init__(self, model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
                  batch_size: int) -> None:
         per_clip = [windows(w, int(window_seconds * SAMPLE_RATE)) for w in waves]
         self.counts = [len(segs) for segs in per_clip]
@@ -134,7 +135,7 @@ class WindowFeatures:
         self.batch_size, self.invariant = batch_size, padding_invariant(model)
 
     @torch.no_grad()
-    def probs(self, model: torch.nn.Module) -> torch.Tensor:
+    def probs(self, model: Wav2Vec2ForClassification) -> torch.Tensor:
         """Class probabilities (n, num_labels): each window's softmax, averaged over the clip's windows."""
         device = next(model.parameters()).device
         model.eval()

@@ -25,7 +25,7 @@ import torch
 from finetune.ensemble import PROB_COLUMNS, probs_frame, write_csv
 from finetune.metrics import classification_metrics
 from finetune.plots import plot_confusion
-from w2v2.data.datasets import Item, no_speaker_split
+from w2v2.data.datasets import Item, item_labels, no_speaker_split
 from w2v2.data.labels import EMOTIONS
 
 
@@ -51,7 +51,7 @@ def stratified_folds(items: list[Item], k: int, rng: random.Random) -> list[int]
     """Each class's clips shuffled and dealt round-robin; the next class continues where the last
     stopped, so fold sizes differ by at most one clip and each class by at most one per fold."""
     folds, offset = [0] * len(items), 0
-    for label in sorted({it.label for it in items}):
+    for label in sorted(set(item_labels(items))):
         idx = [i for i, it in enumerate(items) if it.label == label]
         rng.shuffle(idx)
         for j, i in enumerate(idx):
@@ -70,7 +70,7 @@ def out_of_fold(run: Path, items: list[Item], fold_of: list[int], oof: torch.Ten
     df = probs_frame(items, oof, labelled=True)
     df.insert(3, "fold", [f + 1 for f in fold_of])
     write_csv(df, run / "oof_probs.csv")
-    metrics = classification_metrics([it.label for it in items], oof.argmax(-1).tolist())
+    metrics = classification_metrics(item_labels(items), oof.argmax(-1).tolist())
     plot_confusion(metrics["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix_oof.png",
                    f"out-of-fold, {len(items)} training clips (UAR {metrics['uar']:.3f})")
     return {"oof": metrics}

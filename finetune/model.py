@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -16,7 +17,7 @@ from w2v2.checkpoint import (
     read_meta,
     resolve_checkpoint,
 )
-from w2v2.config import merge, resolve_model, to_dict
+from w2v2.config import ModelConfig, merge, resolve_model, to_dict
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
 
@@ -25,16 +26,18 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
     """A six-emotion classifier: the init's backbone (or random weights of `preset` + `model`), and
     the init's head only where it was a six-emotion classifier with the same head config."""
     source = load_init(cfg.init, None)  # its own kind: a pretraining checkpoint has no head to keep
-    base_cfg = resolve_model(cfg.preset, cfg.init, source.cfg if source is not None else None, cfg.model)
-    source_head_fits = isinstance(source, Wav2Vec2ForClassification) and source.cfg.head.num_labels == len(EMOTIONS)
-    head = cfg.head or (source.cfg.head if source_head_fits else DEFAULT_HEAD)
+    source_cfg = cast(ModelConfig, source.cfg) if source is not None else None  # every w2v2 model has one
+    base_cfg = resolve_model(cfg.preset, cfg.init, source_cfg, cfg.model)
+    head_source = (source if isinstance(source, Wav2Vec2ForClassification)
+                   and source.cfg.head.num_labels == len(EMOTIONS) else None)  # a six-emotion head to keep
+    head = cfg.head or (head_source.cfg.head if head_source is not None else DEFAULT_HEAD)
     model_cfg = merge(base_cfg, {"head": {**to_dict(head), "num_labels": len(EMOTIONS)}})
     torch.manual_seed(cfg.seed)
     model = build_model(model_cfg, "classifier")
     if source is not None:
         model.load_backbone_from(source)
-        if source_head_fits and model.cfg.head == source.cfg.head:
-            model.head.load_state_dict(source.head.state_dict())
+        if head_source is not None and model.cfg.head == head_source.cfg.head:
+            model.head.load_state_dict(head_source.head.state_dict())
     return model
 
 
@@ -83,6 +86,7 @@ def load_classifier(path: str | Path, device: torch.device | None = None) -> tup
     run folder or checkpoint; CheckpointError naming it for anything else."""
     ckpt = classifier_checkpoint(path)
     model = load_model(ckpt).to(device or torch.device("cpu"))
+    assert isinstance(model, Wav2Vec2ForClassification)  # classifier_checkpoint checked its kind
     if model.cfg.head.num_labels != len(EMOTIONS):
         raise CheckpointError(f"{ckpt}: a classifier of {model.cfg.head.num_labels} classes, not the "
                               f"{len(EMOTIONS)} emotions ({', '.join(EMOTIONS)}); fine-tune it first")

@@ -45,7 +45,7 @@ def predict_files(ckpts: list[Path], files: list[Path], window_seconds: float = 
     probabilities; each such file's length in samples)."""
     cache = AudioCache([Item(id=f.stem, path=f) for f in files])
     ok = [i for i in range(len(files)) if cache[i] is not None]
-    waves = [cache[i] for i in ok]
+    waves = [w for i in ok if (w := cache[i]) is not None]  # all of them
     per_window = ensemble_window_probs(members(ckpts), waves, window_seconds, hop_seconds, tta, progress=True,
                                        device=device)
     rows = [file_row(files[i], windows) for i, windows in zip(ok, per_window, strict=True)]

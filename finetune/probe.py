@@ -37,13 +37,14 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
 from w2v2.heads import ClassificationHead
+from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device
 
 BATCH = 32  # clips per probe update (pooled vectors: cheap)
 
 
 @torch.no_grad()
-def layer_means(model: torch.nn.Module, items: list[Item], window_seconds: float, progress: bool = False,
+def layer_means(model: Wav2Vec2ForClassification, items: list[Item], window_seconds: float, progress: bool = False,
                 desc: str = "features", cache: AudioCache | None = None) -> torch.Tensor:
     """(n, layers+1, d) on the CPU: each clip's hidden states averaged over its frames (and windows, as
     prediction does), one clip at a time on the model's device, so that no clip's features depend on
@@ -94,6 +95,7 @@ def fit_head(head: ClassificationHead, x: dict[str, torch.Tensor], y: dict[str, 
             log(epoch, total / n, uar)
         if uar > best:
             best, best_epoch, best_state = uar, epoch, {k: v.clone() for k, v in head.state_dict().items()}
+    assert best_state is not None  # set at the first epoch: any UAR beats -inf
     head.load_state_dict(best_state)
     head.eval()
     return best, best_epoch

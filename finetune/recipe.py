@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -37,6 +38,7 @@ from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import autocast, resolve_amp, resolve_device
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
@@ -110,7 +112,7 @@ def audio_hours(items: list[Item]) -> float | None:
 
 
 @torch.no_grad()
-def _forward_seconds(model: torch.nn.Module, wave: torch.Tensor, features: bool) -> float:
+def _forward_seconds(model: Wav2Vec2ForClassification, wave: torch.Tensor, features: bool) -> float:
     """Seconds of one no-grad forward (the CNN alone with `features`) of wave (b, s)."""
     model.eval()
     tick = time.perf_counter()
@@ -285,7 +287,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
             results.append({"name": m.name, "kind": m.kind, "seed": m.cfg.seed, "best_epoch": result["best_epoch"],
                             "seconds": time.perf_counter() - tick, "validation": brief(result["validation"])}
                            | ({"test": brief(result["test"])} if "test" in result else {}))
-    summary = {"recipe": how, "members": results}
+    summary: dict[str, Any] = {"recipe": how, "members": results}
     if cfg.folds:
         summary |= folds_oof(run, data, members)
     if data.test:
@@ -317,6 +319,7 @@ def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:
     oof, count = torch.zeros(len(data.train), len(EMOTIONS)), torch.zeros(len(data.train), 1)
     index = {id(it): i for i, it in enumerate(data.train)}
     for m in members:
+        assert m.fold is not None  # with cfg.folds every member is a fold's
         rows = [index[id(it)] for it in m.val_items]
         oof[rows] += read_probs(run / m.name / "val_probs.csv")
         count[rows] += 1

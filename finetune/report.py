@@ -227,12 +227,14 @@ def clip_items(val: pd.DataFrame, model: Path, data: Dataset | None) -> list[Ite
     paths = [where.get(i) or find_path(p, model) for i, p in zip(val["id"], val["path"], strict=True)]
     if any(p is None or not Path(p).is_file() for p in paths):
         return None
-    return [Item(i, Path(p), int(y)) for i, p, y in zip(val["id"], paths, val["label"], strict=True)]
+    return [Item(i, Path(p), int(y)) for i, p, y in zip(val["id"], paths, val["label"], strict=True)
+            if p is not None]  # all of them (above)
 
 
 def embeddings_section(run: Run, data: Dataset | None, notes: list[str]) -> str | None:
     """PCA of the validation clips' utterance embeddings (the first member's for an ensemble)."""
     from w2v2.checkpoint import load_model
+    from w2v2.model import Wav2Vec2ForClassification
 
     model_dir = run.models[0]
     val = pd.read_csv(model_dir / "val_probs.csv")
@@ -241,6 +243,7 @@ def embeddings_section(run: Run, data: Dataset | None, notes: list[str]) -> str 
         notes.append("the validation audio was not found (pass --data DIR): no embedding picture")
         return None
     model = load_model(model_dir / "best").eval()
+    assert isinstance(model, Wav2Vec2ForClassification)  # a fine-tuning run's best/
     window = yaml.safe_load((model_dir / "config.yaml").read_text())["window_seconds"]
     xy, share = analysis.pca_2d(analysis.utterance_embeddings(model, items, window))
     fig = plots.embedding_figure(xy, share, val["label"].to_numpy(), val[PROB_COLUMNS].to_numpy().argmax(1),

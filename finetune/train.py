@@ -28,8 +28,9 @@ from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
-from w2v2.data.datasets import Dataset, Item, labelled_test, no_speaker_split, speaker_split
+from w2v2.data.datasets import Dataset, Item, item_labels, labelled_test, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
+from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
 
@@ -55,14 +56,14 @@ def oversample(items: list[Item], seed: int) -> list[Item]:
     return out
 
 
-def evaluate_items(model: torch.nn.Module, items: list[Item], cache: AudioCache, window_seconds: float,
+def evaluate_items(model: Wav2Vec2ForClassification, items: list[Item], cache: AudioCache, window_seconds: float,
                    progress: bool = False, tta: tuple[float, ...] = ()) -> tuple[dict, torch.Tensor]:
     """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
     probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
-    return classification_metrics([it.label for it in items], probs.argmax(-1).tolist()), probs
+    return classification_metrics(item_labels(items), probs.argmax(-1).tolist()), probs
 
 
-def make_optimizer(model: torch.nn.Module, cfg: FinetuneConfig, total_steps: int):
+def make_optimizer(model: Wav2Vec2ForClassification, cfg: FinetuneConfig, total_steps: int):
     groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head},
               {"params": list(model.backbone.parameters()), "lr": cfg.lr_backbone}]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
@@ -75,7 +76,7 @@ class Fit:
     """What the epochs work on."""
 
     cfg: FinetuneConfig
-    model: torch.nn.Module
+    model: Wav2Vec2ForClassification
     items: list[Item]
     cache: AudioCache
     features: FeatureCache | None  # the frozen CNN's output, cached (None: the CNN runs every step)
@@ -96,12 +97,12 @@ class Fit:
 def next_batch(fit: Fit, batch: list[int], crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(input, padding mask, labels) of a batch of clip indices: cached CNN features (b, t, c) with a frame
     mask, or waveforms (b, s) with a sample mask, augmented and cropped; None when no clip decoded."""
-    labels = [fit.items[i].label for i in batch]
+    labels = item_labels(fit.items[i] for i in batch)
     if fit.features is not None:
         return fit.features.batch(batch, labels, fit.rng, fit.gen)
-    pairs = [(fit.cache[i], y) for i, y in zip(batch, labels, strict=True)]
+    loaded = [(fit.cache[i], y) for i, y in zip(batch, labels, strict=True)]
     pairs = [(augment(w, fit.cfg.augmentation, fit.rng, crop, fit.gen) if fit.cfg.augment else w, y)
-             for w, y in pairs if w is not None]
+             for w, y in loaded if w is not None]
     if not pairs:
         return None
     wave, padding_mask = collate_waves([w for w, _ in pairs], crop, fit.gen)
@@ -227,7 +228,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
                 raise ValueError("the weights became NaN/inf")
             if val_features is not None:
                 probs = val_features.probs(model)
-                metrics = classification_metrics([it.label for it in val_items], probs.argmax(-1).tolist())
+                metrics = classification_metrics(item_labels(val_items), probs.argmax(-1).tolist())
             else:
                 metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
         except ValueError as e:  # a diverged model: never saved as best/
@@ -262,7 +263,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     return result
 
 
-def cached_features(model: torch.nn.Module, cfg: FinetuneConfig, cache: AudioCache, val_cache: AudioCache,
+def cached_features(model: Wav2Vec2ForClassification, cfg: FinetuneConfig, cache: AudioCache, val_cache: AudioCache,
                     amp: str, rng: random.Random) -> tuple[FeatureCache | None, WindowFeatures | None]:
     """The frozen CNN's features of the training clips (in views) and of the validation windows, where
     `plan_views` finds them worth it and within memory; (None, None) otherwise."""
@@ -284,6 +285,7 @@ def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCach
     from w2v2.checkpoint import load_model
 
     model = load_model(run / "best").to(resolve_device(cfg.device)).eval()
+    assert isinstance(model, Wav2Vec2ForClassification)  # what train() and train_probe() save
     val_metrics, val_probs = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True,
                                             tta=cfg.tta)
     write_csv(probs_frame(val_items, val_probs, labelled=True), run / "val_probs.csv")
@@ -308,7 +310,7 @@ def write_test_outputs(folder: Path, data: Dataset, probs: torch.Tensor) -> dict
     result: dict = {"submission": str(folder / "submission.csv")}
     if labelled := labelled_test(data):
         pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
-        result["test"] = classification_metrics([it.label for it in labelled], [pred_of[it.id] for it in labelled])
+        result["test"] = classification_metrics(item_labels(labelled), [pred_of[it.id] for it in labelled])
         plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), folder / "confusion_matrix_test.png",
                        f"test (UAR {result['test']['uar']:.3f})")
     return result

@@ -19,6 +19,7 @@ import json
 import shutil
 import statistics
 from pathlib import Path
+from typing import Any
 
 import yaml
 from safetensors.torch import load_file
@@ -39,7 +40,8 @@ KNOWN_DATA = {
 def source_facts(path: str) -> dict:
     """Clips, hours and speakers of one pretraining source (from a manifest's num_samples / speaker)."""
     p = Path(path)
-    facts = {"path": path, "description": next((d for k, d in KNOWN_DATA.items() if k in path.lower()), path)}
+    description = next((d for k, d in KNOWN_DATA.items() if k in path.lower()), path)
+    facts: dict[str, Any] = {"path": path, "description": description}
     if p.is_file():
         with open(p, newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
@@ -88,8 +90,8 @@ def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0, be
     configs = [yaml.safe_load((r / "config.yaml").read_text()) for r in stages]
     models = [read_meta(resolve_checkpoint(r))["model"] for r in stages[:-1]] + [meta["model"]]
     out.mkdir(parents=True, exist_ok=True)
-    for f in (WEIGHTS, META):
-        shutil.copy2(ckpt / f, out / f)
+    for file in (WEIGHTS, META):
+        shutil.copy2(ckpt / file, out / file)
     plot_log([r / "log.jsonl" for r in stages], out / "curves.png")
     paths = [p for c in configs for p in ([c["data"]["path"]] if isinstance(c["data"]["path"], str)
                                           else c["data"]["path"])]

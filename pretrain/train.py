@@ -32,7 +32,7 @@ from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
-from w2v2.model import build_model
+from w2v2.model import Wav2Vec2ForPreTraining, build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
 # what marks a fine-tuning run folder (finetune.outputs.RUN_OUTPUTS, MEMBER_NAME): never a pretraining run_dir
@@ -136,18 +136,20 @@ def pretrain(cfg: PretrainConfig, model_cfg: ModelConfig) -> dict:
                             weight_decay=cfg.optim.weight_decay)
     o = cfg.optim
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_decay(o.warmup_steps, o.max_steps, o.decay))
-    trainer = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0, "elapsed_s": 0.0}
+    trainer: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "nonfinite_total": 0, "elapsed_s": 0.0}
     if resume_from is not None:
         trainer.update(load_checkpoint(resume_from, model, opt, sched))
         if main_rank:
             print(f"resumed from {resume_from} at step {trainer['step']}")
     elif cfg.init != "scratch":  # continued pretraining: same architecture, the source's weights
-        model.load_state_dict(load_init(cfg.init, "pretrain").state_dict())
+        init = load_init(cfg.init, "pretrain")
+        assert init is not None  # not scratch
+        model.load_state_dict(init.state_dict())
         if main_rank:
             print(f"starting from the weights of {cfg.init}")
     if main_rank:
         trim_log(run / "log.jsonl", trainer["step"])
-    ddp = model
+    ddp: torch.nn.Module = model
     if cfg.compile:
         ddp = compile_model(model, dynamic=None, fallback_random=False)  # buckets: a few shapes, then dynamic
     if world > 1:
@@ -181,7 +183,7 @@ class Training:
     """What the loop works on."""
 
     cfg: PretrainConfig
-    model: torch.nn.Module  # the bare model: temperature, clipping, checkpoints
+    model: Wav2Vec2ForPreTraining  # the bare model: temperature, clipping, checkpoints
     ddp: torch.nn.Module  # what runs forward: the model, compiled and/or wrapped by DDP
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
@@ -272,7 +274,9 @@ def accumulate(ddp: torch.nn.Module, amp, scaler, prepared: list[Prepared | None
     frames = float(sum(total[n + i] for i in runnable))
     outs, bad = [], False
     for k, i in enumerate(runnable):
-        wave, padding_mask, mask, negatives = prepared[i]
+        p = prepared[i]
+        assert p is not None  # runnable: decoded on every rank
+        wave, padding_mask, mask, negatives = p
         last = k == len(runnable) - 1
         sync = nullcontext() if last or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync()
         with sync:
@@ -339,7 +343,8 @@ def loop(t: Training, trainer: dict) -> dict:
             sched.step()
             trainer["step"] += 1
             trainer["elapsed_s"] = elapsed_before + time.perf_counter() - t0
-            record = summarize(logs, trainer["step"], sched.get_last_lr()[0], audio_s / (time.perf_counter() - t0))
+            lr = float(sched.get_last_lr()[0])
+            record = summarize(logs, trainer["step"], lr, audio_s / (time.perf_counter() - t0))
             record["elapsed_s"] = trainer["elapsed_s"]  # across resumes: the model card's wall time
             first = first or record
             last = record

@@ -25,7 +25,7 @@ from torch import nn
 
 from w2v2.config import ModelConfig, from_dict, to_dict
 from w2v2.convert import load_hf, read_hf_config
-from w2v2.model import Wav2Vec2ForClassification, build_model, model_kind, unwrap
+from w2v2.model import Wav2Vec2ForClassification, Wav2Vec2ForPreTraining, build_model, model_kind, unwrap
 
 WEIGHTS, META, LATEST = "model.safetensors", "w2v2.json", "latest"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped with the package
@@ -242,6 +242,7 @@ def _load_weights(model: nn.Module, kind: str, stored_kind: str, state: dict[str
     elif kind == "classifier" and isinstance(model, Wav2Vec2ForClassification):
         model.load_backbone_from(state)
     elif kind == "pretrain":  # continued pretraining from a fine-tuned model: a fresh quantizer
+        assert isinstance(model, Wav2Vec2ForPreTraining)  # built as `kind`
         model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
                                         if k.startswith("backbone.")} if stored_kind != "backbone" else state)
     elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):

@@ -16,6 +16,8 @@ Design choices:
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -28,4 +30,5 @@ def compile_model(model: nn.Module, mode: str | None = None, dynamic: bool | Non
         import torch._inductor.config as inductor_config
 
         inductor_config.fallback_random = True
-    return torch.compile(model, fullgraph=True, dynamic=dynamic, mode=mode)
+    # torch.compile of a Module returns an OptimizedModule (a Module); its stub says any callable
+    return cast(nn.Module, torch.compile(model, fullgraph=True, dynamic=dynamic, mode=mode))

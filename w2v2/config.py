@@ -19,11 +19,14 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
 
 import yaml
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 SAMPLE_RATE = 16000  # Hz: the model's input; every loader resamples to it
 
@@ -71,8 +74,14 @@ def check_range(cls: type, name: str, value: Any, key: str | None = None) -> Any
     return value
 
 
-PROB = {"lo": 0.0, "hi": 1.0}  # a probability: [0, 1]
-DROP = {"lo": 0.0, "hi": 1.0, "hi_open": True}  # a dropout rate: [0, 1)
+class _Bounds(TypedDict, total=False):  # `ranged`'s keyword arguments
+    lo: float
+    hi: float
+    hi_open: bool
+
+
+PROB: _Bounds = {"lo": 0.0, "hi": 1.0}  # a probability: [0, 1]
+DROP: _Bounds = {"lo": 0.0, "hi": 1.0, "hi_open": True}  # a dropout rate: [0, 1)
 
 
 @dataclass(frozen=True)
@@ -271,7 +280,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, prefix=key + ".")
+        return from_dict(cast("type[DataclassInstance]", tp), value, prefix=key + ".")
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ValueError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")

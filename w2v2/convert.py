@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -265,16 +265,16 @@ def save_hf(model: nn.Module, directory: str | Path, id2label: dict[int, str] | 
     """Write `model` as a transformers checkpoint directory (config, safetensors, preprocessor config)."""
     model = unwrap(model)
     kind = model_kind(model)
-    if kind == "classifier" and (model.cfg.head.pooling != "mean" or model.cfg.head.dropout > 0
-                                 or model.cfg.head.standardize):
+    cfg = cast(ModelConfig, model.cfg)  # every w2v2 model has one (model_kind checked that it is one)
+    if kind == "classifier" and (cfg.head.pooling != "mean" or cfg.head.dropout > 0 or cfg.head.standardize):
         raise ValueError("transformers' classifier has masked mean pooling, no head dropout and no input "
                          "standardisation: export needs head.pooling=mean, head.dropout=0, head.standardize=false")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(state_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config_to_hf(model.cfg, kind, id2label), indent=2))
+    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg, kind, id2label), indent=2))
     pre = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
-           "padding_value": 0.0, "do_normalize": model.cfg.normalize_waveform, "padding_side": "right",
-           "return_attention_mask": model.cfg.encoder.norm == "layer"}
+           "padding_value": 0.0, "do_normalize": cfg.normalize_waveform, "padding_side": "right",
+           "return_attention_mask": cfg.encoder.norm == "layer"}
     (directory / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
     return directory

@@ -11,6 +11,8 @@ Design choices:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -21,13 +23,13 @@ from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
 
 
 class _GradScale(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, scale: float) -> torch.Tensor:
+    @staticmethod  # ctx: Any, as it carries our own attribute (`scale`)
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad * ctx.scale, None
 
 
@@ -38,6 +40,7 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, bias=bias)
         self.norm_kind = norm
+        self.norm: nn.GroupNorm | nn.LayerNorm
         if norm == "group":
             self.norm = nn.GroupNorm(c_out, c_out, affine=True)
         elif norm == "layer":

@@ -33,6 +33,9 @@ class AttentiveStatsPool(nn.Module):
 
 
 class ClassificationHead(nn.Module):
+    input_mean: torch.Tensor  # buffers, with cfg.standardize
+    input_std: torch.Tensor
+
     def __init__(self, cfg: HeadConfig, d: int, num_hidden: int) -> None:
         super().__init__()
         self.cfg = cfg

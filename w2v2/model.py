@@ -12,7 +12,7 @@ Design choices (where we differ from fairseq/HF):
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 import torch
 from torch import nn
@@ -200,8 +200,8 @@ class Wav2Vec2ForClassification(nn.Module):
         does after the CNN, the same span masking included."""
         if mask is None and self.training and self.cfg.masking.mask_prob > 0:
             m = self.cfg.masking
-            mask = compute_mask(features.shape[:2], m.mask_prob, m.mask_length, m.min_masks, generator,
-                                frame_padding_mask, device=features.device)
+            mask = compute_mask((features.shape[0], features.shape[1]), m.mask_prob, m.mask_length, m.min_masks,
+                                generator, frame_padding_mask, device=features.device)
         out = self.backbone.contextualize(features, frame_padding_mask, mask,
                                           output_hidden_states=self.cfg.head.weighted_layer_sum,
                                           generator=generator)
@@ -215,7 +215,17 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
-def build_model(cfg: ModelConfig, kind: ModelKind = "pretrain") -> nn.Module:
+@overload
+def build_model(cfg: ModelConfig, kind: Literal["pretrain"] = ...) -> Wav2Vec2ForPreTraining: ...
+@overload
+def build_model(cfg: ModelConfig, kind: Literal["classifier"]) -> Wav2Vec2ForClassification: ...
+@overload
+def build_model(cfg: ModelConfig, kind: Literal["backbone"]) -> Wav2Vec2Model: ...
+@overload
+def build_model(cfg: ModelConfig, kind: str) -> nn.Module: ...  # a kind read from a checkpoint, checked here
+
+
+def build_model(cfg: ModelConfig, kind: str = "pretrain") -> nn.Module:
     if kind not in MODELS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(MODELS)}")
     return MODELS[kind](cfg)

@@ -15,7 +15,7 @@ Design choices:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,8 @@ class _StraightThroughLookup(torch.autograd.Function):
         ctx.save_for_backward(codes, codebook)
         return lookup(codebook, codes)
 
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx,
-                 grad_q: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
+    @staticmethod  # ctx: Any, as torch's stub types saved_tensors as a 1-tuple
+    def backward(ctx: Any, grad_q: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor]:
         codes, codebook = ctx.saved_tensors
         grad_probs = einsum(grad_q, codebook.to(grad_q.dtype), "n g e, g v e -> n g v")
         g, v, _ = codebook.shape
@@ -76,6 +75,8 @@ def perplexity(probs: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 
 class GumbelQuantizer(nn.Module):
+    temperature: torch.Tensor  # buffer
+
     def __init__(self, cfg: QuantizerConfig, in_dim: int) -> None:
         super().__init__()
         if cfg.codevector_dim % cfg.groups:

@@ -37,7 +37,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         n = len(self.lengths)
         order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
         order.sort(key=lambda i: self.lengths[i])  # stable: ties keep the random order
-        batches, current, longest = [], [], 0
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
         for i in order:
             new_longest = max(longest, self.lengths[i])
             full = self.batch_size is not None and len(current) >= self.batch_size

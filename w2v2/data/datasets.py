@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,11 @@ class Item:
     path: Path
     label: int | None = None
     speaker: str | None = None
+
+
+def item_labels(items: Iterable[Item]) -> list[int]:
+    """The labels of labelled items (a training set, labelled test clips): only unlabelled test clips have none."""
+    return [cast(int, it.label) for it in items]
 
 
 @dataclass
@@ -269,7 +276,7 @@ def speaker_split(items: list[Item], val_fraction: float = 0.15, seed: int = 0,
             raise DatasetError(f"--val-speakers: unknown speaker(s) {unknown}; known: {sorted(map(str, known))[:20]}")
         chosen = set(val_speakers)
     elif why_random is None:
-        speakers = sorted({it.speaker for it in items})
+        speakers = sorted({it.speaker for it in items if it.speaker is not None})  # all have one (why_random)
         rng.shuffle(speakers)
         counts = {s: sum(it.speaker == s for it in items) for s in speakers}
         chosen, total = set(), 0
@@ -280,7 +287,7 @@ def speaker_split(items: list[Item], val_fraction: float = 0.15, seed: int = 0,
             total += counts[s]
     else:
         val_idx = []
-        for label in sorted({it.label for it in items}):
+        for label in sorted(set(item_labels(items))):
             idx = [i for i, it in enumerate(items) if it.label == label]
             rng.shuffle(idx)
             val_idx += idx[:max(1, round(val_fraction * len(idx)))] if len(idx) > 1 else []

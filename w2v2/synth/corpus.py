@@ -147,7 +147,7 @@ def _segments(plan: list[tuple], speaker: Speaker, emo: Emotion, n: int,
     formants = np.tile(np.array([500.0, 1500.0, 2500.0, 3500.0]) * speaker.tract, (n, 1))
     span = speaker.f0_range * emo.range
     phrase_len = {p: sum(1 for s in plan if s[5] == p) for p in {s[5] for s in plan}}
-    position = {}
+    position: dict[int, int] = {}  # phrase index -> syllables so far
     for start, cons, vowel, kind, v, phrase, last in plan:
         i = position[phrase] = position.get(phrase, -1) + 1
         a, b, c = (int(x * SR) for x in (start, start + cons, start + cons + vowel))

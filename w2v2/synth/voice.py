@@ -24,7 +24,7 @@ FREQS = np.fft.rfftfreq(N_FFT, 1.0 / SR)  # (257,)
 def glottal_source(f0: np.ndarray, jitter: float, shimmer: float, rng: np.random.Generator) -> np.ndarray:
     """Pulse train (s,) for a per-sample F0 track (Hz, 0 = unvoiced)."""
     n = f0.size
-    out = np.zeros(n)
+    out: np.ndarray = np.zeros(n)
     voiced = f0 > 0
     if not voiced.any():
         return out

@@ -10,6 +10,8 @@ from typing import Literal
 
 import torch
 
+Precision = Literal["fp32", "bf16", "auto"]  # of prediction (`inference_precision`)
+
 
 def warmup_decay(warmup_steps: int, total_steps: int,
                  decay: Literal["linear", "cosine"] = "linear") -> Callable[[int], float]:
@@ -97,7 +99,7 @@ def autocast(amp: Literal["bf16", "fp16", "none"], device: torch.device
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16), scaler
 
 
-def inference_precision(precision: Literal["fp32", "bf16", "auto"], device: torch.device) -> AbstractContextManager:
+def inference_precision(precision: Precision, device: torch.device) -> AbstractContextManager:
     """The autocast context of prediction: fp32 (none), bf16, or auto (bf16 where `device` computes it
     natively, else fp32). bf16 where it is emulated is refused: it would be slower and less exact."""
     if precision == "auto":
