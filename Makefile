@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo serve browser gpu-check clean
+.PHONY: install test test-fast lint demo serve browser gpu-check clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The quick tests only (no `slow` marker: CLI end-to-end runs, browsers, killed subprocesses).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # Debian's Chromium and ChromeDriver for the web app's browser tests (installed where we are root with
 # apt-get, as on CI; elsewhere those tests skip and say what is missing).
@@ -38,8 +42,10 @@ demo: $(STAMP)
 gpu-check: $(STAMP)
 	$(PY) -m finetune.gpu_check
 
+# ruff (style, imports, bugbear) and mypy (types; configured in pyproject.toml): CI runs both.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check w2v2 pretrain finetune tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs demo .pytest_cache

@@ -12,6 +12,8 @@ pytest.importorskip("transformers")
 
 from w2v2.bench.run import main  # noqa: E402
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 RATIO_KEYS = ("pretrain_speedup", "pretrain_peak_memory_ratio", "pretrain_step_memory_ratio", "inference_speedup",
               "finetune_speedup", "finetune_cached_speedup")
 TINY = ["--preset", "tiny", "--batch", "2", "--seconds", "0.5", "--steps", "2", "--warmup", "1", "--device", "cpu"]

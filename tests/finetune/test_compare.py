@@ -16,6 +16,8 @@ from w2v2.config import merge, preset, to_dict
 from w2v2.data.datasets import load_dataset
 from w2v2.model import build_model
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 
 @pytest.fixture(scope="module")
 def corpus(synthetic_corpus) -> Path:

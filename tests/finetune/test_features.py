@@ -41,6 +41,7 @@ def one_step(items: list, cached: bool) -> tuple[float, torch.Tensor]:
     return loss, torch.cat([p.detach().flatten() for p in model.head.parameters()])
 
 
+@pytest.mark.slow
 def test_training_on_cached_features_equals_training_on_waveforms(synthetic_corpus) -> None:
     items = load_dataset(synthetic_corpus(clips=16, speakers=4, seed=1)).train[:8]
     (loss_wave, head_wave), (loss_cached, head_cached) = one_step(items, False), one_step(items, True)

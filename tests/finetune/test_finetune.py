@@ -16,6 +16,8 @@ from finetune.__main__ import main
 from finetune.config import FinetuneConfig
 from finetune.model import build_classifier
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 FAST = ["init=scratch", "epochs=1", "batch_size=4", "crop_seconds=1.5", "augmentation.noise_prob=1.0"]
 
 

@@ -21,7 +21,7 @@ from w2v2.synth import generate_corpus
 FAST = ["--init", "scratch", "epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 
 def items(n: int, speakers: int | None, seed: int = 0) -> list[Item]:

@@ -17,6 +17,8 @@ from w2v2.checkpoint import PRETRAINED_DIR, load_model
 from w2v2.data.datasets import load_dataset
 from w2v2.heads import ClassificationHead
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 
 @pytest.fixture(scope="module")
 def corpus(synthetic_corpus) -> Path:

@@ -18,7 +18,7 @@ from w2v2.checkpoint import load_model
 
 FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1"]
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

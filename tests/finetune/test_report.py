@@ -26,6 +26,8 @@ from w2v2.config import HeadConfig
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 TINY = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "threads=1"]
 
 

@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 
 from finetune.__main__ import main
 
+pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
+
 ROOT = Path(__file__).resolve().parents[2]
 # the frozen-CNN feature cache and waveform augmentation on, as in the default recipe
 TINY = ["init=scratch", "batch_size=4", "crop_seconds=1.5", "patience=20", "freeze_feature_encoder=true",

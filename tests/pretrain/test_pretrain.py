@@ -49,6 +49,7 @@ def final_weights(run: Path, step: int) -> dict:
     return load_file(str(run / "checkpoints" / f"step_{step:08d}" / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(audio: Path, tmp_path: Path) -> None:
     common = [f"data.path={audio}", "optim.max_steps=10", "save_every=2", "log_every=1", *FAST]
     ref = run_cli([*common, f"run_dir={tmp_path / 'ref'}"])
@@ -74,6 +75,7 @@ def test_killed_run_resumes_to_identical_weights(audio: Path, tmp_path: Path) ->
     assert all((a[k] == b[k]).all() for k in a), f"weights differ after resuming from {killed_at}"
 
 
+@pytest.mark.slow
 def test_two_process_ddp_sees_different_data_and_agrees(audio: Path, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "pretrain",
@@ -98,6 +100,7 @@ def test_two_process_ddp_sees_different_data_and_agrees(audio: Path, tmp_path: P
         assert shards[0] and shards[1] and shards[0].isdisjoint(shards[1])
 
 
+@pytest.mark.slow
 def test_loss_falls_perplexity_holds_and_export_loads_in_transformers(audio: Path, tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     from pretrain.__main__ import main
@@ -142,6 +145,7 @@ def test_auto_amp_is_bf16_where_native_and_checkpoints_stay_fp32(audio: Path, tm
     assert any(not torch.equal(weights["none"][k], weights["bf16"][k]) for k in weights["none"])
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_do_not_stop_the_run(audio: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -160,6 +164,7 @@ def test_bad_files_are_reported_and_do_not_stop_the_run(audio: Path, tmp_path: P
     assert strict.returncode != 0 and "data.strict" in strict.stderr
 
 
+@pytest.mark.slow
 def test_compiled_training_runs_and_refuses_layerdrop(audio: Path, tmp_path: Path) -> None:
     from pretrain.__main__ import main
 
@@ -241,6 +246,7 @@ def test_resuming_logs_each_step_once_and_refuses_another_architecture(audio: Pa
     assert (run / "config.yaml").read_text() == config  # the run's own config is untouched
 
 
+@pytest.mark.slow
 def test_ddp_a_nan_or_an_empty_batch_on_one_rank_is_skipped_by_both_and_never_hangs(audio: Path, tmp_path: Path):
     import torch
 

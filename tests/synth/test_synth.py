@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 import torch
 
@@ -141,6 +142,7 @@ def classical_accuracy(corpus: Path) -> float:
     return float((pred == test.label.values).mean())
 
 
+@pytest.mark.slow
 def test_prosody_classifier_is_above_chance_but_not_perfect(tmp_path) -> None:
     generate_corpus(tmp_path, clips=480, speakers=16, seed=0, test_fraction=0.25)
     acc = classical_accuracy(tmp_path)

@@ -153,7 +153,7 @@ def print_table(args: argparse.Namespace, info: dict, results: dict[str, dict], 
 
 def _spread(side: dict, key: str) -> str:
     lo, hi = side.get(f"{key}_range") or (side.get(key), side.get(key))
-    if lo is None:
+    if lo is None or hi is None:
         return "-"
     if key == "infer_s_per_audio_s":  # shown as audio s per s
         lo, hi = 1 / hi, 1 / lo

@@ -22,7 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -170,12 +170,12 @@ def run_side(args: argparse.Namespace) -> dict:
             "version": _version(args.side)}
 
 
-def finetune_times(args: argparse.Namespace, clf: nn.Module, wave: torch.Tensor,
+def finetune_times(args: argparse.Namespace, clf: Any, wave: torch.Tensor,
                    autocast: contextlib.AbstractContextManager, device: torch.device
                    ) -> tuple[list[float], list[float]]:
     """Seconds of a fine-tuning step (forward, cross-entropy, backward) with the CNN frozen, no span masking
-    and no dropout on either side; and, for w2v2 only, the same step from the frozen CNN's cached features
-    (fine-tuning's feature cache: the CNN ran once, before training)."""
+    and no dropout on either side (clf: either side's classifier, so typed Any); and, for w2v2 only, the
+    same step from the frozen CNN's cached features (fine-tuning's cache: the CNN ran once, before training)."""
     import torch.nn.functional as F
 
     labels = torch.arange(wave.shape[0], device=device) % 2

@@ -8,7 +8,6 @@ same number of batches (extra ones dropped), each rank its own.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import torch
