@@ -17,9 +17,10 @@ from w2v2.checkpoint import (
     read_meta,
     resolve_checkpoint,
 )
-from w2v2.config import ModelConfig, merge, resolve_model, to_dict
+from w2v2.config import ModelConfig, merge, to_dict
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
+from w2v2.training.cli import resolve_model
 
 
 def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from w2v2.config import parse_with_overrides
+from w2v2.training.cli import parse_with_overrides
 
 
 def export(argv: list[str]) -> None:
