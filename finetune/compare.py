@@ -33,12 +33,12 @@ from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.probe import fit_head, layer_means, pooled_logits
 from finetune.train import train
-from w2v2.checkpoint import init_config
 from w2v2.config import to_dict
 from w2v2.data.datasets import Dataset, Item, item_labels, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
 from w2v2.training import resolve_device
 from w2v2.training.cli import deep_merge, parse_with_overrides
+from w2v2.training.runs import init_config
 
 METRICS = ("accuracy", "uar", "macro_f1")
 
