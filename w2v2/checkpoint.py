@@ -24,7 +24,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from w2v2.config import ModelConfig, from_dict, to_dict
-from w2v2.model import Wav2Vec2ForClassification, Wav2Vec2ForPreTraining, build_model, model_kind, unwrap
+from w2v2.model import (
+    Wav2Vec2ForClassification,
+    Wav2Vec2ForPreTraining,
+    backbone_state,
+    build_model,
+    model_kind,
+    unwrap,
+)
 
 WEIGHTS, META = "model.safetensors", "w2v2.json"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped with the package
@@ -222,10 +229,9 @@ def _load_weights(model: nn.Module, kind: str, stored_kind: str, state: dict[str
         model.load_backbone_from(state)
     elif kind == "pretrain":  # continued pretraining from a fine-tuned model: a fresh quantizer
         assert isinstance(model, Wav2Vec2ForPreTraining)  # built as `kind`
-        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
-                                        if k.startswith("backbone.")} if stored_kind != "backbone" else state)
+        model.backbone.load_state_dict(backbone_state(state) if stored_kind != "backbone" else state)
     elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):
-        model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+        model.load_state_dict(backbone_state(state))
     else:
         raise CheckpointError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
 
