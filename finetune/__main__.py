@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from finetune.config import FinetuneConfig, resolve_run
+from finetune.metrics import HEADLINE, classification_metrics, metrics_line
 from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.checkpoint import atomic_write, describe_os_error
@@ -240,10 +241,6 @@ def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig,
             args.layout or saved["layout"], saved["val_speakers"])
 
 
-def metrics_line(m: dict) -> str:
-    return f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({m['n']} clips)"
-
-
 def report(result: dict, run: Path, files: str) -> None:
     for split, name in (("validation", "validation"), ("oof", "out-of-fold"), ("test", "test")):
         if split in result:
@@ -257,7 +254,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Metrics of one model or an ensemble (each member with the window it was trained with)."""
     from finetune.data import AudioCache, cached_waves
     from finetune.ensemble import ensemble_probs, members
-    from finetune.metrics import classification_metrics
 
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, args.layout)
@@ -280,7 +276,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in each]
         for ckpt, m in zip(ckpts, scores, strict=True):
             print(f"{str(ckpt):>40}: {metrics_line(m)}")
-        metrics["members"] = [{"ckpt": str(c), **{k: m[k] for k in ("accuracy", "uar", "macro_f1")}}
+        metrics["members"] = [{"ckpt": str(c), **{k: m[k] for k in HEADLINE}}
                               for c, m in zip(ckpts, scores, strict=True)]
         print(f"{f'ensemble of {len(ckpts)}':>40}: ", end="")
     print(metrics_line(metrics))

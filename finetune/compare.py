@@ -29,17 +29,16 @@ from pathlib import Path
 import torch
 
 from finetune.config import DEFAULT_HEAD, resolve_run
-from finetune.metrics import classification_metrics
+from finetune.metrics import HEADLINE, classification_metrics, metrics_line
 from finetune.model import build_classifier
 from finetune.probe import fit_head, layer_means, pooled_logits
 from finetune.train import train
-from w2v2.checkpoint import init_config
-from w2v2.config import deep_merge, parse_with_overrides, to_dict
+from w2v2.config import to_dict
 from w2v2.data.datasets import Dataset, Item, item_labels, load_dataset, speaker_split
 from w2v2.heads import ClassificationHead
 from w2v2.training import resolve_device
-
-METRICS = ("accuracy", "uar", "macro_f1")
+from w2v2.training.cli import deep_merge, parse_with_overrides
+from w2v2.training.runs import init_config
 
 
 def parse_speakers(text: str) -> set[str]:
@@ -64,8 +63,8 @@ def split_test(data: Dataset, test_speakers: set[str] | None) -> tuple[list[Item
     raise ValueError(f"{data.root}: give --test-speakers, or a competition folder with test_labels.csv")
 
 
-def train_probe(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: int, epochs: int,
-                lr: float) -> dict[str, dict]:
+def fit_and_score_head(x: dict[str, torch.Tensor], y: dict[str, torch.Tensor], seed: int, epochs: int,
+                       lr: float) -> dict[str, dict]:
     """`finetune.probe.fit_head` of a standardising DEFAULT_HEAD on cached (n, layers+1, d) vectors (the
     epoch with the best validation UAR kept). Returns validation and test metrics."""
     torch.manual_seed(seed)  # the head's initialisation
@@ -84,7 +83,7 @@ def run_probe(args: argparse.Namespace, arm: str, seed: int, splits: dict[str, l
         model = build_classifier(cfg).to(resolve_device(cfg.device))
         features[key] = {s: layer_means(model, items, cfg.window_seconds) for s, items in splits.items()}
     y = {s: torch.tensor([it.label for it in items]) for s, items in splits.items()}
-    result = train_probe(features[key], y, seed, args.probe_epochs, args.probe_lr)
+    result = fit_and_score_head(features[key], y, seed, args.probe_epochs, args.probe_lr)
     return {"test": result["test"], "validation": result["val"]}
 
 
@@ -114,7 +113,7 @@ def summarize(results: dict[str, dict]) -> list[dict]:
     for mode, arm in sorted(pairs, key=lambda r: (r[0] != "probe", r[1] != "pretrained")):
         runs = [v for k, v in results.items() if k.startswith(f"{mode}/{arm}/")]
         row = {"mode": mode, "init": arm, "seeds": len(runs)}
-        for m in METRICS:
+        for m in HEADLINE:
             vals = [r["test"][m] for r in runs]
             row[m] = statistics.mean(vals)
             row[m + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
@@ -127,7 +126,7 @@ def print_table(rows: list[dict], init: str) -> None:
     print("\n| mode | init | seeds | accuracy | UAR | macro-F1 | s per run |\n|---|---|---|---|---|---|---|")
     for r in rows:
         name = init if r["init"] == "pretrained" else "random weights"
-        cells = " | ".join(f"{r[m]:.3f} ± {r[m + '_sd']:.3f}" for m in METRICS)
+        cells = " | ".join(f"{r[m]:.3f} ± {r[m + '_sd']:.3f}" for m in HEADLINE)
         print(f"| {r['mode']} | {name} | {r['seeds']} | {cells} | {r['seconds']:.0f} |")
     by = {(r["mode"], r["init"]): r for r in rows}
     for mode in ("probe", "finetune"):
@@ -184,9 +183,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 res["seconds"] = time.perf_counter() - start
                 results[key] = res
                 store.write_text(json.dumps(results, indent=1))
-                t = res["test"]
-                print(f"{key}: test accuracy {t['accuracy']:.3f}  UAR {t['uar']:.3f}  macro-F1 {t['macro_f1']:.3f}"
-                      f"  ({res['seconds']:.0f} s)", flush=True)
+                took = f"{res['seconds']:.0f} s"
+                print(f"{key}: test {metrics_line(res['test'], took)}", flush=True)
     rows = summarize({k: v for k, v in results.items() if k.split("/")[0] in args.modes})
     print_table(rows, args.init)
     print(json.dumps({"data": str(args.data), "init": args.init, "rows": rows}))

@@ -6,9 +6,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.config import PROB, HeadConfig, deep_merge, from_dict, ranged, resolve, to_dict
+from w2v2.config import PROB, HeadConfig, from_dict, ranged, to_dict
 from w2v2.data.audio import MIN_SECONDS
 from w2v2.data.labels import EMOTIONS
+from w2v2.training.cli import deep_merge, resolve
 
 DEFAULT_HEAD = HeadConfig(num_labels=len(EMOTIONS), weighted_layer_sum=True)
 FINETUNE_MODEL: dict[str, Any] = {
@@ -101,7 +102,7 @@ def init_kind(init: str) -> str:
 
 def resolve_run(config_path: str | None, overrides: list[str]) -> FinetuneConfig:
     """Defaults, then the init's recipe (`RECIPES`, only without a config file), then the YAML file, then
-    key=value overrides (`w2v2.config.resolve`, as pretraining)."""
+    key=value overrides (`w2v2.training.cli.resolve`, as pretraining)."""
     cfg, given = resolve(FinetuneConfig, config_path, overrides)
     return cfg if config_path is not None else with_recipe(cfg.init, given)
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from w2v2.data.labels import EMOTIONS
 
+HEADLINE = ("accuracy", "uar", "macro_f1")  # what every line and table of results reports
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int = len(EMOTIONS)) -> np.ndarray:
     """(num_classes, num_classes) counts; rows = true class, columns = predicted class."""
@@ -47,3 +49,10 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int],
         "confusion_matrix": cm.tolist(),
         "labels": list(names),
     }
+
+
+def metrics_line(m: dict, counted: str | None = None) -> str:
+    """'accuracy 0.512  UAR 0.498  macro-F1 0.480  (120 clips)': a `classification_metrics` result as the
+    commands print it; `counted` replaces what the parentheses hold (the clip count)."""
+    counted = f"{m['n']} clips" if counted is None else counted
+    return f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({counted})"

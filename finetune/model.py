@@ -8,18 +8,12 @@ from typing import cast
 import torch
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from w2v2.checkpoint import (
-    PRETRAINED_DIR,
-    CheckpointError,
-    init_config,
-    load_init,
-    load_model,
-    read_meta,
-    resolve_checkpoint,
-)
-from w2v2.config import ModelConfig, merge, resolve_model, to_dict
+from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta
+from w2v2.config import ModelConfig, merge, to_dict
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification, build_model
+from w2v2.training.cli import resolve_model
+from w2v2.training.runs import init_config, load_init, resolve_checkpoint
 
 
 def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:

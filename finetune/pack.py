@@ -14,7 +14,15 @@ from pathlib import Path
 
 from finetune.ensemble import member_folders
 from finetune.model import classifier_checkpoint
-from w2v2.checkpoint import CheckpointError, init_checkpoint, load_model, read_meta, save_model
+from w2v2.checkpoint import CheckpointError, load_model, read_meta, save_model
+from w2v2.training.runs import init_checkpoint
+
+
+def as_base(init: str) -> str:
+    """`init` as a checkpoint's base names it: a ckpt: run folder becomes the checkpoint directory it
+    resolves to (`base` names a directory; loading does not look inside run folders)."""
+    _, where = init_checkpoint(init)
+    return f"ckpt:{where}" if init.startswith("ckpt:") else init
 
 
 def default_base(ckpt: Path) -> str | None:
@@ -22,10 +30,9 @@ def default_base(ckpt: Path) -> str | None:
     init = read_meta(ckpt).get("finetune", {}).get("init") or ""
     if init.startswith(("pretrained:", "ckpt:")):
         try:
-            init_checkpoint(init)  # still there
+            return as_base(init)  # still there
         except (ValueError, FileNotFoundError):
             return None
-        return init
     return None
 
 
@@ -44,7 +51,7 @@ def pack(run: Path, out: Path, base: str | None = "auto", half: bool = False) ->
         if meta.get("base") and base is None:
             raise CheckpointError(f"{ckpt} is itself packed against {meta['base']}: pack it with a base")
         model = load_model(ckpt)
-        member_base = default_base(ckpt) if base == "auto" else base
+        member_base = default_base(ckpt) if base == "auto" else as_base(base) if base else None
         extra = {k: v for k, v in meta.items() if k not in ("kind", "model", "base")}
         save_model(model, tmp / target.relative_to(out) if target != out else tmp, extra, member_base, half)
         written.append(target)

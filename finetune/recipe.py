@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from finetune.config import FinetuneConfig, Kind, with_recipe
 from finetune.folds import assign_folds, out_of_fold, read_probs
+from finetune.metrics import HEADLINE
 from finetune.model import build_classifier
 from finetune.probe import train_probe
 from finetune.train import split_train, train, write_test_outputs
@@ -310,7 +311,7 @@ def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm, resume: bool
 
 
 def brief(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("accuracy", "uar", "macro_f1", "n")}
+    return {k: metrics[k] for k in (*HEADLINE, "n")}
 
 
 def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:

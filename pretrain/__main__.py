@@ -10,12 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from w2v2.config import parse_with_overrides
+from w2v2.training.cli import parse_with_overrides
 
 
 def export(argv: list[str]) -> None:
-    from w2v2.checkpoint import describe_os_error, load_model, resolve_checkpoint
+    from w2v2.checkpoint import describe_os_error, load_model
     from w2v2.convert import save_hf
+    from w2v2.training.runs import resolve_checkpoint
 
     p = argparse.ArgumentParser(prog="python -m pretrain export")
     p.add_argument("checkpoint", type=Path, help="a checkpoint directory, or a run folder (its latest)")

@@ -25,8 +25,9 @@ import yaml
 from safetensors.torch import load_file
 
 from pretrain.plots import plot_log
-from w2v2.checkpoint import META, WEIGHTS, read_meta, resolve_checkpoint
+from w2v2.checkpoint import META, WEIGHTS, read_meta
 from w2v2.config import SAMPLE_RATE
+from w2v2.training.runs import resolve_checkpoint
 
 # What we know of the corpora this project pretrains on; anything else is listed by path only.
 KNOWN_DATA = {

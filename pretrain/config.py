@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from w2v2.checkpoint import init_config
-from w2v2.config import ModelConfig, ranged, resolve, resolve_model
+from w2v2.config import ModelConfig, ranged
 from w2v2.data.audio import MIN_SECONDS
+from w2v2.training.cli import resolve, resolve_model
+from w2v2.training.runs import init_config
 
 
 @dataclass(frozen=True)

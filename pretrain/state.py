@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from w2v2.checkpoint import LATEST, atomic_write, is_complete, latest_step, load_model, save_model, write_latest
+from w2v2.checkpoint import atomic_write, is_complete, load_model, save_model
+from w2v2.training.runs import LATEST, latest_step, write_latest
 
 STEP_NAME = re.compile(r"step_\d+")  # save_checkpoint's folders (not their .old copies)
 

@@ -27,13 +27,14 @@ from tqdm import tqdm
 from pretrain.config import PretrainConfig
 from pretrain.data import Clip, load_batch, scan, summarize_bad
 from pretrain.state import latest_checkpoint, load_checkpoint, save_checkpoint
-from w2v2.checkpoint import atomic_write, load_init, read_meta
+from w2v2.checkpoint import atomic_write, read_meta
 from w2v2.compile import compile_model
 from w2v2.config import ModelConfig, to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import Wav2Vec2ForPreTraining, build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
+from w2v2.training.runs import load_init
 
 # what marks a fine-tuning run folder (finetune.outputs.RUN_OUTPUTS, MEMBER_NAME): never a pretraining run_dir
 FINETUNE_OUTPUTS = ("best", "best.old", "metrics.json", "history.jsonl", "val_probs.csv", "submission.csv")

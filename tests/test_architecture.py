@@ -39,6 +39,11 @@ def test_model_library_imports_nothing_from_the_application(path: Path) -> None:
     assert offending(path, APPLICATION) == []
 
 
+@pytest.mark.parametrize("path", MODEL_LIBRARY, ids=lambda p: p.name)
+def test_model_library_reads_no_yaml_and_parses_no_command_line(path: Path) -> None:
+    assert offending(path, ("yaml", "argparse")) == []  # config files and CLIs: w2v2.training.cli
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "w2v2" / "data").glob("*.py")), ids=lambda p: p.name)
 def test_data_plumbing_imports_no_trainer_or_tool(path: Path) -> None:
     assert offending(path, ("finetune", "pretrain", "w2v2.synth", "w2v2.bench")) == []

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from w2v2 import checkpoint
-from w2v2.checkpoint import CheckpointError, load_model, resolve_checkpoint, save_model
+from w2v2.checkpoint import CheckpointError, load_model, save_model
 from w2v2.config import preset
 from w2v2.model import build_model
+from w2v2.training.runs import resolve_checkpoint
 
 
 def classifier(seed: int) -> torch.nn.Module:
@@ -127,3 +129,14 @@ def test_atomic_write_on_a_full_disk_keeps_the_earlier_file(tmp_path) -> None:
     assert out.read_text() == "earlier\n" and sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
     assert checkpoint.describe_os_error(OSError(28, "No space left on device", str(out))).startswith(
         f"{out}: no space left on the device")
+
+
+def test_a_base_names_a_checkpoint_directory_not_a_run_folder(tmp_path) -> None:
+    save_model(build_model(preset("tiny"), "pretrain"), tmp_path / "run" / "best")
+    assert checkpoint.base_dir(f"ckpt:{tmp_path / 'run' / 'best'}") == tmp_path / "run" / "best"
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=re.escape(f"base='ckpt:{run}': {run} is not a w2v2 checkpoint (no w2v2")):
+        checkpoint.base_dir(f"ckpt:{run}")  # the packer resolves a run folder, loading does not
+    with pytest.raises(ValueError, match="a base must be a w2v2 checkpoint"):
+        checkpoint.base_dir("hf:facebook/wav2vec2-base")
+    assert checkpoint.base_dir("pretrained:small") == checkpoint.PRETRAINED_DIR / "small"

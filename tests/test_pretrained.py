@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from finetune.config import FinetuneConfig
 from finetune.model import build_classifier
-from w2v2.checkpoint import PRETRAINED_DIR, init_checkpoint, load_init, pretrained_names
+from w2v2.checkpoint import PRETRAINED_DIR, pretrained_names
 from w2v2.config import preset, to_dict
+from w2v2.training.runs import init_checkpoint, load_init
 
 SMALL = PRETRAINED_DIR / "small"
 

@@ -24,12 +24,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from w2v2.config import ModelConfig, from_dict, to_dict
-from w2v2.convert import load_hf, read_hf_config
-from w2v2.model import Wav2Vec2ForClassification, Wav2Vec2ForPreTraining, build_model, model_kind, unwrap
+from w2v2.model import (
+    Wav2Vec2ForClassification,
+    Wav2Vec2ForPreTraining,
+    backbone_state,
+    build_model,
+    model_kind,
+    unwrap,
+)
 
-WEIGHTS, META, LATEST = "model.safetensors", "w2v2.json", "latest"
+WEIGHTS, META = "model.safetensors", "w2v2.json"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"  # checkpoints shipped with the package
-INIT_HELP = "scratch, pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH"
 
 
 class CheckpointError(ValueError):
@@ -75,7 +80,8 @@ def describe_os_error(e: OSError) -> str:
     return f"{where}: {e.strerror}" if where and e.strerror else str(e)
 
 
-def _old(final: Path) -> Path:
+def old_copy(final: Path) -> Path:
+    """Where `atomic_dir_replace` keeps the directory it replaces until the new one is in place."""
     return final.with_name(final.name + ".old")
 
 
@@ -85,7 +91,7 @@ def atomic_dir_replace(tmp: Path, final: Path) -> None:
     A directory cannot be swapped in one rename, so the old one is first renamed to `final.old`; a
     kill between the two renames leaves `final.old` complete, and `recover` loads it in `final`'s
     place until the next save."""
-    old = _old(final)
+    old = old_copy(final)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -108,24 +114,13 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
-def latest_step(run: Path) -> Path | None:
-    """The checkpoint directory a pretraining run's `checkpoints/latest` pointer names, if any."""
-    pointer = run / "checkpoints" / LATEST
-    return run / "checkpoints" / pointer.read_text().strip() if pointer.is_file() else None
-
-
-def write_latest(run: Path, step_dir: Path) -> None:
-    """Point `checkpoints/latest` at `step_dir`, atomically."""
-    atomic_write(run / "checkpoints" / LATEST, lambda tmp: tmp.write_text(step_dir.name))
-
-
 def is_complete(directory: Path) -> bool:
     return (directory / META).is_file() and (directory / WEIGHTS).is_file()
 
 
 def recover(directory: Path) -> Path:
     """`directory`, or its complete `.old` predecessor when a replace was killed halfway."""
-    old = _old(directory)
+    old = old_copy(directory)
     if not is_complete(directory) and is_complete(old):
         warnings.warn(f"{directory}: missing (a save was interrupted); using the previous checkpoint {old}",
                       stacklevel=2)
@@ -144,7 +139,7 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
                base: str | None = None, half: bool = False) -> Path:
     """Write weights and metadata to `directory` atomically; returns the directory.
 
-    base: an init spec (pretrained:NAME, ckpt:PATH) whose weights the model starts from: only tensors that
+    base: the checkpoint the model starts from (pretrained:NAME, or ckpt:DIR, a checkpoint directory): only tensors that
     differ from it are stored, and loading fills in the rest from it. half: floating tensors stored in fp16
     (loading casts them back to the model's dtype)."""
     directory = Path(directory)
@@ -171,15 +166,6 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
         raise
     atomic_dir_replace(tmp, directory)
     return directory
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint directory a user means by `path`: a fine-tuning run folder gives its `best/`,
-    a pretraining run folder its latest `checkpoints/step_N/`, anything else itself."""
-    path = Path(path)
-    if (path / "best").is_dir() or _old(path / "best").is_dir():
-        return recover(path / "best")
-    return latest_step(path) or recover(path)
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -243,10 +229,9 @@ def _load_weights(model: nn.Module, kind: str, stored_kind: str, state: dict[str
         model.load_backbone_from(state)
     elif kind == "pretrain":  # continued pretraining from a fine-tuned model: a fresh quantizer
         assert isinstance(model, Wav2Vec2ForPreTraining)  # built as `kind`
-        model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
-                                        if k.startswith("backbone.")} if stored_kind != "backbone" else state)
+        model.backbone.load_state_dict(backbone_state(state) if stored_kind != "backbone" else state)
     elif kind == "backbone" and stored_kind in ("pretrain", "classifier"):
-        model.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
+        model.load_state_dict(backbone_state(state))
     else:
         raise CheckpointError(f"{directory}: cannot turn a {stored_kind} checkpoint into a {kind} model")
 
@@ -256,14 +241,26 @@ def model_keys(kind: str, meta: dict[str, Any]) -> list[str]:
     return list(build_model(from_dict(ModelConfig, meta["model"]), kind).state_dict())
 
 
+def base_dir(base: str) -> Path:
+    """The checkpoint directory a base spec names: pretrained:NAME (shipped) or ckpt:PATH (that directory
+    itself, not a run folder: whoever writes the base resolves one)."""
+    kind, _, where = base.partition(":")
+    if kind == "pretrained" and where:
+        return pretrained_dir(where, f"base={base!r}")
+    if kind == "ckpt" and where:
+        path = recover(Path(where))
+        if not (path / META).is_file():
+            raise ValueError(f"base={base!r}: {path} is not a w2v2 checkpoint (no {META})")
+        return path
+    raise ValueError(f"base={base!r}: a base must be a w2v2 checkpoint (pretrained:NAME or ckpt:PATH)")
+
+
 def base_state(base: str, keys: list[str]) -> dict[str, Any]:
-    """The weights of the base checkpoint `base` (an init spec naming a w2v2 checkpoint) under `keys`: the
+    """The weights of the base checkpoint `base` (pretrained:NAME or ckpt:DIR) under `keys`: the
     base's tensors of those names (a pretraining base lends a classifier its `backbone.*`)."""
-    source, where = init_checkpoint(base)
-    if source != "ckpt":
-        raise ValueError(f"base={base!r}: a base must be a w2v2 checkpoint (pretrained:NAME or ckpt:PATH)")
+    where = base_dir(base)
     meta = read_meta(where)
-    stored = _read_weights(Path(where))
+    stored = _read_weights(where)
     if meta.get("base"):
         stored = {**base_state(meta["base"], model_keys(meta["kind"], meta)), **stored}
     wanted = set(keys)
@@ -274,41 +271,8 @@ def pretrained_names() -> list[str]:
     return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / META).is_file()) if PRETRAINED_DIR.is_dir() else []
 
 
-def init_checkpoint(init: str) -> tuple[str, str]:
-    """('hf', DIR_OR_ID) or ('ckpt', checkpoint dir) for an init spec; ('scratch', '') for none.
-
-    Specs: scratch; pretrained:NAME (shipped in w2v2/pretrained/); hf:DIR_OR_ID (a transformers
-    Wav2Vec2 checkpoint); ckpt:PATH (a w2v2 checkpoint or run folder)."""
-    kind, _, where = init.partition(":")
-    if init == "scratch":
-        return "scratch", ""
-    if kind == "pretrained" and where:
-        if where not in pretrained_names():
-            raise ValueError(f"init={init!r}: no shipped checkpoint {where!r}; available: {pretrained_names()}")
-        return "ckpt", str(PRETRAINED_DIR / where)
-    if kind == "hf" and where:
-        return "hf", where
-    if kind == "ckpt" and where:
-        path = resolve_checkpoint(where)
-        if not (path / META).is_file():
-            raise FileNotFoundError(f"init={init!r}: {path} is not a w2v2 checkpoint or run folder (no {META})")
-        return "ckpt", str(path)
-    raise ValueError(f"init={init!r}: use {INIT_HELP}")
-
-
-def init_config(init: str) -> ModelConfig | None:
-    """The architecture an init spec brings (read from its config, weights not loaded); None for scratch."""
-    kind, where = init_checkpoint(init)
-    if kind == "scratch":
-        return None
-    return read_hf_config(where) if kind == "hf" else from_dict(ModelConfig, read_meta(where)["model"])
-
-
-def load_init(init: str, kind: str | None) -> nn.Module | None:
-    """The `kind` model ("pretrain", "classifier", "backbone"; None: the stored kind) holding an init
-    spec's weights; parts the source lacks (a quantizer, a head) start from random weights. None for
-    scratch."""
-    source, where = init_checkpoint(init)
-    if source == "scratch":
-        return None
-    return load_hf(where, kind=kind) if source == "hf" else load_model(where, kind=kind)
+def pretrained_dir(name: str, spec: str) -> Path:
+    """The shipped checkpoint `name` (pretrained:NAME); `spec` (the setting that names it) starts the error."""
+    if name not in pretrained_names():
+        raise ValueError(f"{spec}: no shipped checkpoint {name!r}; available: {pretrained_names()}")
+    return PRETRAINED_DIR / name

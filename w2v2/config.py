@@ -12,16 +12,14 @@ floats must also be finite. Defaults and presets are trusted.
 
 from __future__ import annotations
 
-import argparse
 import functools
+import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
-
-import yaml
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -362,6 +360,86 @@ def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
     return replace(cfg, **kwargs)
 
 
+# `key=value` values read as PyYAML (YAML 1.1) reads the same text in a config file, without the model
+# library depending on a YAML parser: plain scalars by PyYAML's implicit resolvers (its regular expressions,
+# less sexagesimal numbers and dates, which stay strings), quoted strings, and flow lists and mappings.
+_NULL = re.compile(r"~|null|Null|NULL|")
+_TRUE = re.compile(r"yes|Yes|YES|true|True|TRUE|on|On|ON")
+_FALSE = re.compile(r"no|No|NO|false|False|FALSE|off|Off|OFF")
+_INT = re.compile(r"[-+]?(?:0b[01_]+|0[0-7_]+|0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)")
+_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.(?:inf|Inf|INF))"
+                    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|\.(?:nan|NaN|NAN)")
+_SINGLE_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def _scalar(text: str) -> Any:
+    """A plain YAML scalar: null, bool, int (0b, 0x, 0 octal, _ separators), float (.inf, .nan) or str."""
+    s = text.replace("_", "")
+    sign = -1 if s[:1] == "-" else 1
+    digits = s.lstrip("+-")
+    if _NULL.fullmatch(text):
+        return None
+    if _TRUE.fullmatch(text) or _FALSE.fullmatch(text):
+        return bool(_TRUE.fullmatch(text))
+    if _INT.fullmatch(text):
+        base = 2 if digits[:2] == "0b" else 16 if digits[:2] == "0x" else 8 if digits[:1] == "0" else 10
+        return sign * int(digits[2:] if base in (2, 16) else digits, base)
+    if _FLOAT.fullmatch(text):
+        number = digits.lower()
+        return math.nan if number == ".nan" else sign * (math.inf if number == ".inf" else float(number))
+    return text
+
+
+def _flow_items(body: str) -> list[str]:
+    """The comma-separated items of a flow list or mapping's inside (nested flows and quotes kept whole)."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(body):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(body[start:i].strip())
+            start = i + 1
+    items.append(body[start:].strip())
+    if items[-1] == "":  # a trailing comma, or an empty flow
+        items.pop()
+    if "" in items:
+        raise ValueError("an empty item in a flow list or mapping")
+    return items
+
+
+def _yaml_value(text: str, flow: bool = False) -> Any:
+    """`text` as YAML reads one value (`flow`: an item inside [...] or {...})."""
+    s = text.strip()
+    if not flow and s[:1] not in ("'", '"', "[", "{"):
+        s = re.split(r"(?:^|\s)#", s, maxsplit=1)[0].strip()  # a comment
+    if s[:1] in ("[", "{"):
+        if not s.endswith("]" if s[0] == "[" else "}"):
+            raise ValueError(f"{s[0]} is not closed")
+        items = _flow_items(s[1:-1])
+        if s[0] == "[":
+            return [_yaml_value(item, flow=True) for item in items]
+        pairs = [re.split(r":(?:\s+|$)", item, maxsplit=1) for item in items]
+        return {_yaml_value(p[0], flow=True): _yaml_value(p[1], flow=True) if len(p) > 1 else None for p in pairs}
+    if s[:1] == '"':
+        try:
+            return json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"a double-quoted string: {e}") from None
+    if s[:1] == "'":
+        if not _SINGLE_QUOTED.fullmatch(s):
+            raise ValueError("a single-quoted string that does not end where the value does")
+        return s[1:-1].replace("''", "'")
+    if s[:1] in tuple("&*!|>%@`") or s[:2] in ("- ", "? ") or s == "-" or (not flow and re.search(r":(?:\s|$)", s)):
+        raise ValueError(f"{s!r} is YAML syntax an override does not take (quote a string)")
+    return _scalar(s)
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """['a.b=3', 'c=[1,2]'] -> {'a': {'b': 3}, 'c': [1, 2]}; values are parsed as YAML scalars/lists."""
     out: dict[str, Any] = {}
@@ -372,8 +450,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not key:
             raise ValueError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as e:
+            value = _yaml_value(raw) if raw != "" else ""
+        except ValueError as e:
             raise ValueError(f"override {item!r}: cannot parse value: {e}") from None
         node = out
         parts = key.split(".")
@@ -385,71 +463,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """parser.parse_args, with `key=value` overrides (the positional `overrides`) allowed on both sides of
-    options, which plain parse_args refuses; anything else unrecognised is a usage error."""
-    args, rest = parser.parse_known_args(argv)
-    bad = [a for a in rest if a.startswith("-") or "=" not in a]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    args.overrides += rest
-    return args
-
-
 def apply_overrides(cfg: T, items: list[str]) -> T:
     """Apply dotted `key=value` strings, type-checked against the dataclass annotations."""
     return merge(cfg, parse_overrides(items))
 
 
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """`a` with `b` on top, nested dicts merged key by key."""
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def resolve(cls: type[T], config_path: str | None, overrides: list[str]) -> tuple[T, dict[str, Any]]:
-    """A run config, the one way both CLIs build theirs: `cls`'s defaults, then the YAML file, then
-    `key=value` overrides, merged key by key (a dict field such as `model` too: `model.context.dropout=0.2`
-    changes that one entry); type- and range-checked. Also returns what the file and overrides set."""
-    given = deep_merge(load_yaml(config_path) if config_path else {}, parse_overrides(overrides))
-    return from_dict(cls, deep_merge(to_dict(cls()), given)), given
-
-
-def resolve_model(preset_name: str | None, init: str, init_cfg: ModelConfig | None,
-                  overrides: dict[str, Any]) -> ModelConfig:
-    """The model a run builds: the init's config (its weights decide the architecture) or the preset's,
-    with `model.*` overrides on top. A preset naming another architecture than the init's is reported
-    and not used."""
-    if init_cfg is not None and preset_name and preset(preset_name).architecture() != init_cfg.architecture():
-        print(f"note: preset={preset_name} is not the architecture of init={init}; the init's weights decide it "
-              "(change fields with model.KEY=VALUE)")
-    cfg = merge(init_cfg if init_cfg is not None else preset(preset_name or "tiny"), overrides, prefix="model.")
-    changed = [f"model.{k}={cfg.get(k)!r} (its {init_cfg.get(k)!r})" for k in ARCHITECTURE
-               if init_cfg is not None and cfg.get(k) != init_cfg.get(k)]
-    if changed:  # its weights would not fit: a size-mismatch traceback deep in loading
-        raise ValueError(f"init={init}: {', '.join(changed)} would change the shape of its weights; with an init, "
-                         f"these fields cannot change: {', '.join(f'model.{k}' for k in ARCHITECTURE)} (dropout, "
-                         "masking and the head can); use init=scratch for another architecture")
-    return cfg
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
-
-
 __all__ = [
     "FeatureEncoderConfig", "ContextConfig", "MaskingConfig", "QuantizerConfig", "ObjectiveConfig",
     "HeadConfig", "ModelConfig", "PRESETS", "preset", "to_dict", "from_dict", "merge", "ranged", "check_range",
-    "parse_overrides", "apply_overrides", "load_yaml", "deep_merge", "resolve", "resolve_model", "SAMPLE_RATE",
+    "parse_overrides", "apply_overrides", "SAMPLE_RATE",
 ]

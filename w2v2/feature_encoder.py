@@ -11,7 +11,7 @@ Design choices:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
+
+Length = TypeVar("Length", int, torch.Tensor)  # a sample count, or a tensor of them
 
 
 class _GradScale(torch.autograd.Function):
@@ -76,19 +78,20 @@ class FeatureEncoder(nn.Module):
     def receptive_field(self) -> int:
         return self.cfg.receptive_field
 
-    def num_frames(self, num_samples: int) -> int:
-        """Frames produced for an input of `num_samples` samples (plain Python, no tensor)."""
-        n = num_samples
+    def _conv_lengths(self, n: Length) -> Length:
+        """Each unpadded conv's output length in turn, floor division for an int and a tensor alike (may go
+        negative for inputs shorter than the receptive field)."""
         for k, s in zip(self.cfg.conv_kernel, self.cfg.conv_stride, strict=True):
             n = (n - k) // s + 1
-        return max(n, 0)
+        return n
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for an input of `num_samples` samples (plain Python, no tensor)."""
+        return max(self._conv_lengths(num_samples), 0)
 
     def frame_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames produced for inputs of `num_samples` samples (any integer tensor shape)."""
-        n = num_samples
-        for k, s in zip(self.cfg.conv_kernel, self.cfg.conv_stride, strict=True):
-            n = torch.div(n - k, s, rounding_mode="floor") + 1
-        return n.clamp(min=0)
+        return self._conv_lengths(num_samples).clamp(min=0)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave (b, s) -> features (b, t, c)."""

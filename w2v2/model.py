@@ -12,6 +12,7 @@ Design choices (where we differ from fairseq/HF):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, NamedTuple, overload
 
 import torch
@@ -48,6 +49,12 @@ class PretrainOutput(NamedTuple):
 class ClassifierOutput(NamedTuple):
     logits: torch.Tensor  # (b, num_labels)
     pooled: torch.Tensor  # (b, projector_dim) or (b, 2*projector_dim) for statistics pooling
+
+
+def backbone_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The backbone's tensors in a pretraining model's or classifier's state_dict, under a bare backbone's
+    keys (`backbone.context.…` -> `context.…`); empty for a bare backbone's own state_dict."""
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
 
 
 def normalize_waveform(wave: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
@@ -184,8 +191,7 @@ class Wav2Vec2ForClassification(nn.Module):
     def load_backbone_from(self, source: nn.Module | dict[str, torch.Tensor]) -> None:
         """Copy backbone weights from a pretraining model / classifier or its state_dict."""
         state = source.state_dict() if isinstance(source, nn.Module) else source
-        sub = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        self.backbone.load_state_dict(sub or state)  # a bare backbone's keys carry no prefix
+        self.backbone.load_state_dict(backbone_state(state) or state)  # a bare backbone's keys carry no prefix
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> ClassifierOutput:

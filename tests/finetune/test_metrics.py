@@ -2,7 +2,7 @@
 
 import pytest
 
-from finetune.metrics import classification_metrics, confusion_matrix
+from finetune.metrics import classification_metrics, confusion_matrix, metrics_line
 
 
 def test_known_values() -> None:
@@ -21,3 +21,9 @@ def test_absent_classes_do_not_count_in_uar() -> None:
     m = classification_metrics([0, 0, 1], [0, 0, 1])
     assert m["uar"] == 1.0 and m["accuracy"] == 1.0 and m["per_class_recall"]["sad"] is None
     assert confusion_matrix([5], [3]).sum() == 1
+
+
+def test_the_metrics_line_every_command_prints() -> None:
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], names=["a", "b"])
+    assert metrics_line(m) == "accuracy 0.750  UAR 0.750  macro-F1 0.733  (4 clips)"
+    assert metrics_line(m, "12 s") == "accuracy 0.750  UAR 0.750  macro-F1 0.733  (12 s)"

@@ -14,7 +14,7 @@ from finetune.__main__ import parse_args
 from finetune.ensemble import ensemble_probs, members
 from finetune.model import checkpoint_spec
 from finetune.pack import pack
-from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, save_model
+from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import build_model
@@ -95,6 +95,19 @@ def test_a_packed_checkpoint_without_its_base_names_it(ensemble, tmp_path: Path)
     shutil.rmtree(moved)
     with pytest.raises(CheckpointError, match="its base 'ckpt:.*' cannot be loaded"):
         load_model(out)
+
+
+def test_an_init_naming_a_run_folder_is_packed_against_the_checkpoint_it_resolved_to(ensemble, tmp_path) -> None:
+    base, run = ensemble
+    base_run = tmp_path / "base_run"
+    shutil.copytree(base, base_run / "best")  # a fine-tuning run folder: its checkpoint is best/
+    member = tmp_path / "run" / "best"
+    extra = {"labels": read_meta(run / "member_1" / "best")["labels"], "finetune": {"init": f"ckpt:{base_run}"}}
+    save_model(load_model(run / "member_1" / "best"), member, extra)
+    pack(tmp_path / "run", tmp_path / "packed")
+    assert read_meta(tmp_path / "packed")["base"] == f"ckpt:{base_run / 'best'}"
+    original, packed = load_model(member).state_dict(), load_model(tmp_path / "packed").state_dict()
+    assert all(torch.equal(original[k], packed[k]) for k in original)
 
 
 def test_pack_refuses_an_existing_folder(ensemble, tmp_path: Path) -> None:
