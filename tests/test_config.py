@@ -122,31 +122,3 @@ def test_a_shape_change_of_a_pretrained_init_names_the_fields_that_cannot_change
     assert model.context.dropout == 0.2 and model.context.dim == 256
     _, model = resolve_run(None, ["model.context.dim=128"])  # from scratch any architecture goes
     assert model.context.dim == 128
-
-
-@pytest.mark.parametrize("value", [
-    "3", "-4", "+5", "0", "017", "0x1F", "0b101", "1_000", "0.5", "-1.5", "1.", ".5", "-.5", "3e-4", "1.0e5",
-    "1.0e+5", "2.5E-3", ".inf", "-.inf", "+.INF", ".nan", ".NaN", "nan", "NaN", "inf", "true", "True", "TRUE",
-    "false", "yes", "No", "on", "OFF", "y", "n", "null", "~", "Null", "None", " ", "layer", "attentive_stats",
-    "pretrained:small", "ckpt:runs/a b", "hf:facebook/wav2vec2-base", "C:\\x", "http://x", "a,b", "a#b", "3 # c",
-    "#x", "'it''s'", '"a\\tb"', '"3"', "[1,2]", "[16, 16, 16]", "[0.9,0]", "[]", "[1, 2,]", "[a, 'b c', 3.0]",
-    "[[1,2],[3]]", "[true, null, x]", "{}", "{a: 1, b: [1, 2]}", "{a}", "{'a b': 2}", "-1_0", "1.5_5",
-])
-def test_override_values_read_as_yaml_reads_them(value: str) -> None:
-    import math
-
-    import yaml
-
-    from w2v2.config import parse_overrides
-
-    got, want = parse_overrides([f"k={value}"])["k"], yaml.safe_load(value)
-    assert (isinstance(got, float) and math.isnan(got) and math.isnan(want)) or (got == want and type(got) is
-                                                                                 type(want)), (got, want)
-
-
-@pytest.mark.parametrize("value", ["[1, 2", "[1,,2]", "'a'b'", '"a" b', "*x", "&a 1", "a: b", "- a", "{a: [1}"])
-def test_override_values_yaml_would_not_read_as_a_scalar_are_refused(value: str) -> None:
-    from w2v2.config import parse_overrides
-
-    with pytest.raises(ValueError, match="cannot parse value"):
-        parse_overrides([f"k={value}"])

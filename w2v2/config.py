@@ -13,13 +13,13 @@ floats must also be finite. Defaults and presets are trusted.
 from __future__ import annotations
 
 import functools
-import json
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, cast
+
+import yaml
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -360,88 +360,9 @@ def merge(cfg: T, data: dict[str, Any], prefix: str = "") -> T:
     return replace(cfg, **kwargs)
 
 
-# `key=value` values read as PyYAML (YAML 1.1) reads the same text in a config file, without the model
-# library depending on a YAML parser: plain scalars by PyYAML's implicit resolvers (its regular expressions,
-# less sexagesimal numbers and dates, which stay strings), quoted strings, and flow lists and mappings.
-_NULL = re.compile(r"~|null|Null|NULL|")
-_TRUE = re.compile(r"yes|Yes|YES|true|True|TRUE|on|On|ON")
-_FALSE = re.compile(r"no|No|NO|false|False|FALSE|off|Off|OFF")
-_INT = re.compile(r"[-+]?(?:0b[01_]+|0[0-7_]+|0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)")
-_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.(?:inf|Inf|INF))"
-                    r"|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?|\.(?:nan|NaN|NAN)")
-_SINGLE_QUOTED = re.compile(r"'(?:[^']|'')*'")
-
-
-def _scalar(text: str) -> Any:
-    """A plain YAML scalar: null, bool, int (0b, 0x, 0 octal, _ separators), float (.inf, .nan) or str."""
-    s = text.replace("_", "")
-    sign = -1 if s[:1] == "-" else 1
-    digits = s.lstrip("+-")
-    if _NULL.fullmatch(text):
-        return None
-    if _TRUE.fullmatch(text) or _FALSE.fullmatch(text):
-        return bool(_TRUE.fullmatch(text))
-    if _INT.fullmatch(text):
-        base = 2 if digits[:2] == "0b" else 16 if digits[:2] == "0x" else 8 if digits[:1] == "0" else 10
-        return sign * int(digits[2:] if base in (2, 16) else digits, base)
-    if _FLOAT.fullmatch(text):
-        number = digits.lower()
-        return math.nan if number == ".nan" else sign * (math.inf if number == ".inf" else float(number))
-    return text
-
-
-def _flow_items(body: str) -> list[str]:
-    """The comma-separated items of a flow list or mapping's inside (nested flows and quotes kept whole)."""
-    items, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(body):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            items.append(body[start:i].strip())
-            start = i + 1
-    items.append(body[start:].strip())
-    if items[-1] == "":  # a trailing comma, or an empty flow
-        items.pop()
-    if "" in items:
-        raise ValueError("an empty item in a flow list or mapping")
-    return items
-
-
-def _yaml_value(text: str, flow: bool = False) -> Any:
-    """`text` as YAML reads one value (`flow`: an item inside [...] or {...})."""
-    s = text.strip()
-    if not flow and s[:1] not in ("'", '"', "[", "{"):
-        s = re.split(r"(?:^|\s)#", s, maxsplit=1)[0].strip()  # a comment
-    if s[:1] in ("[", "{"):
-        if not s.endswith("]" if s[0] == "[" else "}"):
-            raise ValueError(f"{s[0]} is not closed")
-        items = _flow_items(s[1:-1])
-        if s[0] == "[":
-            return [_yaml_value(item, flow=True) for item in items]
-        pairs = [re.split(r":(?:\s+|$)", item, maxsplit=1) for item in items]
-        return {_yaml_value(p[0], flow=True): _yaml_value(p[1], flow=True) if len(p) > 1 else None for p in pairs}
-    if s[:1] == '"':
-        try:
-            return json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"a double-quoted string: {e}") from None
-    if s[:1] == "'":
-        if not _SINGLE_QUOTED.fullmatch(s):
-            raise ValueError("a single-quoted string that does not end where the value does")
-        return s[1:-1].replace("''", "'")
-    if s[:1] in tuple("&*!|>%@`") or s[:2] in ("- ", "? ") or s == "-" or (not flow and re.search(r":(?:\s|$)", s)):
-        raise ValueError(f"{s!r} is YAML syntax an override does not take (quote a string)")
-    return _scalar(s)
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """['a.b=3', 'c=[1,2]'] -> {'a': {'b': 3}, 'c': [1, 2]}; values are parsed as YAML scalars/lists."""
+    """['a.b=3', 'c=[1,2]'] -> {'a': {'b': 3}, 'c': [1, 2]}; values are parsed as YAML scalars/lists
+    (the same text reads the same in a YAML config file)."""
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -450,8 +371,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not key:
             raise ValueError(f"override {item!r} has an empty key")
         try:
-            value = _yaml_value(raw) if raw != "" else ""
-        except ValueError as e:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
             raise ValueError(f"override {item!r}: cannot parse value: {e}") from None
         node = out
         parts = key.split(".")
