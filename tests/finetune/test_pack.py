@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from finetune.__main__ import parse_args
 from finetune.ensemble import ensemble_probs, members
-from finetune.model import checkpoint_spec
+from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.pack import pack
 from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta, save_model
 from w2v2.config import apply_overrides, preset
@@ -115,11 +115,26 @@ def test_pack_refuses_an_existing_folder(ensemble, tmp_path: Path) -> None:
         pack(ensemble[1], tmp_path)
 
 
-def test_ckpt_takes_pretrained_names() -> None:
+def test_ckpt_takes_pretrained_names_and_defaults_to_the_shipped_model() -> None:
     assert checkpoint_spec("pretrained:small") == PRETRAINED_DIR / "small"
     assert checkpoint_spec("runs/x") == Path("runs/x")
     with pytest.raises(ValueError, match="no shipped model 'nope'.*small"):
         checkpoint_spec("pretrained:nope")
+    for argv in (["predict", "a.wav"], ["evaluate", "--data", "d"], ["serve"]):
+        assert parse_args(argv).ckpt == [PRETRAINED_DIR / SHIPPED_CLASSIFIER.split(":")[1]]
     assert parse_args(["predict", "--ckpt", "r1", "--ckpt", "r2", "a.wav"]).ckpt == [Path("r1"), Path("r2")]
     with pytest.raises(SystemExit):
         parse_args(["submit", "--data", "d", "--out", "o"])  # a submission names its model
+
+
+def test_the_shipped_emotion_model_loads_and_fits_the_size_limit() -> None:
+    from finetune.pack import folder_mb
+
+    folder = checkpoint_spec(SHIPPED_CLASSIFIER)
+    ckpts = members([folder])
+    assert [c.name for c in ckpts] == ["member_1", "member_1_probe", "member_2", "member_2_probe", "member_3",
+                                       "member_3_probe"]
+    assert folder_mb(folder) <= 25
+    probs, each = ensemble_probs(ckpts, waves())
+    assert each.shape == (6, 3, 6) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
+    assert "CC BY-NC-SA 4.0" in (folder / "README.md").read_text()
