@@ -289,7 +289,7 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     """submission.csv and test_probs.csv of a competition folder from one model or an ensemble."""
     from finetune.data import AudioCache, cached_waves
     from finetune.ensemble import ensemble_probs, members
-    from finetune.train import write_test_outputs
+    from finetune.outputs import write_test_outputs
 
     ckpts = members(args.ckpt)
     data = load_dataset(args.data, "competition")

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from finetune.data import AudioCache
-from finetune.ensemble import PROB_COLUMNS, mean_window_probs, members
+from finetune.ensemble import mean_window_probs, members
 from finetune.model import load_classifier
+from finetune.outputs import PROB_COLUMNS
 from finetune.plots import plot_timeline
 from finetune.predict import file_row, timeline_frame
 from w2v2.checkpoint import PRETRAINED_DIR

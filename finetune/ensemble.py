@@ -17,19 +17,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import torch
 from einops import reduce
 
 from finetune.data import predict_probs, window_probs
 from finetune.model import classifier_checkpoint, load_classifier
 from finetune.outputs import MEMBER_NAME
-from w2v2.checkpoint import CheckpointError, atomic_write, read_meta
-from w2v2.data.datasets import Item
-from w2v2.data.labels import EMOTIONS
+from w2v2.checkpoint import CheckpointError, read_meta
 from w2v2.model import Wav2Vec2ForClassification
-
-PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]
 
 
 def member_folders(path: Path) -> list[Path]:
@@ -100,17 +95,3 @@ def mean_window_probs(models: Iterable[tuple[Path, Wav2Vec2ForClassification]], 
         total = probs if total is None else [t + p for t, p in zip(total, probs, strict=True)]
         count += 1
     return [t / count for t in total or []]
-
-
-def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) -> pd.DataFrame:
-    """`id` (+ `path`, `label` for labelled items) and the six probability columns, one row per item."""
-    df = pd.DataFrame({"id": [it.id for it in items]})
-    if labelled:
-        df["path"] = [str(it.path) for it in items]
-        df["label"] = [it.label for it in items]
-    return pd.concat([df, pd.DataFrame(probs.double().numpy(), columns=PROB_COLUMNS)], axis=1)
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write through a temporary file: a killed run never leaves half a CSV under the final name."""
-    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))

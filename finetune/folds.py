@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from finetune.ensemble import PROB_COLUMNS, probs_frame, write_csv
 from finetune.metrics import classification_metrics
+from finetune.outputs import PROB_COLUMNS, probs_frame, write_csv
 from finetune.plots import plot_confusion
 from w2v2.data.datasets import Item, item_labels, no_speaker_split
 from w2v2.data.labels import EMOTIONS

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from finetune.__main__ import main as finetune
-from finetune.ensemble import PROB_COLUMNS
+from finetune.outputs import PROB_COLUMNS
 from w2v2.synth import generate_corpus
 
 INFER_TOL = 1e-4

@@ -1,14 +1,34 @@
-"""Output paths, checked before any work starts: a long run must never end unable to write its result,
-and a re-run must never mix with, or silently replace, an earlier run's files."""
+"""The run folder and the files the commands write: what is written (config.yaml, metrics.json,
+val_probs.csv, test_probs.csv, submission.csv, confusion matrices: `start_run`, `finish`,
+`write_test_outputs`) and the checks before any work starts (`prepare_run`, `check_output_file`): a long
+run must never end unable to write its result, a re-run must never mix with, or silently replace, an
+earlier run's files, and every file is written whole (through a temporary file) or not at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from finetune.config import FinetuneConfig
+from finetune.data import AudioCache, cached_waves, predict_probs
+from finetune.metrics import classification_metrics
+from finetune.plots import plot_confusion
+from w2v2.checkpoint import atomic_write, load_model
+from w2v2.config import to_dict
+from w2v2.data.datasets import Dataset, Item, item_labels, labelled_test
+from w2v2.data.labels import EMOTIONS
+from w2v2.model import Wav2Vec2ForClassification
+from w2v2.training import resolve_device
 
 # everything `python -m finetune train` writes into a run folder (save_model's temporaries start ".best."),
 # an ensemble's parent folder included (and its member folders, MEMBER_NAME: see `previous_outputs`)
@@ -19,6 +39,9 @@ RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv",
 
 
 MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
+
+
+PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]  # in every probability file we write
 
 
 class OutputError(ValueError):
@@ -81,3 +104,78 @@ def prepare_run(run: Path, overwrite: bool) -> None:
     if old:
         print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
     _probe(run, f"--run {run}")
+
+
+def start_run(run: Path, cfg: FinetuneConfig) -> None:
+    """The run folder, with the config it trains with (config.yaml)."""
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write(run / "config.yaml", lambda tmp: tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
+
+
+def write_json(path: Path, content: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(content, indent=2)))
+
+
+def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) -> pd.DataFrame:
+    """`id` (+ `path`, `label` for labelled items) and the six probability columns, one row per item."""
+    df = pd.DataFrame({"id": [it.id for it in items]})
+    if labelled:
+        df["path"] = [str(it.path) for it in items]
+        df["label"] = [it.label for it in items]
+    return pd.concat([df, pd.DataFrame(probs.double().numpy(), columns=PROB_COLUMNS)], axis=1)
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> None:
+    """Write through a temporary file: a killed run never leaves half a CSV under the final name."""
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))
+
+
+def evaluate_items(model: Wav2Vec2ForClassification, items: list[Item], cache: AudioCache, window_seconds: float,
+                   progress: bool = False, tta: tuple[float, ...] = ()) -> tuple[dict, torch.Tensor]:
+    """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
+    probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
+    return classification_metrics(item_labels(items), probs.argmax(-1).tolist()), probs
+
+
+def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
+           best_epoch: int, seconds: float) -> dict:
+    """Reload the best checkpoint; metrics.json, confusion matrices, val_probs.csv and, for competitions,
+    submission.csv and test_probs.csv (validation and test predicted with `cfg.tta`, on `cfg.device`)."""
+    model = load_model(run / "best").to(resolve_device(cfg.device)).eval()
+    assert isinstance(model, Wav2Vec2ForClassification)  # what train() and train_probe() save
+    val_metrics, val_probs = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True,
+                                            tta=cfg.tta)
+    write_csv(probs_frame(val_items, val_probs, labelled=True), run / "val_probs.csv")
+    result = {"validation": val_metrics, "best_epoch": best_epoch, "train_seconds": seconds,
+              "layout": data.layout, "data": str(data.root)}
+    plot_confusion(val_metrics["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix.png",
+                   f"validation (UAR {val_metrics['uar']:.3f})")
+    if data.test:
+        waves = cached_waves(AudioCache(data.test), len(data.test))
+        result |= write_test_outputs(run, data, predict_probs(model, waves, cfg.window_seconds, progress=True,
+                                                              tta=cfg.tta))
+    write_json(run / "metrics.json", result)
+    return result
+
+
+def write_test_outputs(folder: Path, data: Dataset, probs: torch.Tensor) -> dict:
+    """submission.csv (the most probable class) and test_probs.csv of `data.test`'s probabilities (n, 6);
+    returns {"submission": path} and, where test_labels.csv labels clips, {"test": their metrics}."""
+    preds = probs.argmax(-1).tolist()
+    write_submission(folder / "submission.csv", data, preds)
+    write_csv(probs_frame(data.test, probs), folder / "test_probs.csv")
+    result: dict = {"submission": str(folder / "submission.csv")}
+    if labelled := labelled_test(data):
+        pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
+        result["test"] = classification_metrics(item_labels(labelled), [pred_of[it.id] for it in labelled])
+        plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), folder / "confusion_matrix_test.png",
+                       f"test (UAR {result['test']['uar']:.3f})")
+    return result
+
+
+def write_submission(path: Path, data: Dataset, preds: list[int]) -> None:
+    """sample_submission's ids, order and columns, with our labels."""
+    sub = data.submission.copy() if data.submission is not None else pd.DataFrame({"id": [t.id for t in data.test]})
+    label_col = next((c for c in sub.columns if c.strip().lower() == "label"), None)
+    sub[label_col or (sub.columns[-1] if len(sub.columns) > 1 else "label")] = preds
+    write_csv(sub, path)

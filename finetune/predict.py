@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from finetune.data import AudioCache, window_starts
-from finetune.ensemble import PROB_COLUMNS, ensemble_window_probs, members, write_csv
-from finetune.outputs import check_not_input, check_output_file
+from finetune.ensemble import ensemble_window_probs, members
+from finetune.outputs import PROB_COLUMNS, check_not_input, check_output_file, write_csv
 from finetune.plots import plot_timeline
 from w2v2.checkpoint import atomic_write
 from w2v2.data.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from einops import rearrange
 from tqdm import tqdm
 
@@ -29,8 +28,9 @@ from finetune.config import DEFAULT_HEAD, FinetuneConfig
 from finetune.data import AudioCache, cached_waves, windows
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
+from finetune.outputs import finish, start_run
 from finetune.plots import plot_curves
-from finetune.train import finish, label_weights
+from finetune.train import label_weights
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
@@ -109,8 +109,7 @@ def train_probe(data: Dataset, cfg: FinetuneConfig, run: Path, train_items: list
         raise ValueError("--probe judges a pretrained backbone: give --init pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    start_run(run, cfg)
     start = time.perf_counter()
     model = build_classifier(replace(cfg, head=replace(cfg.head or DEFAULT_HEAD, standardize=True)))
     model.freeze(True, transformer=True)

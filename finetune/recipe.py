@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig, Kind, with_recipe
 from finetune.folds import assign_folds, out_of_fold, read_probs
 from finetune.metrics import HEADLINE
 from finetune.model import build_classifier
+from finetune.outputs import start_run, write_json, write_test_outputs
 from finetune.probe import train_probe
-from finetune.train import split_train, train, write_test_outputs
+from finetune.train import split_train, train
 from w2v2.checkpoint import atomic_write
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
@@ -272,8 +272,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     with tqdm(total=total, desc="all members", unit="step", disable=None) as bar:
         if len(members) == 1:
             return train_member(data, members[0], run, bar, resume)
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        start_run(run, cfg)
         results = []
         for i, m in enumerate(members, start=1):
             tick = time.perf_counter()
@@ -295,7 +294,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
         probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
         summary |= write_test_outputs(run, data, probs)
     summary["train_seconds"] = time.perf_counter() - start
-    (run / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(run / "metrics.json", summary)
     print_members(summary)
     return summary
 

@@ -26,9 +26,9 @@ import yaml
 
 from finetune import analysis
 from finetune import report_plots as plots
-from finetune.ensemble import PROB_COLUMNS, member_folders
+from finetune.ensemble import member_folders
 from finetune.metrics import confusion_matrix
-from finetune.outputs import check_output_file
+from finetune.outputs import PROB_COLUMNS, check_output_file
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
 

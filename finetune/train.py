@@ -10,25 +10,23 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, augment, cached_waves, predict_probs
-from finetune.ensemble import probs_frame, write_csv
+from finetune.data import AudioCache, augment, cached_waves
 from finetune.features import FeatureCache, WindowFeatures, plan_views
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
-from finetune.plots import plot_confusion, plot_curves
+from finetune.outputs import evaluate_items, finish, start_run
+from finetune.plots import plot_curves
 from finetune.state import clear_state, has_state, load_state, save_state
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
-from w2v2.data.datasets import Dataset, Item, item_labels, labelled_test, no_speaker_split, speaker_split
+from w2v2.data.datasets import Dataset, Item, item_labels, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
@@ -54,13 +52,6 @@ def oversample(items: list[Item], seed: int) -> list[Item]:
         if group:
             out += group + [rng.choice(group) for _ in range(most - len(group))]
     return out
-
-
-def evaluate_items(model: Wav2Vec2ForClassification, items: list[Item], cache: AudioCache, window_seconds: float,
-                   progress: bool = False, tta: tuple[float, ...] = ()) -> tuple[dict, torch.Tensor]:
-    """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
-    probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
-    return classification_metrics(item_labels(items), probs.argmax(-1).tolist()), probs
 
 
 def make_optimizer(model: Wav2Vec2ForClassification, cfg: FinetuneConfig, total_steps: int):
@@ -184,8 +175,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     resume: continue after the last epoch `run/resume/` holds (finetune.state), if it holds one."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    start_run(run, cfg)
     train_items, val_items = split or split_train(data, cfg, val_speakers)
     fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
     device = resolve_device(cfg.device)
@@ -276,49 +266,3 @@ def cached_features(model: Wav2Vec2ForClassification, cfg: FinetuneConfig, cache
     train_features = FeatureCache(model, cache, cfg, views, dtype, rng)
     val_waves = cached_waves(val_cache, len(val_cache.items))
     return train_features, WindowFeatures(model, val_waves, cfg.window_seconds, cfg.batch_size)
-
-
-def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
-           best_epoch: int, seconds: float) -> dict:
-    """Reload the best checkpoint; metrics.json, confusion matrices, val_probs.csv and, for competitions,
-    submission.csv and test_probs.csv (validation and test predicted with `cfg.tta`, on `cfg.device`)."""
-    from w2v2.checkpoint import load_model
-
-    model = load_model(run / "best").to(resolve_device(cfg.device)).eval()
-    assert isinstance(model, Wav2Vec2ForClassification)  # what train() and train_probe() save
-    val_metrics, val_probs = evaluate_items(model, val_items, val_cache, cfg.window_seconds, progress=True,
-                                            tta=cfg.tta)
-    write_csv(probs_frame(val_items, val_probs, labelled=True), run / "val_probs.csv")
-    result = {"validation": val_metrics, "best_epoch": best_epoch, "train_seconds": seconds,
-              "layout": data.layout, "data": str(data.root)}
-    plot_confusion(val_metrics["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix.png",
-                   f"validation (UAR {val_metrics['uar']:.3f})")
-    if data.test:
-        waves = cached_waves(AudioCache(data.test), len(data.test))
-        result |= write_test_outputs(run, data, predict_probs(model, waves, cfg.window_seconds, progress=True,
-                                                              tta=cfg.tta))
-    (run / "metrics.json").write_text(json.dumps(result, indent=2))
-    return result
-
-
-def write_test_outputs(folder: Path, data: Dataset, probs: torch.Tensor) -> dict:
-    """submission.csv (the most probable class) and test_probs.csv of `data.test`'s probabilities (n, 6);
-    returns {"submission": path} and, where test_labels.csv labels clips, {"test": their metrics}."""
-    preds = probs.argmax(-1).tolist()
-    write_submission(folder / "submission.csv", data, preds)
-    write_csv(probs_frame(data.test, probs), folder / "test_probs.csv")
-    result: dict = {"submission": str(folder / "submission.csv")}
-    if labelled := labelled_test(data):
-        pred_of = dict(zip((it.id for it in data.test), preds, strict=True))  # ids are unique (datasets.py)
-        result["test"] = classification_metrics(item_labels(labelled), [pred_of[it.id] for it in labelled])
-        plot_confusion(result["test"]["confusion_matrix"], list(EMOTIONS), folder / "confusion_matrix_test.png",
-                       f"test (UAR {result['test']['uar']:.3f})")
-    return result
-
-
-def write_submission(path: Path, data: Dataset, preds: list[int]) -> None:
-    """sample_submission's ids, order and columns, with our labels."""
-    sub = data.submission.copy() if data.submission is not None else pd.DataFrame({"id": [t.id for t in data.test]})
-    label_col = next((c for c in sub.columns if c.strip().lower() == "label"), None)
-    sub[label_col or (sub.columns[-1] if len(sub.columns) > 1 else "label")] = preds
-    write_csv(sub, path)

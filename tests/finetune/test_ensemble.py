@@ -16,8 +16,9 @@ import torch
 from finetune.__main__ import main
 from finetune.config import AugmentConfig
 from finetune.data import augment, predict_probs, speed_view, window_probs
-from finetune.ensemble import PROB_COLUMNS, ensemble_probs, members
+from finetune.ensemble import ensemble_probs, members
 from finetune.model import load_classifier
+from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import CheckpointError, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS

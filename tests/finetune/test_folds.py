@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from finetune.__main__ import main, parse_args
-from finetune.ensemble import PROB_COLUMNS
 from finetune.folds import assign_folds
 from finetune.metrics import classification_metrics
+from finetune.outputs import PROB_COLUMNS
 from w2v2.data.datasets import Item
 from w2v2.synth import generate_corpus
 

@@ -13,7 +13,7 @@ import torch
 
 from finetune.__main__ import main
 from finetune.config import resolve_run
-from finetune.ensemble import PROB_COLUMNS
+from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import load_model
 
 FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1"]
