@@ -64,5 +64,5 @@ class PretrainConfig:
 
 def resolve_run(config_path: str | None, overrides: list[str]) -> tuple[PretrainConfig, ModelConfig]:
     """The run config (YAML, then overrides) and the model config it describes; both type-checked."""
-    cfg, given = resolve(PretrainConfig, config_path, overrides)
+    cfg, given = resolve(PretrainConfig, config_path, overrides, informational=("resolved_model",))
     return cfg, resolve_model(given.get("preset"), cfg.init, init_config(cfg.init), cfg.model)

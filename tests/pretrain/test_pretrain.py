@@ -63,7 +63,8 @@ def test_killed_run_resumes_to_identical_weights(audio: Path, tmp_path: Path) ->
     assert killed_at == "step_00000004"
     logged = [json.loads(line)["step"] for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     assert logged[-1] == 6  # the steps after the checkpoint were done, and are trained again on resume
-    resumed = run_cli([*common, f"run_dir={tmp_path / 'killed'}", "resume=auto"])
+    # resumed with the run's own config.yaml (its informational resolved_model is not a setting)
+    resumed = run_cli(["--config", str(tmp_path / "killed" / "config.yaml"), "resume=auto"])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed from" in resumed.stdout
     log = [json.loads(line) for line in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]

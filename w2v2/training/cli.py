@@ -39,11 +39,16 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve(cls: type[T], config_path: str | None, overrides: list[str]) -> tuple[T, dict[str, Any]]:
+def resolve(cls: type[T], config_path: str | None, overrides: list[str],
+            informational: tuple[str, ...] = ()) -> tuple[T, dict[str, Any]]:
     """A run config, the one way both CLIs build theirs: `cls`'s defaults, then the YAML file, then
     `key=value` overrides, merged key by key (a dict field such as `model` too: `model.context.dropout=0.2`
-    changes that one entry); type- and range-checked. Also returns what the file and overrides set."""
-    given = deep_merge(load_yaml(config_path) if config_path else {}, parse_overrides(overrides))
+    changes that one entry); type- and range-checked. Also returns what the file and overrides set.
+    informational: top-level keys a run writes into its own config.yaml for the reader (not settings),
+    skipped when that file is given back as --config."""
+    from_file = load_yaml(config_path) if config_path else {}
+    from_file = {k: v for k, v in from_file.items() if k not in informational}
+    given = deep_merge(from_file, parse_overrides(overrides))
     return from_dict(cls, deep_merge(to_dict(cls()), given)), given
 
 
