@@ -121,3 +121,10 @@ def test_pretrain_init_pretrained_small_starts_from_exactly_its_weights(tmp_path
     stored = load_file(str(SMALL / "model.safetensors"))
     assert started.keys() == stored.keys()
     assert all(torch.equal(started[k], stored[k]) for k in stored if k != "quantizer.temperature")
+
+
+def test_the_shipped_emotion_ensemble_is_no_init_and_says_how_to_use_it() -> None:
+    from w2v2.checkpoint import pretrained_dir
+
+    with pytest.raises(ValueError, match="an ensemble of classifiers: use it with --ckpt"):
+        pretrained_dir("emotion-ravdess", "init='pretrained:emotion-ravdess'")

@@ -274,5 +274,7 @@ def pretrained_names() -> list[str]:
 def pretrained_dir(name: str, spec: str) -> Path:
     """The shipped checkpoint `name` (pretrained:NAME); `spec` (the setting that names it) starts the error."""
     if name not in pretrained_names():
-        raise ValueError(f"{spec}: no shipped checkpoint {name!r}; available: {pretrained_names()}")
+        ensemble = " (an ensemble of classifiers: use it with --ckpt, not as one starting point)" if (
+            PRETRAINED_DIR / name).is_dir() else ""
+        raise ValueError(f"{spec}: no shipped checkpoint {name!r}{ensemble}; available: {pretrained_names()}")
     return PRETRAINED_DIR / name
