@@ -7,7 +7,9 @@ On the synthetic corpus (no download), for one seed:
    probabilities within `TRAIN_TOL` (the two devices' kernels round differently, and a few hundred
    updates let that grow);
 3. the default precision on the GPU (bf16 autocast where it computes it, fp16 with a scaler elsewhere)
-   trains and scores, with its time beside the CPU's.
+   trains and scores, with its time beside the CPU's;
+4. where the GPU computes bf16, `--precision bf16` prediction stays within `BF16_TOL` of the CPU's fp32
+   (the tolerance the CPU tests hold it to).
 Prints one line per check and a JSON line last; exits 1 if a check fails, 2 without a GPU.
 """
 
@@ -27,6 +29,7 @@ from w2v2.synth import generate_corpus
 
 INFER_TOL = 1e-4
 TRAIN_TOL = 0.05
+BF16_TOL = 0.03
 SMALL = ["--members", "1", "epochs=3", "probe_epochs=20"]
 
 
@@ -60,12 +63,17 @@ def main(root: Path = Path("runs/gpu-check")) -> int:
     uar = {name: json.loads((root / name / "metrics.json").read_text())["test"]["uar"]
            for name in ("fp32-cpu", "fp32-cuda", "default-cuda")}
     checks = {"inference": (infer, INFER_TOL), "training": (trained, TRAIN_TOL)}
+    if torch.cuda.is_bf16_supported():
+        finetune(["submit", "--ckpt", str(root / "fp32-cpu"), "--data", str(data), "--out", str(root / "sub-bf16"),
+                  "--device", "cuda", "--precision", "bf16"])
+        checks["bf16 prediction"] = (float((probs(root / "sub-cpu") - probs(root / "sub-bf16")).abs().max()), BF16_TOL)
     for name, (value, tol) in checks.items():
         print(f"{name}: max |p_cpu - p_cuda| = {value:.2e} (tolerance {tol:g}) {'ok' if value <= tol else 'FAILED'}")
     print(f"test UAR: {uar}; seconds: { {k: round(v) for k, v in seconds.items()} }")
     ok = all(v <= t for v, t in checks.values())
     print(json.dumps({"gpu": torch.cuda.get_device_name(), "inference_max_dp": infer, "training_max_dp": trained,
-                      "uar": uar, "seconds": seconds, "ok": ok}))
+                      "bf16_max_dp": checks.get("bf16 prediction", (None,))[0], "uar": uar, "seconds": seconds,
+                      "ok": ok}))
     return 0 if ok else 1
 
 
