@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+import typing
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from w2v2.checkpoint import atomic_write, describe_os_error
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import inference_precision, resolve_device
+from w2v2.training import Precision, inference_precision, resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
 PRECISION = "fp32"  # of evaluate/predict/submit/serve; docs/benchmark.md has bf16's measured differences
@@ -133,7 +134,7 @@ def checkpoint_arg(text: str) -> Path:
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=PRECISION,
+    p.add_argument("--precision", choices=typing.get_args(Precision), default=PRECISION,
                    help=f"arithmetic of prediction (default {PRECISION}): bf16 where the device computes it "
                    "natively (a recent GPU; a CPU with AVX512-BF16 or AMX), auto picks bf16 where it is")
 

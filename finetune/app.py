@@ -30,7 +30,7 @@ import torch
 from finetune.data import AudioCache
 from finetune.ensemble import mean_window_probs, members
 from finetune.model import load_classifier
-from finetune.outputs import PROB_COLUMNS
+from finetune.outputs import PROB_COLUMNS, write_csv
 from finetune.plots import plot_timeline
 from finetune.predict import file_row, timeline_frame
 from w2v2.checkpoint import PRETRAINED_DIR
@@ -96,7 +96,7 @@ class Recognizer:
             folder = Path(tempfile.mkdtemp(dir=self.outputs))  # one per request: downloads keep the file's name
             df = timeline_frame(windows, wave.numel(), self.window_seconds, None)
             result.timeline_csv = folder / f"{path.stem}-timeline.csv"
-            df.to_csv(result.timeline_csv, index=False, float_format="%.6f")
+            write_csv(df, result.timeline_csv)
             result.timeline_png = folder / f"{path.stem}-timeline.png"
             plot_timeline(df, result.timeline_png, name)
         return result

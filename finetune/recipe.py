@@ -34,7 +34,6 @@ from finetune.model import build_classifier
 from finetune.outputs import start_run, write_json, write_test_outputs
 from finetune.probe import train_probe
 from finetune.train import split_train, train
-from w2v2.checkpoint import atomic_write
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
@@ -237,7 +236,7 @@ def write_recipe(run: Path, data: Dataset, cfg: FinetuneConfig, val_speakers: li
     run.mkdir(parents=True, exist_ok=True)
     recipe = {"config": to_dict(cfg), "data": str(data.root), "layout": data.layout, "val_speakers": val_speakers,
               "plan": {m.name: m.cfg.epochs for m in members}}
-    atomic_write(run / RECIPE, lambda tmp: tmp.write_text(json.dumps(recipe, indent=2)))
+    write_json(run / RECIPE, recipe)
 
 
 def read_recipe(run: Path) -> dict:

@@ -209,7 +209,8 @@ def load_model(directory: str | Path, kind: str | None = None, cfg: ModelConfig 
     state = _read_weights(directory)
     if meta.get("base"):  # only what differs from the base is stored: the rest comes from it
         try:
-            state = {**base_state(meta["base"], list(model_keys(stored_kind, meta))), **state}
+            keys = list(model.state_dict()) if (kind or stored_kind) == stored_kind else model_keys(stored_kind, meta)
+            state = {**base_state(meta["base"], keys), **state}
         except (ValueError, FileNotFoundError) as e:
             raise CheckpointError(f"{directory / META}: its base {meta['base']!r} cannot be loaded: {e}") from None
     try:
