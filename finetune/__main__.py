@@ -50,7 +50,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "completed epoch, with the settings it was started with (finished members are kept)")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
     t.add_argument("--members", type=count("--members", 1), help="seeds of the ensemble, each with its own "
-                   "validation speakers and one model of every kind (default 3; 1 for --init scratch)")
+                   "validation speakers and one model of every kind (a fine-tune, a probe and the tiny model "
+                   "from scratch; `kinds=[...]` chooses) (default 3; 1 for --init scratch)")
     t.add_argument("--folds", type=count("--folds", 2), help="K speaker-disjoint folds instead of seeds, each "
                    "validated on its K-th of the clips: out-of-fold metrics, ensemble submission")
     t.add_argument("--budget-minutes", type=float, help="fit the recipe to this many minutes of this machine's "
@@ -361,8 +362,8 @@ def demo() -> None:
     if not (DEMO_DATA / "train.csv").is_file():
         print(f"generating the synthetic emotional-speech corpus in {DEMO_DATA} ...")
         generate_corpus(DEMO_DATA, clips=600, seed=0)
-    print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, the two "
-          "averaged (a few minutes on a CPU) ...")
+    print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, and the tiny "
+          "model from scratch, the three averaged (a few minutes on a CPU) ...")
     main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--members", "1", "--overwrite"])
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
 

@@ -27,6 +27,8 @@ class AugmentConfig:
 
 
 Kind = Literal["finetune", "probe", "scratch"]
+# settings a scratch member takes from its run (the rest is RECIPES["scratch"] and `scratch.*`)
+SHARED = ("device", "amp", "threads", "num_workers", "window_seconds", "tta", "balance", "val_fraction")
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,14 @@ class FinetuneConfig:
     init: str = "pretrained:small"  # scratch | pretrained:NAME | hf:DIR_OR_ID | ckpt:PATH
     # the ensemble (finetune/recipe.py): `members` seeds, each with its own validation speakers, or `folds`
     # speaker-disjoint folds; each trains one model of every kind in `kinds` (finetune: the whole model from
-    # init; probe: a linear probe on its frozen backbone; scratch: the tiny model from random weights), and
-    # their test probabilities are averaged
+    # init; probe: a linear probe on its frozen backbone; scratch: the tiny model from random weights, a
+    # member unlike the other two), and their test probabilities are averaged (docs/recipe.md)
     members: int = ranged(3, 1)
     folds: int = ranged(0, 0)  # 0: seeds; K >= 2: folds instead
-    kinds: tuple[Kind, ...] = ("finetune", "probe")
+    kinds: tuple[Kind, ...] = ("finetune", "probe", "scratch")
+    # the scratch members' settings: RECIPES["scratch"] with these on top (scratch.epochs=10); the run's own
+    # epochs, crops and learning rates are the fine-tune's
+    scratch: dict[str, Any] = field(default_factory=dict)
     budget_minutes: float = ranged(0.0, 0)  # > 0: fewer seeds, then fewer epochs, until the estimate fits
     # overrides of the init's/preset's ModelConfig, as in pretraining (model.context.dropout=0.2); the
     # defaults are fine-tuning's regularisation: SpecAugment-style span masking, LayerDrop, dropout
@@ -89,9 +94,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the tiny model from random weights: the zero-download baseline; its CNN must learn
     "scratch": {"preset": "tiny", "freeze_feature_encoder": False, "lr_backbone": 1e-3, "epochs": 30,
                 "patience": 10, "members": 1, "kinds": ["finetune"]},
-    # a transformers checkpoint (facebook/wav2vec2-base-style): a gentler backbone rate after a head-only start
+    # a transformers checkpoint (facebook/wav2vec2-base-style): a gentler backbone rate after a head-only start;
+    # no tiny member (unmeasured next to a model that strong, it would weigh a third of the vote)
     "hf": {"freeze_transformer_steps": 500, "lr_head": 5e-4, "lr_backbone": 3e-5, "epochs": 20, "patience": 8,
-           "crop_seconds": 6.0},
+           "crop_seconds": 6.0, "kinds": ["finetune", "probe"]},
 }
 
 
@@ -102,9 +108,21 @@ def init_kind(init: str) -> str:
 
 def resolve_run(config_path: str | None, overrides: list[str]) -> FinetuneConfig:
     """Defaults, then the init's recipe (`RECIPES`, only without a config file), then the YAML file, then
-    key=value overrides (`w2v2.training.cli.resolve`, as pretraining)."""
+    key=value overrides (`w2v2.training.cli.resolve`, as pretraining). A typo in `scratch.*` fails here."""
     cfg, given = resolve(FinetuneConfig, config_path, overrides)
-    return cfg if config_path is not None else with_recipe(cfg.init, given)
+    cfg = cfg if config_path is not None else with_recipe(cfg.init, given)
+    scratch_config(cfg, cfg.seed)
+    return cfg
+
+
+def scratch_config(cfg: FinetuneConfig, seed: int) -> FinetuneConfig:
+    """The config of a `scratch` member of run `cfg`: the scratch recipe, the run's device, precision and
+    evaluation settings (`SHARED`), then `cfg.scratch`."""
+    shared = {k: v for k, v in to_dict(cfg).items() if k in SHARED}
+    try:
+        return with_recipe("scratch", deep_merge({**shared, "init": "scratch", "seed": seed}, cfg.scratch))
+    except ValueError as e:
+        raise ValueError(f"scratch.*: {e}") from None
 
 
 def with_recipe(init: str, given: dict[str, Any]) -> FinetuneConfig:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from finetune.config import FinetuneConfig, Kind, with_recipe
+from finetune.config import FinetuneConfig, Kind, scratch_config
 from finetune.folds import assign_folds, out_of_fold, read_probs
 from finetune.metrics import HEADLINE
 from finetune.model import build_classifier
@@ -42,7 +42,6 @@ from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import autocast, resolve_amp, resolve_device
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
-SHARED = ("device", "amp", "threads", "num_workers", "window_seconds", "tta", "balance", "val_fraction")
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,7 @@ def member_config(cfg: FinetuneConfig, kind: Kind, seed: int) -> FinetuneConfig:
     device, precision and evaluation settings."""
     if kind != "scratch" or cfg.init == "scratch":
         return replace(cfg, seed=seed)
-    shared = {k: v for k, v in to_dict(cfg).items() if k in SHARED}
-    return with_recipe("scratch", {**shared, "init": "scratch", "seed": seed})
+    return scratch_config(cfg, seed)
 
 
 def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> tuple[list[Member], str]:
@@ -193,10 +191,11 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
           f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
           + (f", {len(data.test)} test clips" if data.test else ""))
-    ft = next((m for m in members if m.kind != "probe"), None)
-    if ft is not None:
-        print(f"      fine-tuning: {ft.cfg.epochs} epochs (patience {ft.cfg.patience}) of {ft.cfg.crop_seconds:g} s "
-              f"crops, batch {ft.cfg.batch_size}, CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
+    for kind, title in (("finetune", "fine-tuning"), ("scratch", "tiny from scratch")):
+        ft = next((m for m in members if m.kind == kind), None)
+        if ft is not None:
+            print(f"      {title}: {ft.cfg.epochs} epochs (patience {ft.cfg.patience}) of {ft.cfg.crop_seconds:g} s "
+                  f"crops, batch {ft.cfg.batch_size}, CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
     if estimate is not None:
         device = resolve_device(cfg.device)
         print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "

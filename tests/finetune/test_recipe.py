@@ -16,7 +16,8 @@ from finetune.config import resolve_run
 from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import load_model
 
-FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1"]
+FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1",
+        "scratch.epochs=1", "scratch.batch_size=4", "scratch.crop_seconds=1.5"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
@@ -39,28 +40,32 @@ def default_run(corpus: Path, tmp_path_factory) -> tuple[Path, str]:
     return run, out.getvalue()
 
 
-def test_the_default_is_an_ensemble_of_fine_tunes_and_probes_of_pretrained_small(default_run) -> None:
+def test_the_default_is_an_ensemble_of_fine_tunes_probes_and_tiny_models(default_run) -> None:
     run, _ = default_run
-    names = ["member_1", "member_1_probe", "member_2", "member_2_probe"]
+    names = ["member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe", "member_2_scratch"]
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == names
     metrics = json.loads((run / "metrics.json").read_text())
     assert [(m["name"], m["kind"], m["seed"]) for m in metrics["members"]] == [
-        ("member_1", "finetune", 0), ("member_1_probe", "probe", 0), ("member_2", "finetune", 1),
-        ("member_2_probe", "probe", 1)]
+        ("member_1", "finetune", 0), ("member_1_probe", "probe", 0), ("member_1_scratch", "scratch", 0),
+        ("member_2", "finetune", 1), ("member_2_probe", "probe", 1), ("member_2_scratch", "scratch", 1)]
     for name in names:
         meta = json.loads((run / name / "best" / "w2v2.json").read_text())
-        assert meta["finetune"]["init"] == "pretrained:small"
+        assert meta["finetune"]["init"] == ("scratch" if name.endswith("_scratch") else "pretrained:small")
         assert bool(meta.get("probe")) == name.endswith("_probe")
+    tiny = json.loads((run / "member_1_scratch" / "best" / "w2v2.json").read_text())
+    assert tiny["finetune"]["epochs"] == 1 and tiny["finetune"]["preset"] == "tiny"  # scratch.epochs=1 reached it
     # each seed validated on its own speakers; the kinds of one seed share them
     val = {n: set(pd.read_csv(run / n / "val_probs.csv").id) for n in names}
-    assert val["member_1"] == val["member_1_probe"] != val["member_2"] == val["member_2_probe"]
+    assert val["member_1"] == val["member_1_probe"] == val["member_1_scratch"] != val["member_2"]
+    assert val["member_2"] == val["member_2_probe"] == val["member_2_scratch"]
 
 
 def test_the_default_writes_one_submission_averaging_every_member(default_run, corpus: Path) -> None:
     run, _ = default_run
     probs = pd.read_csv(run / "test_probs.csv")
     each = np.stack([pd.read_csv(run / n / "test_probs.csv")[PROB_COLUMNS].to_numpy()
-                     for n in ("member_1", "member_1_probe", "member_2", "member_2_probe")])
+                     for n in ("member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe",
+                               "member_2_scratch")])
     assert np.allclose(probs[PROB_COLUMNS].to_numpy(), each.mean(0), atol=2e-6)
     assert not np.allclose(each[0], each[1], atol=1e-3)  # the members differ
     sub = pd.read_csv(run / "submission.csv")
@@ -70,9 +75,10 @@ def test_the_default_writes_one_submission_averaging_every_member(default_run, c
 
 def test_the_plan_and_estimate_are_printed_before_training(default_run) -> None:
     _, printed = default_run
-    plan, estimate = printed.index("plan: 2 fine-tune(s) of pretrained:small + 2 linear probe(s)"), printed.index(
-        "estimate: ")
-    assert plan < estimate < printed.index("member 1/4: member_1 (finetune, seed 0)")
+    plan, estimate = printed.index("plan: 2 fine-tune(s) of pretrained:small + 2 linear probe(s) + 2 tiny model(s) "
+                                   "from scratch"), printed.index("estimate: ")
+    assert plan < printed.index("tiny from scratch: 1 epochs") < estimate
+    assert estimate < printed.index("member 1/6: member_1 (finetune, seed 0)")
     minutes = float(printed[estimate:].split()[1])
     assert 0 < minutes < 30
 
@@ -94,7 +100,7 @@ def test_probe_folds_are_an_ensemble_with_out_of_fold_metrics(corpus: Path, tmp_
 def test_recipes_follow_the_init_unless_a_config_file_is_given() -> None:
     default = resolve_run(None, [])
     assert (default.init, default.members, default.kinds, default.freeze_feature_encoder) == (
-        "pretrained:small", 3, ("finetune", "probe"), True)
+        "pretrained:small", 3, ("finetune", "probe", "scratch"), True)
     scratch = resolve_run(None, ["init=scratch"])
     assert (scratch.preset, scratch.members, scratch.kinds, scratch.freeze_feature_encoder, scratch.epochs) == (
         "tiny", 1, ("finetune",), False, 30)
@@ -102,6 +108,16 @@ def test_recipes_follow_the_init_unless_a_config_file_is_given() -> None:
     assert resolve_run(None, ["init=hf:some/dir"]).lr_backbone == 3e-5
     assert resolve_run("configs/finetune/small-cpu.yaml", []).members == 1
     assert resolve_run("configs/finetune/tiny.yaml", []) == scratch
+    # the scratch members keep their recipe, the run's device settings and scratch.* on top
+    from finetune.recipe import member_config
+
+    run = resolve_run(None, ["epochs=7", "threads=1", "scratch.epochs=4"])
+    tiny = member_config(run, "scratch", 2)
+    assert (tiny.preset, tiny.epochs, tiny.lr_backbone, tiny.threads, tiny.seed, tiny.kinds) == (
+        "tiny", 4, 1e-3, 1, 2, ("finetune",))
+    assert member_config(run, "finetune", 2).epochs == 7
+    with pytest.raises(ValueError, match="scratch.*unknown config key.*epoch"):
+        resolve_run(None, ["scratch.epoch=4"])  # a typo fails before any training
 
 
 def test_a_typo_in_a_model_override_fails_before_an_earlier_run_is_removed(corpus: Path, tmp_path: Path) -> None:
@@ -150,7 +166,7 @@ def test_a_budget_drops_seeds_first_then_epochs(corpus: Path, capsys) -> None:
     from finetune.recipe import fit_budget, plan_members
     from w2v2.data.datasets import load_dataset
 
-    cfg = resolve_run(None, ["members=3", "epochs=10"])
+    cfg = resolve_run(None, ["members=3", "epochs=10", "kinds=[finetune,probe]"])
     members, _ = plan_members(load_dataset(corpus), cfg, None)
     cost = lambda ms: 60 * sum(m.cfg.epochs if m.kind == "finetune" else 1 for m in ms)  # noqa: E731
     assert fit_budget(members, replace(cfg, budget_minutes=40), cost) == members  # 33 min
@@ -159,6 +175,9 @@ def test_a_budget_drops_seeds_first_then_epochs(corpus: Path, capsys) -> None:
     assert [m.name for m in one] == ["member_1", "member_1_probe"] and one[0].cfg.epochs == 7
     assert fit_budget(members, replace(cfg, budget_minutes=1), cost)[0].cfg.epochs == 3
     assert "even the smallest plan" in capsys.readouterr().out
+    three, _ = plan_members(load_dataset(corpus), resolve_run(None, ["members=3"]), None)  # the default kinds
+    assert [m.name for m in fit_budget(three, replace(cfg, budget_minutes=50), cost)] == [  # 20 min a seed
+        "member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe", "member_2_scratch"]
 
 
 def test_the_gpu_check_says_when_there_is_no_gpu(tmp_path: Path, capsys) -> None:
