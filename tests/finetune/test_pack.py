@@ -132,9 +132,8 @@ def test_the_shipped_emotion_model_loads_and_fits_the_size_limit() -> None:
 
     folder = checkpoint_spec(SHIPPED_CLASSIFIER)
     ckpts = members([folder])
-    assert [c.name for c in ckpts] == ["member_1", "member_1_probe", "member_2", "member_2_probe", "member_3",
-                                       "member_3_probe"]
+    assert [c.name for c in ckpts] == [f"member_{k}{kind}" for k in (1, 2, 3) for kind in ("", "_probe", "_scratch")]
     assert folder_mb(folder) <= 25
     probs, each = ensemble_probs(ckpts, waves())
-    assert each.shape == (6, 3, 6) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
+    assert each.shape == (9, 3, 6) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
     assert "CC BY-NC-SA 4.0" in (folder / "README.md").read_text()
