@@ -30,7 +30,7 @@ from w2v2.synth import generate_corpus
 INFER_TOL = 1e-4
 TRAIN_TOL = 0.05
 BF16_TOL = 0.03
-SMALL = ["--members", "1", "epochs=3", "probe_epochs=20"]
+SMALL = ["--members", "1", "epochs=3", "probe_epochs=20", "scratch.epochs=3"]  # one seed of all three kinds
 
 
 def probs(folder: Path) -> torch.Tensor:
