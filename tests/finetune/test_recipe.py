@@ -103,7 +103,7 @@ def test_recipes_follow_the_init_unless_a_config_file_is_given() -> None:
         "pretrained:small", 3, ("finetune", "probe", "scratch"), True)
     scratch = resolve_run(None, ["init=scratch"])
     assert (scratch.preset, scratch.members, scratch.kinds, scratch.freeze_feature_encoder, scratch.epochs) == (
-        "tiny", 1, ("finetune",), False, 30)
+        "tiny", 1, ("finetune",), False, 80)
     assert resolve_run(None, ["init=scratch", "epochs=3"]).epochs == 3  # overrides win over the recipe
     assert resolve_run(None, ["init=hf:some/dir"]).lr_backbone == 3e-5
     assert resolve_run("configs/finetune/small-cpu.yaml", []).members == 1
