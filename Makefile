@@ -36,7 +36,7 @@ serve: $(STAMP)
 # Zero-download demo: synthesise the emotional-speech corpus, run the default recipe with one seed
 # (pretrained:small fine-tuned + probed, the tiny model from scratch at 30 epochs), print metrics and the submission path.
 demo: $(STAMP)
-	$(PY) -m finetune
+	$(PY) -m finetune demo
 
 # On a machine with a CUDA GPU: train, probe, predict and submit there and compare with the CPU.
 gpu-check: $(STAMP)

@@ -1,14 +1,17 @@
-"""python -m finetune [train|evaluate|predict|submit|serve|report|pack] ...; with no arguments, the demo.
+"""python -m finetune [train|evaluate|predict|submit|serve|report|pack|demo] ...; with no arguments, this help.
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
                            [--members N | --folds K] [--probe] [--config YAML] key=value ...
+  python -m finetune train --data A --data B ... [--test-corpus NAME|all] [--test-data C]  (several corpora:
+                           the model that travels, scored leave-one-corpus-out)
   python -m finetune evaluate [--ckpt RUN ...] --data DIR [--tta 0.9,1,1.1]
   python -m finetune predict [--ckpt RUN ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
-  python -m finetune submit --ckpt RUN [--ckpt RUN2 ...] --data COMPETITION_DIR --out DIR
+  python -m finetune submit [--ckpt RUN ...] --data COMPETITION_DIR --out DIR
   python -m finetune serve [--ckpt RUN ...] [--port 7860]      (the web app; pip install -e .[app])
   python -m finetune pack RUN --out DIR [--half]              (a run as a small folder to share)
+  python -m finetune demo                                     (synthetic corpus + the default recipe, one seed)
 Several --ckpt (run folders, checkpoints, ensemble parents or pretrained:NAME) are an ensemble:
-probabilities averaged. evaluate, predict and serve default to the shipped pretrained:emotion-ravdess.
+probabilities averaged. evaluate, predict, submit and serve default to the shipped pretrained:emotion.
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ import time
 import typing
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from finetune.config import FinetuneConfig, resolve_run
 from finetune.metrics import HEADLINE, classification_metrics, metrics_line
-from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.checkpoint import atomic_write, describe_os_error
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import Precision, inference_precision, resolve_device
+from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec
+from w2v2.training import Precision, resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
 PRECISION = "fp32"  # of evaluate/predict/submit/serve; docs/benchmark.md has bf16's measured differences
@@ -40,7 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m finetune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fine-tune an emotion classifier")
-    t.add_argument("--data", type=Path, help="dataset folder or CSV (layout detected)")
+    t.add_argument("--data", action="append", help="dataset folder or CSV (layout detected); several --data "
+                   "(or NAME=PATH) train the multi-corpus model that travels (docs/travel.md)")
+    t.add_argument("--test-corpus", help="with several --data: hold this corpus out (or all, one at a time), "
+                   "train on the others, score it (leave-one-corpus-out)")
+    t.add_argument("--test-data", action="append", help="with several --data: a corpus only scored, never "
+                   "trained on (repeatable)")
     t.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
     t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
     t.add_argument("--config", help="YAML with differences from the defaults (default: the init's built-in recipe)")
@@ -59,6 +70,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--probe", action="store_true", help="members are linear probes of the frozen backbone of "
                    "--init only (no fine-tuning; cached features, the cheapest member)")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
+    add_threads(t)
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
     add_ckpt(e, default=True)
@@ -66,6 +78,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     e.add_argument("--layout", choices=LAYOUTS)
     e.add_argument("--skip-bad", action="store_true")
     e.add_argument("--out", type=Path, help="write the metrics JSON here")
+    add_normalise(e, speakers=True)
     add_tta(e)
     add_device(e)
     r = sub.add_parser("predict", help="emotion of each audio file (long files in windows)")
@@ -76,13 +89,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--hop-seconds", type=seconds("--hop-seconds"), help="window hop (default: half a window)")
     r.add_argument("--timeline", type=Path, metavar="DIR", help="per file, DIR/NAME.csv of each window's "
                    "probabilities (start_s,end_s,p_angry,...) and DIR/NAME.png, the six over time")
+    add_normalise(r, speakers=False)
     add_tta(r)
     add_device(r)
     m = sub.add_parser("submit", help="submission.csv and test_probs.csv of a competition folder (ensembles too)")
-    add_ckpt(m)
+    add_ckpt(m, default=True)
     m.add_argument("--data", required=True, type=Path, help="competition folder (test.csv, sample_submission.csv)")
     m.add_argument("--out", required=True, type=Path, help="folder for submission.csv and test_probs.csv")
     m.add_argument("--skip-bad", action="store_true", help="predict unreadable test files as silence")
+    add_normalise(m, speakers=False)
     add_tta(m)
     add_device(m)
     v = sub.add_parser("serve", help="a local web page: upload or record audio, see its emotions (needs .[app])")
@@ -108,7 +123,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
                 "the windows would leave gaps")
-    if getattr(args, "ckpt", "") is None:  # evaluate, predict, serve: the shipped emotion model
+    if getattr(args, "ckpt", "") is None:  # evaluate, predict, submit, serve: the shipped emotion model
         try:
             args.ckpt = [checkpoint_spec(SHIPPED_CLASSIFIER)]
         except ValueError as e:
@@ -135,9 +150,21 @@ def checkpoint_arg(text: str) -> Path:
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
+    add_threads(p)
     p.add_argument("--precision", choices=typing.get_args(Precision), default=PRECISION,
                    help=f"arithmetic of prediction (default {PRECISION}): bf16 where the device computes it "
                    "natively (a recent GPU; a CPU with AVX512-BF16 or AMX), auto picks bf16 where it is")
+
+
+def add_normalise(p: argparse.ArgumentParser, speakers: bool) -> None:
+    choices = ["speaker", "set", "clip"] if speakers else ["set", "clip"]
+    p.add_argument("--normalise", choices=choices, default=choices[0], help="how the travelling model standardises "
+                   + ("per speaker where the data names speakers, else " if speakers else "")
+                   + "the clips of one call together as a recording set, or each clip alone (clip): docs/travel.md")
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=count("--threads", 1), help="CPU threads (default: torch's, all cores)")
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:
@@ -196,6 +223,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
     flags += [f"folds={args.folds}"] if args.folds else []
     flags += ["kinds=[probe]"] if args.probe else []
     flags += [f"budget_minutes={args.budget_minutes}"] if args.budget_minutes is not None else []
+    flags += [f"threads={args.threads}"] if args.threads else []
+    if args.data and len(args.data) > 1 or args.test_corpus or args.test_data:
+        return cmd_train_travel(args)
     if args.resume:
         cfg, data_path, layout, val_speakers = resumed(args, flags)
     else:
@@ -203,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
             raise SystemExit("error: train needs --data DIR (or --resume --run RUN to continue a killed run)")
         cfg = resolve_run(args.config, flags + list(args.overrides))
         check_model(cfg)  # a bad model.* override fails before the run folder is touched
-        data_path, layout = args.data, args.layout
+        data_path, layout = Path(args.data[0]), args.layout
         val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     if not args.resume:
@@ -223,6 +253,35 @@ def cmd_train(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_train_travel(args: argparse.Namespace) -> dict:
+    """Several --data: the travelling model (finetune.travel), with travel.KEY=VALUE overrides."""
+    from finetune.travel import train_travel
+    from w2v2.emotion.travel import TravelConfig
+
+    if not args.data or len(args.data) < 2:
+        raise SystemExit("error: --test-corpus holds one of several corpora out: give two or more --data")
+    if args.resume or args.init or args.probe or args.folds or args.budget_minutes or args.val_speakers:
+        raise SystemExit("error: several --data train the travelling model, which takes --run, --test-corpus, "
+                         "--members (seeds of the held-out scores) and travel.KEY=VALUE only")
+    cfg = TravelConfig()
+    for kv in args.overrides:
+        key, _, value = kv.partition("=")
+        field = key.removeprefix("travel.")
+        if not key.startswith("travel.") or field not in TravelConfig.__dataclass_fields__:
+            raise SystemExit(f"error: {kv}: with several --data the settings are travel.KEY=VALUE, KEY one of "
+                             f"{', '.join(TravelConfig.__dataclass_fields__)}")
+        kind = type(getattr(cfg, field))
+        try:
+            cfg = replace(cfg, **{field: kind(value)})
+        except ValueError:
+            raise SystemExit(f"error: {kv}: {field} takes a {kind.__name__}") from None
+    run = args.run or Path("runs") / time.strftime("travel-%Y%m%d-%H%M%S")
+    if not args.overwrite and (run / "model").exists():
+        raise SystemExit(f"error: {run} holds a trained model; --overwrite replaces it, or choose another --run")
+    return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
+                        test_specs=args.test_data)
+
+
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:
     """(config, data, layout, validation speakers) of the killed run `--resume --run RUN` continues: the
     ones its recipe.json saved (--data and --layout may say where the data moved)."""
@@ -239,7 +298,7 @@ def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig,
     if (args.run / "metrics.json").is_file():
         raise SystemExit(f"error: --resume: {args.run} is a finished run (metrics.json): nothing to resume")
     saved = read_recipe(args.run)
-    return (from_dict(FinetuneConfig, saved["config"]), args.data or Path(saved["data"]),
+    return (from_dict(FinetuneConfig, saved["config"]), Path(args.data[0]) if args.data else Path(saved["data"]),
             args.layout or saved["layout"], saved["val_speakers"])
 
 
@@ -253,11 +312,12 @@ def report(result: dict, run: Path, files: str) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
-    """Metrics of one model or an ensemble (each member with the window it was trained with)."""
-    from finetune.data import AudioCache, cached_waves
-    from finetune.ensemble import ensemble_probs, members
+    """Metrics of one model or an ensemble (each network with the window it was trained with), the clips taken
+    as one recording set (per speaker where the dataset names speakers)."""
+    from w2v2.emotion.recognizer import EmotionRecognizer
+    from w2v2.emotion.windows import AudioCache, cached_waves
 
-    ckpts = members(args.ckpt)
+    recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
     data = load_dataset(args.data, args.layout)
     if args.out:  # neither the --data CSV nor a clip nor inside a model folder
         check_output_file(args.out, "--out", [args.data, *(it.path for it in data.train + data.test)], args.ckpt)
@@ -268,19 +328,20 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    device = resolve_device(args.device)
-    with inference_precision(args.precision, device):
-        probs, each = ensemble_probs(ckpts, cached_waves(AudioCache(items), len(items)), tta=args.tta,
-                                     progress=True, device=device)
+    waves = cached_waves(AudioCache(items), len(items))
+    speakers = [it.speaker for it in items]
+    groups = recognizer.groups(len(items), args.normalise, speakers, [True] * len(items))  # labelled: speech
+    each = recognizer.window_probs(waves, tta=args.tta, groups=groups, progress=True, each=True)
+    per_member = torch.stack([clip.mean(1) for clip in each], 1)  # (members, n, 6)
     labels = item_labels(items)
-    metrics = classification_metrics(labels, probs.argmax(-1).tolist())
-    if len(ckpts) > 1:
-        scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in each]
-        for ckpt, m in zip(ckpts, scores, strict=True):
-            print(f"{str(ckpt):>40}: {metrics_line(m)}")
-        metrics["members"] = [{"ckpt": str(c), **{k: m[k] for k in HEADLINE}}
-                              for c, m in zip(ckpts, scores, strict=True)]
-        print(f"{f'ensemble of {len(ckpts)}':>40}: ", end="")
+    metrics = classification_metrics(labels, per_member.mean(0).argmax(-1).tolist())
+    if len(recognizer.members) > 1:
+        scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in per_member]
+        for member, m in zip(recognizer.members, scores, strict=True):
+            print(f"{member.name:>40}: {metrics_line(m)}")
+        metrics["members"] = [{"ckpt": member.name, **{k: m[k] for k in HEADLINE}}
+                              for member, m in zip(recognizer.members, scores, strict=True)]
+        print(f"{f'ensemble of {len(recognizer.members)}':>40}: ", end="")
     print(metrics_line(metrics))
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
@@ -288,12 +349,13 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
 
 
 def cmd_submit(args: argparse.Namespace) -> dict:
-    """submission.csv and test_probs.csv of a competition folder from one model or an ensemble."""
-    from finetune.data import AudioCache, cached_waves
-    from finetune.ensemble import ensemble_probs, members
+    """submission.csv and test_probs.csv of a competition folder from one model or an ensemble, the test clips
+    taken as one recording set."""
     from finetune.outputs import write_test_outputs
+    from w2v2.emotion.recognizer import EmotionRecognizer
+    from w2v2.emotion.windows import AudioCache, cached_waves
 
-    ckpts = members(args.ckpt)
+    recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
     data = load_dataset(args.data, "competition")
     clips = [it.path for it in data.train + data.test]
     for name in ("submission.csv", "test_probs.csv", "confusion_matrix_test.png"):  # write_test_outputs' files
@@ -302,15 +364,15 @@ def cmd_submit(args: argparse.Namespace) -> dict:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
-    device = resolve_device(args.device)
-    with inference_precision(args.precision, device):
-        probs, _ = ensemble_probs(ckpts, cached_waves(AudioCache(data.test), len(data.test)), tta=args.tta,
-                                  progress=True, device=device)
+    waves = cached_waves(AudioCache(data.test), len(data.test))
+    groups = recognizer.groups(len(waves), args.normalise, None, [True] * len(waves))  # a test set: speech
+    probs = torch.stack([p.mean(0) for p in recognizer.window_probs(waves, tta=args.tta, groups=groups,
+                                                                    progress=True)])
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")
     print(f"submission: {result['submission']} (probabilities: {args.out / 'test_probs.csv'}; "
-          f"{len(ckpts)} model(s){', TTA ' + ','.join(map(str, args.tta)) if args.tta else ''})")
+          f"{len(recognizer.members)} model(s){', TTA ' + ','.join(map(str, args.tta)) if args.tta else ''})")
     return result
 
 
@@ -325,9 +387,15 @@ def cmd_pack(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     warnings.simplefilter("once")
-    if not argv:
+    warnings.formatwarning = plain_warning  # a user reads "warning: PATH: problem", not our source line
+    if not argv:  # a newcomer typing the bare command wants to see what it does, not minutes of training
+        print(__doc__)
+        return None
+    if argv == ["demo"]:
         return demo()
     args = parse_args(argv)
+    if getattr(args, "threads", None):  # every command the same way (train also records it as threads=N)
+        torch.set_num_threads(args.threads)
     try:
         if args.command == "train":
             cmd_train(args)
@@ -353,6 +421,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # a full disk, a read-only folder: one sentence (models are written atomically)
         raise SystemExit(f"error: {describe_os_error(e)}") from None
+
+
+def plain_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  line: str | None = None) -> str:
+    return f"warning: {message}\n"
 
 
 def demo() -> None:

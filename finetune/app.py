@@ -1,9 +1,9 @@
 """`python -m finetune serve`: a local web page that tells the emotions of a recording.
 
-A person uploads an audio file or records from the microphone and sees the predicted emotion, the six
-probabilities (a bar chart and a table) and, for a recording longer than one window, its emotion
-timeline with the per-window CSV to download. It is `predict` behind a page: the same decoding, windows
-and ensemble mean (`finetune.ensemble.mean_window_probs`), so the page and `predict --timeline` agree.
+A person uploads an audio file or records from the microphone and sees the predicted emotion (or "no
+speech"), the six probabilities (a bar chart and a table) and, for a recording longer than one window,
+its emotion timeline with the per-window CSV to download. It is `predict` behind a page: the same
+decoding and `EmotionRecognizer` (one recording, standardised alone), so the page and `predict` agree.
 
 Design choices:
 - Gradio (the ecosystem's convention for ML demos: upload, microphone and charts without writing
@@ -27,17 +27,15 @@ from pathlib import Path
 
 import torch
 
-from finetune.data import AudioCache
-from finetune.ensemble import mean_window_probs, members
-from finetune.model import load_classifier
-from finetune.outputs import PROB_COLUMNS, write_csv
+from finetune.outputs import PROB_COLUMNS, file_row, write_csv
 from finetune.plots import plot_timeline
-from finetune.predict import file_row, timeline_frame
 from w2v2.checkpoint import PRETRAINED_DIR
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.training import Precision, inference_precision
+from w2v2.emotion.recognizer import EmotionRecognizer, load_members, timeline_frame
+from w2v2.emotion.windows import AudioCache
+from w2v2.training import Precision
 
 WINDOW_SECONDS = 8.0  # predict's default window (and half a window's hop)
 MAX_UPLOAD = "500mb"  # Gradio refuses bigger uploads in the page; the duration limit is --max-minutes
@@ -59,11 +57,10 @@ class Recognizer:
     def __init__(self, ckpts: list[Path], device: torch.device | None = None, max_minutes: float = 30.0,
                  window_seconds: float = WINDOW_SECONDS, precision: Precision = "fp32") -> None:
         self.device = device or torch.device("cpu")
-        self.precision = precision
-        inference_precision(precision, self.device)  # refused here, at start, rather than on each upload
         self.name = ", ".join(shown_name(c) for c in ckpts)
-        self.ckpts = members(ckpts)
-        self.models = [(ckpt, load_classifier(ckpt, device)[0]) for ckpt in self.ckpts]
+        self.recognizer = EmotionRecognizer(load_members(ckpts, self.device, keep_loaded=True), self.name,
+                                            self.device, precision)
+        self.models = self.recognizer.members
         self.max_minutes, self.window_seconds = max_minutes, window_seconds
         self.outputs = Path(tempfile.mkdtemp(prefix="w2v2-serve-"))  # timelines to download; gone at exit
         atexit.register(shutil.rmtree, self.outputs, ignore_errors=True)
@@ -86,15 +83,14 @@ class Recognizer:
             return Result(f"**{name} is {minutes:.1f} minutes long**: this server takes recordings of up to "
                           f"{self.max_minutes:g} minutes (`--max-minutes`). Cut it, or use `python -m finetune "
                           "predict --timeline DIR` for long files.")
-        with inference_precision(self.precision, self.device):
-            windows = mean_window_probs(self.models, [wave], self.window_seconds)[0]
-        row = file_row(path, windows)
+        pred = self.recognizer.predict_waves([wave], "clip", window_seconds=self.window_seconds)[0]
+        row = file_row(path, pred)
         probs = {emotion: row[col] for emotion, col in zip(EMOTIONS, PROB_COLUMNS, strict=True)}
-        result = Result(self.headline(name, row["label_name"], probs, windows.shape[0], wave.numel(),
+        result = Result(self.headline(name, row["label_name"], probs, pred.windows.shape[0], wave.numel(),
                                       time.perf_counter() - start, notes), probs)
-        if windows.shape[0] > 1:  # the emotion timeline, as predict --timeline writes it
+        if pred.windows.shape[0] > 1:  # the emotion timeline, as predict --timeline writes it
             folder = Path(tempfile.mkdtemp(dir=self.outputs))  # one per request: downloads keep the file's name
-            df = timeline_frame(windows, wave.numel(), self.window_seconds, None)
+            df = timeline_frame(pred.windows, wave, self.window_seconds, None)
             result.timeline_csv = folder / f"{path.stem}-timeline.csv"
             write_csv(df, result.timeline_csv)
             result.timeline_png = folder / f"{path.stem}-timeline.png"
@@ -134,7 +130,7 @@ def build_app(recognizer: Recognizer):
     with gr.Blocks(title="w2v2: emotion in speech") as app:
         gr.Markdown("# Emotion in speech\nUpload a recording or record one; w2v2 tells which of six emotions "
                     f"(angry, fear, sad, disgust, neutral, happy) it hears. Model: {recognizer.name} "
-                    f"({len(recognizer.models)} network(s) averaged).")
+                    f"({len(recognizer.models)} model(s) averaged).")
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
@@ -147,6 +143,8 @@ def build_app(recognizer: Recognizer):
         csv = gr.File(label="Per-window probabilities (CSV)", visible=False, elem_id="timeline_csv")
         gr.on([audio.upload, audio.stop_recording, button.click], run, inputs=audio,
               outputs=[result, chart, timeline, csv])
+        audio.clear(lambda: ("", None, gr.update(value=None, visible=False), gr.update(value=None, visible=False)),
+                    outputs=[result, chart, timeline, csv])  # Clear empties the result too
     return app
 
 

@@ -25,9 +25,10 @@ import torch
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, augment, checked_softmax, padding_invariant, window_batches, windows
+from finetune.data import augment
 from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from w2v2.data.batching import collate_waves
+from w2v2.emotion.windows import AudioCache, checked_softmax, padding_invariant, window_batches, windows
 from w2v2.model import Wav2Vec2ForClassification
 
 
@@ -124,7 +125,7 @@ def pad_frames(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
 class WindowFeatures:
     """CNN features of every prediction window of some clips (validation), for `probs`: what
-    `finetune.data.predict_probs` computes, with the CNN run once."""
+    `w2v2.emotion.windows.predict_probs` computes, with the CNN run once."""
 
     def __init__(self, model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
                  batch_size: int) -> None:

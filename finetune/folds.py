@@ -9,7 +9,7 @@ Design choices:
   training set: their metrics estimate what one such model does on unseen speakers. They are slightly
   optimistic: a fold's validation clips also choose its best epoch (a nested split would cost K times
   more); oof_probs.csv is what stacking and blending train on;
-- the folds' test probabilities are averaged (see `finetune.ensemble`) into one submission.csv and
+- the folds' test probabilities are averaged (see `w2v2.emotion.members`) into one submission.csv and
   test_probs.csv in the parent folder; each fold_k/ (fold_k_probe/, ...) is a complete run folder.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from w2v2.data.labels import EMOTIONS
 
@@ -56,3 +57,9 @@ def metrics_line(m: dict, counted: str | None = None) -> str:
     commands print it; `counted` replaces what the parentheses hold (the clip count)."""
     counted = f"{m['n']} clips" if counted is None else counted
     return f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  ({counted})"
+
+
+def label_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Balanced loss weights (n / (classes * count)) of the emotions in `labels`; 0 for an absent one."""
+    counts = torch.bincount(labels, minlength=len(EMOTIONS)).float()
+    return torch.where(counts > 0, counts.sum() / (len(EMOTIONS) * counts.clamp(min=1)), torch.zeros(()))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -20,13 +19,15 @@ import torch
 import yaml
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, cached_waves, predict_probs
 from finetune.metrics import classification_metrics
 from finetune.plots import plot_confusion
 from w2v2.checkpoint import atomic_write, load_model
 from w2v2.config import to_dict
 from w2v2.data.datasets import Dataset, Item, item_labels, labelled_test
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.members import MEMBER_NAME
+from w2v2.emotion.recognizer import Prediction
+from w2v2.emotion.windows import AudioCache, cached_waves, predict_probs
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device
 
@@ -38,10 +39,15 @@ RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv",
                "recipe.json", "resume", "resume.old", ".resume.tmp")
 
 
-MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
-
-
 PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]  # in every probability file we write
+
+
+def file_row(path: Path, pred: Prediction) -> dict:
+    """path, label (-1: no speech), label_name, the six probabilities (4 decimals) and speech_s of a file."""
+    label = EMOTIONS.index(pred.label) if pred.label in EMOTIONS else -1
+    return {"path": str(path), "label": label, "label_name": pred.label,
+            **{col: round(pred.probs[e], 4) for col, e in zip(PROB_COLUMNS, EMOTIONS, strict=True)},
+            "speech_s": round(pred.speech_seconds, 2)}
 
 
 class OutputError(ValueError):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from finetune.ensemble import member_folders
-from finetune.model import classifier_checkpoint
 from w2v2.checkpoint import CheckpointError, load_model, read_meta, save_model
+from w2v2.emotion.members import classifier_checkpoint, member_folders
 from w2v2.training.runs import init_checkpoint
 
 

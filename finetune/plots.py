@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from w2v2.checkpoint import atomic_write  # noqa: E402
+from w2v2.emotion.speech import NO_SPEECH  # noqa: E402
 
 
 def draw_matrix(ax: plt.Axes, values: np.ndarray, text: list[list[str]], labels: list[str], title: str,
@@ -57,20 +58,25 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 
 def plot_timeline(df: pd.DataFrame, path: Path, title: str) -> None:
-    """The six probabilities of each window (columns start_s, end_s, p_<emotion>) stacked over time,
-    each window drawn at its centre (a single window across the clip); minutes for recordings over 5 min."""
+    """The six probabilities of each window (columns start_s, end_s, p_<emotion>) stacked over time from 0 to
+    the recording's end, each window drawn at its centre and the first and last held to the ends; windows
+    labelled "no speech" greyed; minutes for recordings over 5 min."""
     columns = [c for c in df.columns if c.startswith("p_")]
-    if len(df) > 1:
-        x, probs = (df["start_s"] + df["end_s"]).to_numpy() / 2, df[columns].to_numpy()
-    else:
-        x, probs = df[["start_s", "end_s"]].to_numpy()[0], np.repeat(df[columns].to_numpy(), 2, axis=0)
-    minutes = df["end_s"].max() > 300
-    x = x / 60 if minutes else x
+    end = float(df["end_s"].max())
+    centres = ((df["start_s"] + df["end_s"]) / 2).to_numpy()
+    x = np.concatenate([[0.0], centres, [end]])
+    probs = df[columns].to_numpy()
+    probs = np.concatenate([probs[:1], probs, probs[-1:]])
+    scale = 60 if end > 300 else 1
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.stackplot(x, probs.T, labels=[c.removeprefix("p_") for c in columns], alpha=0.85)
-    ax.set_xlim(x[0], x[-1])
+    ax.stackplot(x / scale, probs.T, labels=[c.removeprefix("p_") for c in columns], alpha=0.85)
+    silent = df[df["label_name"] == NO_SPEECH] if "label_name" in df else df.iloc[:0]
+    for k, row in enumerate(silent.itertuples()):
+        ax.axvspan(row.start_s / scale, row.end_s / scale, color="0.9", alpha=0.9, zorder=3,
+                   label=NO_SPEECH if k == 0 else None)
+    ax.set_xlim(0, end / scale)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("time (min)" if minutes else "time (s)")
+    ax.set_xlabel("time (min)" if scale == 60 else "time (s)")
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)

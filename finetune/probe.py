@@ -25,17 +25,16 @@ from einops import rearrange
 from tqdm import tqdm
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
-from finetune.data import AudioCache, cached_waves, windows
-from finetune.metrics import classification_metrics
+from finetune.metrics import classification_metrics, label_weights
 from finetune.model import build_classifier
 from finetune.outputs import finish, start_run
 from finetune.plots import plot_curves
-from finetune.train import label_weights
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.windows import AudioCache, cached_waves, windows
 from w2v2.heads import ClassificationHead
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device

@@ -6,7 +6,7 @@ Design choices:
   own validation speakers (`speaker_split` with that seed), so members differ in data as well as in
   initialisation; the kinds of one unit share its split;
 - every member is a complete run folder (`member_2/`, `member_2_probe/`, `fold_1_scratch/`), so
-  evaluate, predict and submit take one member, or the parent for all of them (`finetune.ensemble`);
+  evaluate, predict and submit take one member, or the parent for all of them (`w2v2.emotion.members`);
 - the parent's submission.csv and test_probs.csv average the members' test probabilities (soft voting);
   with folds, oof_probs.csv averages each clip's out-of-fold probabilities over the kinds;
 - a single member (one seed, one kind) is written straight into the run folder: a plain run;

@@ -26,11 +26,11 @@ import yaml
 
 from finetune import analysis
 from finetune import report_plots as plots
-from finetune.ensemble import member_folders
 from finetune.metrics import confusion_matrix
 from finetune.outputs import PROB_COLUMNS, check_output_file
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.members import member_folders
 
 SPLIT_NAMES = {"validation": "validation", "oof": "out-of-fold", "test": "test"}
 

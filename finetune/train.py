@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache, augment, cached_waves
+from finetune.data import augment
 from finetune.features import FeatureCache, WindowFeatures, plan_views
-from finetune.metrics import classification_metrics
+from finetune.metrics import classification_metrics, label_weights
 from finetune.model import build_classifier
 from finetune.outputs import evaluate_items, finish, start_run
 from finetune.plots import plot_curves
@@ -28,18 +28,13 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.data.datasets import Dataset, Item, item_labels, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.windows import AudioCache, cached_waves
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
     return label_weights(torch.tensor([it.label for it in items]))
-
-
-def label_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Balanced loss weights (n / (classes * count)) of the emotions in `labels`; 0 for an absent one."""
-    counts = torch.bincount(labels, minlength=len(EMOTIONS)).float()
-    return torch.where(counts > 0, counts.sum() / (len(EMOTIONS) * counts.clamp(min=1)), torch.zeros(()))
 
 
 def oversample(items: list[Item], seed: int) -> list[Item]:

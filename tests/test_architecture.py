@@ -1,5 +1,7 @@
 """The layering rule: the model library (`w2v2/*.py`) imports nothing from the application around it
-(`w2v2.data`, `w2v2.synth`, `w2v2.bench`, `finetune`, `pretrain`), and `w2v2.data` nothing from the trainers."""
+(`w2v2.data`, `w2v2.synth`, `w2v2.bench`, `finetune`, `pretrain`), `w2v2.data` nothing from the trainers, and
+the inference layer (`w2v2.emotion`, under the CLI, the web app and the API) nothing from the commands. The
+package's `__init__` is its public face: the model's classes and `EmotionRecognizer`, nothing else."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLICATION = ("w2v2.data", "w2v2.training", "w2v2.synth", "w2v2.bench", "finetune", "pretrain")
-MODEL_LIBRARY = sorted((ROOT / "w2v2").glob("*.py"))
+MODEL_LIBRARY = sorted(p for p in (ROOT / "w2v2").glob("*.py") if p.name != "__init__.py")
 
 
 def imports(path: Path) -> set[str]:
@@ -47,6 +49,17 @@ def test_model_library_parses_no_command_line(path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "w2v2" / "data").glob("*.py")), ids=lambda p: p.name)
 def test_data_plumbing_imports_no_trainer_or_tool(path: Path) -> None:
     assert offending(path, ("finetune", "pretrain", "w2v2.synth", "w2v2.bench")) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "w2v2" / "emotion").glob("*.py")), ids=lambda p: p.name)
+def test_the_inference_layer_imports_no_command(path: Path) -> None:
+    assert offending(path, ("finetune", "pretrain", "w2v2.synth", "w2v2.bench", "argparse")) == []
+
+
+def test_the_package_exports_the_model_and_the_recognizer_only() -> None:
+    allowed = {f"w2v2.{p.stem}" for p in MODEL_LIBRARY} | {"w2v2.emotion.recognizer"}
+    modules = {m for m in imports(ROOT / "w2v2" / "__init__.py") if m.startswith("w2v2.")}
+    assert {m.rsplit(".", 1)[0] if m not in allowed else m for m in modules} <= allowed
 
 
 def test_the_check_can_fail(tmp_path: Path) -> None:

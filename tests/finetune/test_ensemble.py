@@ -1,4 +1,4 @@
-"""Ensembles, test-time augmentation and emotion timelines (finetune/ensemble.py, finetune/data.py,
+"""Ensembles, test-time augmentation and emotion timelines (w2v2/emotion/members.py, w2v2/emotion/windows.py,
 finetune/predict.py), on tiny random classifiers: the properties, not the accuracy."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import torch
 
 from finetune.__main__ import main
 from finetune.config import AugmentConfig
-from finetune.data import augment, predict_probs, speed_view, window_probs
-from finetune.ensemble import ensemble_probs, members
-from finetune.model import load_classifier
+from finetune.data import augment
 from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import CheckpointError, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.members import ensemble_probs, load_classifier, members
+from w2v2.emotion.windows import predict_probs, speed_view, window_probs
 from w2v2.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -98,7 +98,7 @@ def test_timeline_windows_cover_the_recording_and_each_is_the_segment_alone(two:
     main(["predict", "--ckpt", str(two[0]), str(tmp_path / "talk.wav"), "--out", str(out), "--timeline", str(folder),
           "--window-seconds", "4", "--hop-seconds", "3"])
     df = pd.read_csv(folder / "talk.csv")
-    assert list(df.columns) == ["start_s", "end_s", *PROB_COLUMNS, "label_name"]
+    assert list(df.columns) == ["start_s", "end_s", *PROB_COLUMNS, "speech_s", "label_name"]
     assert df.start_s.iloc[0] == 0 and df.end_s.iloc[-1] == pytest.approx(23.3)
     assert (df.start_s.iloc[1:].to_numpy() <= df.end_s.iloc[:-1].to_numpy()).all()  # no gap between windows
     assert list(df.start_s.iloc[:-1]) == [3.0 * i for i in range(len(df) - 1)]

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from finetune.config import resolve_run
-from finetune.data import AudioCache, cached_waves, predict_probs
 from finetune.features import FeatureCache, WindowFeatures, cache_bytes, plan_views
 from finetune.model import build_classifier
 from finetune.train import Fit, class_weights, make_optimizer, train_epoch
 from w2v2.data.batching import BucketBatchSampler
 from w2v2.data.datasets import load_dataset
+from w2v2.emotion.windows import AudioCache, cached_waves, predict_probs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

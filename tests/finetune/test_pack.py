@@ -11,12 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from finetune.__main__ import parse_args
-from finetune.ensemble import ensemble_probs, members
-from finetune.model import SHIPPED_CLASSIFIER, checkpoint_spec
 from finetune.pack import pack
 from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec, ensemble_probs, members
 from w2v2.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -120,17 +119,15 @@ def test_ckpt_takes_pretrained_names_and_defaults_to_the_shipped_model() -> None
     assert checkpoint_spec("runs/x") == Path("runs/x")
     with pytest.raises(ValueError, match="no shipped model 'nope'.*small"):
         checkpoint_spec("pretrained:nope")
-    for argv in (["predict", "a.wav"], ["evaluate", "--data", "d"], ["serve"]):
-        assert parse_args(argv).ckpt == [PRETRAINED_DIR / SHIPPED_CLASSIFIER.split(":")[1]]
+    for argv in (["predict", "a.wav"], ["evaluate", "--data", "d"], ["serve"], ["submit", "--data", "d", "--out", "o"]):
+        assert parse_args(argv).ckpt == [PRETRAINED_DIR / SHIPPED_CLASSIFIER.split(":")[1]]  # the same default
     assert parse_args(["predict", "--ckpt", "r1", "--ckpt", "r2", "a.wav"]).ckpt == [Path("r1"), Path("r2")]
-    with pytest.raises(SystemExit):
-        parse_args(["submit", "--data", "d", "--out", "o"])  # a submission names its model
 
 
-def test_the_shipped_emotion_model_loads_and_fits_the_size_limit() -> None:
+def test_the_ravdess_emotion_model_still_loads_by_name_and_fits_the_size_limit() -> None:
     from finetune.pack import folder_mb
 
-    folder = checkpoint_spec(SHIPPED_CLASSIFIER)
+    folder = checkpoint_spec("pretrained:emotion-ravdess")
     ckpts = members([folder])
     assert [c.name for c in ckpts] == [f"member_{k}{kind}" for k in (1, 2, 3) for kind in ("", "_probe", "_scratch")]
     assert folder_mb(folder) <= 25

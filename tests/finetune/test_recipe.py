@@ -145,8 +145,8 @@ def test_device_cpu_equals_auto_on_a_machine_without_gpu(corpus: Path, tmp_path:
 
 
 def test_a_model_on_the_resolved_device_predicts_what_it_does_on_the_cpu(default_run, corpus: Path) -> None:
-    from finetune.data import AudioCache, cached_waves, predict_probs
     from w2v2.data.datasets import load_dataset
+    from w2v2.emotion.windows import AudioCache, cached_waves, predict_probs
     from w2v2.training import resolve_device
 
     run, _ = default_run

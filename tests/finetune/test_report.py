@@ -15,7 +15,6 @@ import torch
 from finetune import analysis
 from finetune.__main__ import main
 from finetune.config import FinetuneConfig
-from finetune.data import AudioCache
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
 from finetune.probe import layer_means, pooled_logits
@@ -25,6 +24,7 @@ from w2v2.checkpoint import load_model, save_model
 from w2v2.config import HeadConfig
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.windows import AudioCache
 
 pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
 

@@ -72,8 +72,8 @@ def test_device_and_precision_resolve_the_same_way_for_both_trainers(monkeypatch
 def test_bf16_prediction_stays_within_its_stated_tolerance_of_fp32() -> None:
     """docs/benchmark.md states max |dp| <= 0.03 (measured 0.011 on RAVDESS test actors); where this CPU has
     no native bf16, bf16 is refused with a sentence and auto means fp32."""
-    from finetune.data import predict_probs
     from w2v2.config import apply_overrides, preset
+    from w2v2.emotion.windows import predict_probs
     from w2v2.model import build_model
 
     cpu = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""Ensembles and probability files: several fine-tuned models' class probabilities, averaged.
+"""Models by name and ensembles: `--ckpt` values, member folders, and members' probabilities averaged.
 
 Design choices:
 - soft voting: members' probabilities are averaged (not their labels), so a confident member counts
@@ -6,13 +6,13 @@ Design choices:
 - members may differ in architecture, init and window length: each predicts on its own, so nothing
   but the six emotions must match;
 - members are loaded one at a time: an ensemble needs one model's memory, not k models';
-- an ensemble run's folder (fold_1/, member_1_probe/, ...) stands for its members, a run folder for its best/.
-Probability columns are `p_<emotion>` in every file we write (predict --out, test_probs.csv,
-val_probs.csv, oof_probs.csv, timelines), so they can be joined and blended without renaming.
+- an ensemble run's folder (fold_1/, member_1_probe/, ...) stands for its members, a run folder for its
+  best/; MEMBER_NAME is the one place that spells a member folder's name.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +20,59 @@ from pathlib import Path
 import torch
 from einops import reduce
 
-from finetune.data import predict_probs, window_probs
-from finetune.model import classifier_checkpoint, load_classifier
-from finetune.outputs import MEMBER_NAME
-from w2v2.checkpoint import CheckpointError, read_meta
+from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta
+from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.windows import predict_probs, window_probs
 from w2v2.model import Wav2Vec2ForClassification
+from w2v2.training.runs import resolve_checkpoint
+
+MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
+
+
+SHIPPED_CLASSIFIER = "pretrained:emotion"  # evaluate/predict/submit/serve without --ckpt (the model that travels)
+
+
+def checkpoint_spec(text: str) -> Path:
+    """The folder a --ckpt value names: pretrained:NAME is a model shipped in w2v2/pretrained/ (a shipped
+    emotion classifier or ensemble), anything else a path."""
+    kind, _, name = text.partition(":")
+    if kind != "pretrained":
+        return Path(text)
+    shipped = sorted(p.name for p in PRETRAINED_DIR.iterdir() if p.is_dir()) if PRETRAINED_DIR.is_dir() else []
+    if name not in shipped:
+        raise ValueError(f"{text}: no shipped model {name!r} (shipped: {', '.join(shipped) or 'none'})")
+    return PRETRAINED_DIR / name
+
+
+def classifier_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory of a fine-tuning run folder or checkpoint, from its metadata alone (cheap:
+    an ensemble's members are all checked before any is loaded); CheckpointError naming it for anything
+    else (a pretraining run has no trained head)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    if meta["kind"] != "classifier":
+        raise CheckpointError(f"{ckpt}: a {meta['kind']} checkpoint, not an emotion classifier; fine-tune it first: "
+                              f"python -m finetune train --init ckpt:{path} --data DIR")
+    # output column i means EMOTIONS[i] everywhere (CSVs, ensemble means): another order would be averaged and
+    # written under the wrong names; a checkpoint without the list (older, converted) is taken as ours
+    labels = meta.get("labels")
+    if labels is not None and list(labels) != list(EMOTIONS):
+        raise CheckpointError(f"{ckpt}: its classes are {', '.join(map(str, labels))}, not {', '.join(EMOTIONS)} "
+                              "in that order; its probabilities cannot be read as this project's (or averaged "
+                              "with other members')")
+    return ckpt
+
+
+def load_classifier(path: str | Path, device: torch.device | None = None) -> tuple[Wav2Vec2ForClassification, Path]:
+    """(the six-emotion classifier on `device` (default the CPU), its checkpoint directory) of a fine-tuning
+    run folder or checkpoint; CheckpointError naming it for anything else."""
+    ckpt = classifier_checkpoint(path)
+    model = load_model(ckpt).to(device or torch.device("cpu"))
+    assert isinstance(model, Wav2Vec2ForClassification)  # classifier_checkpoint checked its kind
+    if model.cfg.head.num_labels != len(EMOTIONS):
+        raise CheckpointError(f"{ckpt}: a classifier of {model.cfg.head.num_labels} classes, not the "
+                              f"{len(EMOTIONS)} emotions ({', '.join(EMOTIONS)}); fine-tune it first")
+    return model.eval(), ckpt
 
 
 def member_folders(path: Path) -> list[Path]:
@@ -95,3 +143,4 @@ def mean_window_probs(models: Iterable[tuple[Path, Wav2Vec2ForClassification]], 
         total = probs if total is None else [t + p for t, p in zip(total, probs, strict=True)]
         count += 1
     return [t / count for t in total or []]
+

@@ -1,0 +1,207 @@
+"""`python -m finetune train --data A --data B ...`: the travelling model, trained on several corpora at once,
+and measured leave-one-corpus-out (`--test-corpus NAME` or `all`).
+
+Reads top to bottom: load every corpus (any layout; a corpus column kept through the run) -> the
+descriptors of every clip (one pass; cached in the run folder) -> for each held-out corpus: fit on the
+others with each seed and score the unseen corpus (all of it; UAR over its own classes) -> fit on all the
+corpora and save the model. The model itself is `w2v2.emotion.travel` (docs/travel.md: what it is,
+what was measured, what lost).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from finetune.metrics import classification_metrics
+from w2v2.checkpoint import atomic_write
+from w2v2.data.datasets import Item, load_dataset
+from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.travel import TravelConfig, TravelModel, fit, save_travel
+from w2v2.emotion.windows import AudioCache
+
+DESCRIPTORS = "descriptors.pt"  # the run's cache: (path, size, mtime) -> descriptors
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    items: list[Item]
+
+    @property
+    def classes(self) -> list[int]:
+        return sorted({int(it.label) for it in self.items if it.label is not None})
+
+
+def corpus_spec(text: str) -> tuple[str, Path]:
+    """NAME=PATH or PATH (named after its folder, a -16k suffix dropped) -> (name, path)."""
+    name, sep, path = text.partition("=")
+    if sep and name and "/" not in name:
+        return name, Path(path)
+    p = Path(text)
+    return (p.parent.name if p.suffix == ".csv" else p.name).removesuffix("-16k"), p
+
+
+def load_corpora(specs: list[str], layout: str | None = None) -> list[Corpus]:
+    """Each --data as a named corpus of labelled clips; speakers prefixed with the corpus (unique across them)."""
+    corpora = []
+    for spec in specs:
+        name, path = corpus_spec(spec)
+        if name in {c.name for c in corpora}:
+            raise ValueError(f"two --data are named {name!r}: name them NAME=PATH")
+        data = load_dataset(path, layout)
+        items = [replace(it, speaker=f"{name}:{it.speaker}" if it.speaker else None) for it in data.train]
+        corpora.append(Corpus(name, items))
+    return corpora
+
+
+def descriptors(corpora: list[Corpus], cache_file: Path) -> dict[str, torch.Tensor]:
+    """Per corpus (n, d) descriptors of its clips (zeros and a warning for a clip that cannot be decoded),
+    cached in `cache_file` by path, size and modification time (a re-run or a held-out fold decodes nothing)."""
+    cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
+    total = sum(len(c.items) for c in corpora)
+    out = {}
+    with tqdm(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
+        for corpus in corpora:
+            rows = []
+            for it in corpus.items:
+                key = clip_key(it.path)
+                if key not in cache:
+                    wave = AudioCache([it])[0]
+                    cache[key] = clip_descriptors(wave) if wave is not None else clip_descriptors(torch.zeros(1600))
+                rows.append(cache[key])
+                bar.update()
+            out[corpus.name] = torch.stack(rows)
+    atomic_write(cache_file, lambda tmp: torch.save(cache, tmp))
+    return out
+
+
+def clip_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def groups_of(corpus: Corpus) -> list[str]:
+    """Training normalisation groups: speakers where the corpus has them, else the corpus as one group."""
+    return [it.speaker or f"{corpus.name}:*" for it in corpus.items]
+
+
+def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig) -> TravelModel:
+    x = torch.cat([feats[c.name] for c in corpora])
+    labels = [int(it.label) for c in corpora for it in c.items]  # type: ignore[arg-type]  # training items
+    names = [c.name for c in corpora for _ in c.items]
+    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg)
+
+
+NORMALISATIONS = ("set", "speaker", "clip")  # how an unseen corpus is scored (see `score`)
+
+
+def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str) -> dict:
+    """Metrics on a whole corpus taken as one recording set ("set"), per speaker ("speaker"), or clip by clip
+    ("clip", as the web app sees one upload): argmax over the corpus's own classes."""
+    groups = {"set": ["set"] * len(corpus.items), "speaker": [it.speaker or "set" for it in corpus.items],
+              "clip": None}[normalise]
+    probs = model.probs(x, groups)
+    classes = corpus.classes
+    pred = [classes[i] for i in probs[:, classes].argmax(1).tolist()]
+    m = classification_metrics([int(it.label) for it in corpus.items], pred)  # type: ignore[arg-type]
+    return {"uar": m["uar"], "accuracy": m["accuracy"], "n": m["n"], "classes": [EMOTIONS[c] for c in classes],
+            "per_class_recall": {k: v for k, v in m["per_class_recall"].items() if v is not None},
+            "confusion_matrix": m["confusion_matrix"]}
+
+
+def leave_one_out(corpora: list[Corpus], unseen: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
+                  seeds: int) -> pd.DataFrame:
+    """One row per (unseen corpus, seed, normalisation): UAR and per-class recall on a corpus that no model
+    trained on: a training corpus held out (the model trains on the others), or a test-only corpus."""
+    rows = []
+    for test in unseen:
+        name = test.name
+        train = [c for c in corpora if c.name != name]
+        for seed in range(seeds):
+            model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads))
+            for normalise in NORMALISATIONS:
+                m = score(model, test, feats[name], normalise)
+                rows.append({"test_corpus": name, "seed": seed, "normalise": normalise,
+                             "trained_on": "+".join(c.name for c in train), "uar": m["uar"], "n": m["n"],
+                             **{f"recall_{k}": v for k, v in m["per_class_recall"].items()}})
+            print(f"  {name} unseen, seed {seed}: UAR " + ", ".join(
+                f"{r['uar']:.3f} ({r['normalise']})" for r in rows[-len(NORMALISATIONS):]))
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of UAR and each class's recall, per held-out corpus and normalisation."""
+    recall = [c for c in df.columns if c.startswith("recall_")]
+    g = df.groupby(["normalise", "test_corpus"], sort=False)
+    out = g[["uar", *recall]].mean().add_suffix("")
+    out.insert(1, "uar_sd", g["uar"].std().fillna(0.0))
+    return out.reset_index()
+
+
+def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
+                 seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None) -> dict:
+    """Train on the corpora of `specs`; score held-out ones (`test_corpus`: a name or all) and the test-only
+    corpora of `test_specs`; save the model trained on all of `specs`."""
+    start = time.perf_counter()
+    cfg = cfg or TravelConfig()
+    corpora = load_corpora(specs, layout)
+    test_only = load_corpora(test_specs or [], layout)
+    names = [c.name for c in corpora]
+    held_out = names if test_corpus == "all" else [test_corpus] if test_corpus else []
+    if any(h not in names for h in held_out):
+        raise ValueError(f"--test-corpus {test_corpus}: not one of the corpora ({', '.join(names)}, or all)")
+    if clash := {c.name for c in test_only} & set(names):
+        raise ValueError(f"{', '.join(sorted(clash))}: given both as --data and --test-data")
+    unseen = [c for c in corpora if c.name in held_out] + test_only
+    print(f"travelling model on {len(corpora)} corpora: " + ", ".join(
+        f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
+    print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
+          "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
+          + (f"; scored unseen: {', '.join(c.name for c in unseen)} ({seeds} seeds)" if unseen else ""))
+    run.mkdir(parents=True, exist_ok=True)
+    feats = descriptors(corpora + test_only, run / DESCRIPTORS)
+    result: dict = {"corpora": {c.name: len(c.items) for c in corpora}, "config": cfg.__dict__}
+    if unseen:
+        df = leave_one_out(corpora, unseen, feats, cfg, seeds)
+        atomic_write(run / "loco.csv", lambda tmp: df.to_csv(tmp, index=False))
+        table = summary(df)
+        atomic_write(run / "loco_summary.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
+        result["loco"] = table.to_dict(orient="records")
+        print_table(table)
+    model = fit_corpora(corpora, feats, cfg)
+    save_travel(model, run / "model", {"trained_on": result["corpora"]})
+    result["seconds"] = time.perf_counter() - start
+    atomic_write(run / "metrics.json", lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+    print(f"model: {run / 'model'} (use it as --ckpt {run / 'model'}); {result['seconds']:.0f} s")
+    return result
+
+
+def print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(3).to_string(index=False))
+    for norm, rows in table.groupby("normalise", sort=False):
+        print(f"mean UAR over the unseen corpora ({norm}): {rows['uar'].mean():.3f}")
+
+
+def loco_table(table: pd.DataFrame, normalise: str) -> str:
+    """The leave-one-corpus-out summary (`loco_summary.csv`) of one normalisation as a Markdown table: UAR
+    ± sd over seeds, chance, and each class's recall (— where the corpus lacks the class); model cards and
+    docs print it, and a test holds them to the file."""
+    rows = table[table["normalise"] == normalise]
+    lines = ["| unseen corpus | UAR (± sd, 3 seeds) | chance | " + " | ".join(EMOTIONS) + " |",
+             "|---|---|---|" + "---|" * len(EMOTIONS)]
+    for r in rows.itertuples():
+        recalls = [getattr(r, f"recall_{e}", float("nan")) for e in EMOTIONS]
+        chance = 1 / sum(1 for v in recalls if v == v)
+        cells = [f"{v:.2f}" if v == v else "—" for v in recalls]
+        lines.append(f"| {r.test_corpus} | {r.uar:.3f} ± {r.uar_sd:.3f} | {chance:.2f} | " + " | ".join(cells) + " |")
+    lines.append(f"| **mean** | **{rows['uar'].mean():.3f}** | | " + " | ".join([""] * len(EMOTIONS)) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""`EmotionRecognizer` (w2v2/emotion/recognizer.py): the Python API gives the CLI's numbers, takes arrays
+as files, answers "no speech" where there is none, and standardises a recording set together."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from finetune.__main__ import main
+from w2v2 import EmotionRecognizer
+from w2v2.data.audio import load_audio
+from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.speech import NO_SPEECH
+from w2v2.emotion.travel import TravelConfig, fit, save_travel
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sounds import music, white_noise  # noqa: E402
+
+PROBS = [f"p_{e}" for e in EMOTIONS]
+
+
+@pytest.fixture(scope="module")
+def travel_model(synthetic_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(a travelling model fitted on a synthetic corpus's training clips, that corpus)."""
+    corpus = synthetic_corpus(96, 8, 0)
+    train = pd.read_csv(corpus / "train.csv")
+    x = torch.stack([clip_descriptors(load_audio(corpus / p)) for p in train.path])
+    model = fit(x, train.label.tolist(), ["synth"] * len(train), train.speaker.tolist(), TravelConfig(epochs=20))
+    folder = tmp_path_factory.mktemp("travel") / "model"
+    save_travel(model, folder, {"trained_on": {"synth": len(train)}})
+    return folder, corpus
+
+
+def test_the_api_gives_the_clis_numbers(travel_model, tmp_path) -> None:
+    folder, corpus = travel_model
+    files = sorted((corpus / "test").glob("*.wav"))[:12]
+    rec = EmotionRecognizer.from_pretrained(folder)
+    for normalise, preds in (("clip", [rec.predict(f) for f in files]), ("set", rec.predict_many(files))):
+        out = tmp_path / f"{normalise}.csv"
+        main(["predict", "--ckpt", str(folder), *map(str, files), "--out", str(out), "--normalise", normalise])
+        cli = pd.read_csv(out)
+        api = np.array([[p.probs[e] for e in EMOTIONS] for p in preds])
+        assert np.allclose(cli[PROBS].to_numpy(), api, atol=6e-5), normalise  # the CSV keeps 4 decimals
+        assert list(cli.label_name) == [p.label for p in preds]
+    alone = np.array([list(rec.predict(f).probs.values()) for f in files])
+    together = np.array([list(p.probs.values()) for p in rec.predict_many(files)])
+    assert not np.allclose(alone, together, atol=1e-3)  # a set is standardised by its own statistics
+
+
+def test_an_array_is_predicted_as_the_same_audio_in_a_file(travel_model, tmp_path) -> None:
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    wave = load_audio(next((corpus / "test").glob("*.wav")))
+    stereo_44k = torch.stack([wave, wave]).numpy()
+    import torchaudio.functional as AF
+
+    stereo_44k = AF.resample(torch.as_tensor(stereo_44k), 16000, 44100).numpy()
+    sf.write(tmp_path / "s.wav", stereo_44k.T, 44100, subtype="FLOAT")
+    from_file = rec.predict(tmp_path / "s.wav")
+    for array in (stereo_44k, stereo_44k.T, torch.as_tensor(stereo_44k)):
+        p = rec.predict(array, sample_rate=44100)
+        assert p.label == from_file.label
+        assert np.allclose(list(p.probs.values()), list(from_file.probs.values()), atol=1e-5)
+    assert sum(from_file.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="sample_rate"):
+        rec.predict(stereo_44k)
+
+
+def test_no_speech_is_said_for_silence_noise_and_music_and_not_for_speech(travel_model) -> None:
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    for name, sound in (("silence", torch.zeros(48000)), ("noise", white_noise(4.0)), ("music", music(6.0))):
+        p = rec.predict(sound.numpy(), sample_rate=16000)
+        assert p.label == NO_SPEECH and p.speech_seconds < 0.2, name
+        assert p.emotion in EMOTIONS and sum(p.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    speech = [rec.predict(f) for f in sorted((corpus / "test").glob("*.wav"))[:8]]
+    assert all(p.label in EMOTIONS and p.speech_seconds > 0.5 for p in speech)
+
+
+def test_a_timeline_spans_the_recording_and_marks_the_windows_without_speech(travel_model) -> None:
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    speech = load_audio(next((corpus / "test").glob("*.wav")))
+    recording = torch.cat([speech.repeat(4)[: 16000 * 8], torch.zeros(16000 * 12)])  # 8 s of speech, 12 of silence
+    df = rec.timeline(recording.numpy(), sample_rate=16000, window_seconds=4.0, hop_seconds=4.0)
+    assert df.start_s.iloc[0] == 0 and df.end_s.iloc[-1] == pytest.approx(20.0)
+    assert list(df.label_name[:2] != NO_SPEECH) == [True, True] and (df.label_name[2:] == NO_SPEECH).all()
+    assert np.allclose(df[PROBS].sum(axis=1), 1, atol=1e-5)

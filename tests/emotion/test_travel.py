@@ -1,0 +1,75 @@
+"""The travelling model (w2v2/emotion/travel.py): group standardisation, class masks, balanced weights, and
+what standardisation per speaker/set buys on speakers whose voices are offset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from w2v2.emotion.travel import (
+    TravelConfig,
+    balanced_weights,
+    class_masks,
+    fit,
+    load_travel,
+    save_travel,
+    standardise,
+)
+
+
+def test_standardise_uses_each_groups_own_statistics() -> None:
+    x = torch.tensor([[1.0], [3.0], [10.0], [30.0]])
+    z = standardise(x, ["a", "a", "b", "b"])
+    assert torch.allclose(z, torch.tensor([[-1.0], [1.0], [-1.0], [1.0]]))
+
+
+def test_an_absent_class_is_never_a_negative() -> None:
+    masks = class_masks([0, 1, 0, 2, 3], ["a", "a", "a", "b", "b"])
+    assert masks.tolist()[0] == [True, True, False, False, False, False]
+    assert masks.tolist()[3] == [False, False, True, True, False, False]
+    # the loss of a row of corpus a does not depend on the logits of the classes a lacks
+    logits = torch.randn(1, 6, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(logits.masked_fill(~masks[:1], float("-inf")), torch.tensor([0]))
+    loss.backward()
+    assert logits.grad is not None and torch.all(logits.grad[0, 2:] == 0) and logits.grad[0, 1] > 0
+
+
+def test_balanced_weights_give_every_corpus_and_class_the_same_total() -> None:
+    labels = [0] * 90 + [1] * 10 + [0] * 5 + [2] * 5
+    corpora = ["big"] * 100 + ["small"] * 10
+    w = balanced_weights(labels, corpora)
+    totals = {(c, y): float(w[[i for i in range(110) if corpora[i] == c and labels[i] == y]].sum())
+              for c, y in {(c, y) for c, y in zip(corpora, labels, strict=True)}}
+    assert len({round(v, 4) for v in totals.values()}) == 1, totals
+    assert float(w.mean()) == pytest.approx(1.0)
+
+
+def offset_speakers(n_speakers: int, seed: int) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Clips whose descriptors are a speaker offset (large) plus a class direction (small) plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    directions = torch.eye(6, 8) * 1.5
+    x, y, spk = [], [], []
+    for s in range(n_speakers):
+        offset = torch.randn(8, generator=g) * 4
+        for label in range(6):
+            for _ in range(5):
+                x.append(offset + directions[label] + torch.randn(8, generator=g) * 0.5)
+                y.append(label)
+                spk.append(f"s{seed}-{s}")
+    return torch.stack(x), y, spk
+
+
+def test_standardising_by_the_recording_set_recovers_emotions_of_unseen_speakers(tmp_path) -> None:
+    x, y, spk = offset_speakers(12, seed=0)
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0))
+    xt, yt, st = offset_speakers(1, seed=1)  # a new speaker, far from every training voice
+    by_set = model.probs(xt, ["set"] * len(yt)).argmax(1)
+    alone = model.probs(xt).argmax(1)  # the clip heads, on the training pool's statistics
+    assert torch.equal(model.probs(xt[:9], ["set"] * 9), model.probs(xt[:9]))  # under min_group: clip by clip
+    acc_set = float((by_set == torch.tensor(yt)).float().mean())
+    acc_alone = float((alone == torch.tensor(yt)).float().mean())
+    assert acc_set > 0.8 and acc_set > acc_alone + 0.4, (acc_set, acc_alone)  # chance: 0.17
+    save_travel(model, tmp_path / "m", {"trained_on": {"train": len(y)}})
+    loaded, info = load_travel(tmp_path / "m")
+    assert info["trained_on"] == {"train": len(y)}
+    assert torch.equal(loaded.probs(xt, ["set"] * len(yt)), model.probs(xt, ["set"] * len(yt)))

@@ -1,0 +1,62 @@
+"""`finetune train --data A --data B ...`: the travelling model on several corpora (finetune/travel.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from finetune.__main__ import main
+from finetune.travel import corpus_spec
+from w2v2.emotion.travel import load_travel
+
+pytestmark = pytest.mark.slow
+
+
+def three_class_corpus(source: Path, out: Path) -> Path:
+    """source's training clips of angry, sad and happy only, as a CSV corpus (path,label,speaker)."""
+    df = pd.read_csv(source / "train.csv")
+    df = df[df.label.isin([0, 2, 5])]
+    out.mkdir()
+    df.assign(path=[str(source / p) for p in df.path])[["path", "label", "speaker"]].to_csv(out / "labels.csv",
+                                                                                             index=False)
+    return out
+
+
+def test_corpus_names_come_from_the_folder_or_the_flag(tmp_path) -> None:
+    assert corpus_spec("../shared/data/ased-16k") == ("ased", Path("../shared/data/ased-16k"))
+    assert corpus_spec("mine=data/x") == ("mine", Path("data/x"))
+    assert corpus_spec("data/set/labels.csv")[0] == "set"
+
+
+def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthetic_corpus, tmp_path, capsys) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
+    run = tmp_path / "run"
+    main(["train", "--data", f"full={full}", "--data", str(three), "--test-corpus", "all", "--run", str(run),
+          "--members", "2", "travel.epochs=5"])
+    loco = pd.read_csv(run / "loco.csv")
+    assert sorted(set(loco.test_corpus)) == ["full", "three"] and len(loco) == 2 * 2 * 3  # corpora, seeds, norms
+    scored = loco[loco.test_corpus == "three"]
+    assert scored[["recall_angry", "recall_sad", "recall_happy"]].notna().all().all()
+    assert "recall_fear" not in loco.columns or scored["recall_fear"].isna().all()  # scored on its own classes
+    assert (loco.trained_on == loco.test_corpus.map({"full": "three", "three": "full"})).all()
+    assert loco.uar.between(0, 1).all() and loco.uar.nunique() > 1
+    model, info = load_travel(run / "model")
+    assert info["trained_on"] == {"full": 72, "three": 36}
+    out = capsys.readouterr().out
+    assert "mean UAR over the unseen corpora (set)" in out and f"--ckpt {run / 'model'}" in out
+    preds = tmp_path / "p.csv"
+    main(["predict", "--ckpt", str(run / "model"), str(full / "test"), "--out", str(preds)])
+    df = pd.read_csv(preds)
+    assert len(df) == 24 and set(df.label_name) <= {"angry", "fear", "sad", "disgust", "neutral", "happy"}
+
+
+def test_a_setting_the_travelling_model_does_not_have_is_refused(synthetic_corpus, tmp_path) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    with pytest.raises(SystemExit, match="travel.KEY=VALUE"):
+        main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"), "epochs=3"])
+    with pytest.raises(SystemExit, match="not one of the corpora"):
+        main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"),
+              "--test-corpus", "nope"])

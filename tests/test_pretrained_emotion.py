@@ -1,0 +1,46 @@
+"""The shipped model that travels (w2v2/pretrained/emotion): it loads by name and as the default, fits the
+size limit, says what it learned from, and its card's tables are the run files' figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from finetune.travel import loco_table
+from w2v2 import EmotionRecognizer
+from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec
+from w2v2.emotion.travel import load_travel
+
+EVALUATION_ONLY = {"savee", "turev-db", "urdu"}  # ../shared/data/README.md: may not train shipped weights
+
+
+def test_the_default_model_is_the_one_that_travels_and_names_its_data() -> None:
+    folder = checkpoint_spec(SHIPPED_CLASSIFIER)
+    assert folder.name == "emotion"
+    model, info = load_travel(folder)
+    assert set(info["trained_on"]) == {"ravdess", "ased", "indian-emospeech"}
+    assert not EVALUATION_ONLY & set(info["trained_on"])
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 25 * 2**20
+    card = (folder / "README.md").read_text()
+    assert "CC BY-NC-SA 4.0" in card and all(n in card for n in ("Livingstone", "Retta", "Indian"))
+    loco = pd.read_csv(folder / "loco.csv")
+    trained_on = {name for row in loco.trained_on for name in row.split("+")}
+    assert not EVALUATION_ONLY & trained_on  # evaluation-only corpora were only ever scored
+
+
+def test_the_cards_tables_are_the_run_files_figures() -> None:
+    folder = checkpoint_spec(SHIPPED_CLASSIFIER)
+    card = (folder / "README.md").read_text()
+    summary = pd.read_csv(folder / "loco_summary.csv")
+    for normalise in ("speaker", "set", "clip"):
+        assert loco_table(summary, normalise) in card, normalise
+    runs = pd.read_csv(folder / "loco.csv")
+    means = runs.groupby(["normalise", "test_corpus"]).uar.mean()
+    for row in summary.itertuples():
+        assert abs(means[row.normalise, row.test_corpus] - row.uar) < 1e-4  # the summary is the seeds' mean
+
+
+def test_the_api_loads_the_default_and_says_no_speech_for_silence() -> None:
+    rec = EmotionRecognizer.from_pretrained()
+    p = rec.predict(torch.zeros(32000).numpy(), sample_rate=16000)
+    assert p.label == "no speech" and abs(sum(p.probs.values()) - 1) < 1e-5

@@ -1,0 +1,113 @@
+"""Acoustic descriptors of a clip: what makes emotion recognition travel across languages and studios.
+
+Frame descriptors every 10 ms (loudness, pitch in semitones and its movement, voicing, spectral centroid,
+alpha ratio, Hammarberg index, spectral flux, 13 MFCCs, 40 log-mel bands), summarised over the clip's
+sounding frames by functionals (mean, sd, percentiles 10/50/90, their range, slope, skewness), plus
+rhythm (voiced segments per second, their mean length and spread, pause length). 189 numbers a clip.
+
+Design choices:
+- in the spirit of eGeMAPS (Eyben et al., 2016), the minimalistic set built for cross-corpus emotion
+  work, but computed in plain torch (no openSMILE binary), so the library stays pip-installable;
+- pitch by normalised autocorrelation over 40 ms frames (60-500 Hz), voiced where its peak is > 0.5:
+  crude next to RAPT or pYIN, but it moves with the voice, which is what functionals of it need;
+- "sounding" frames are those within 35 dB of the clip's loudest: leading and trailing silence
+  (which differs from corpus to corpus) does not enter the statistics;
+- the descriptors are not normalised here: `w2v2.emotion.travel` standardises them per speaker or per
+  recording set, which is where cross-corpus robustness comes from (docs/travel.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000
+HOP = 160  # 10 ms
+N_FFT, WIN = 512, 400
+MIN_SAMPLES = 1600  # 0.1 s: shorter clips are zero-extended
+MAX_SECONDS = 20.0  # a clip's descriptors come from its first 20 s (prediction windows are shorter)
+NUM_DESCRIPTORS = 189
+
+_FREQS = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+_MEL = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, 40, SAMPLE_RATE)  # (f, 40)
+_DCT = torchaudio.functional.create_dct(13, 40, "ortho")  # (40, 13)
+
+
+def power_spectrogram(wave: torch.Tensor) -> torch.Tensor:
+    """(t, f) power spectrum of 25 ms Hann frames every 10 ms of wave (s,)."""
+    window = torch.hann_window(WIN)
+    spec = torch.stft(wave, N_FFT, HOP, WIN, window, center=True, return_complex=True)
+    return spec.abs().pow(2).T
+
+
+def autocorrelation_pitch(wave: torch.Tensor, frame: int = 640, fmin: float = 60.0, fmax: float = 500.0
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f0 Hz (t,), normalised autocorrelation peak (t,)) of 40 ms frames every 10 ms of wave (s,)."""
+    frames = wave.unfold(0, frame, HOP)
+    frames = frames - frames.mean(1, keepdim=True)
+    ac = torch.fft.irfft(torch.fft.rfft(frames, n=2 * frame).abs().pow(2))[:, :frame]
+    ac = ac / ac[:, :1].clamp(min=1e-8)
+    lo, hi = int(SAMPLE_RATE // fmax), int(SAMPLE_RATE // fmin)
+    peak, lag = ac[:, lo:hi].max(1)
+    return SAMPLE_RATE / (lag + lo).float(), peak
+
+
+def functionals(x: torch.Tensor) -> torch.Tensor:
+    """(8,): mean, sd, p10, p50, p90, p90-p10, slope over time, skewness of a descriptor track (t,)."""
+    if x.numel() < 2:
+        return torch.zeros(8)
+    q = torch.quantile(x, torch.tensor([0.1, 0.5, 0.9]))
+    mean, sd = x.mean(), x.std(unbiased=False).clamp(min=1e-6)
+    t = torch.linspace(-1, 1, x.numel())
+    slope = (t * (x - mean)).sum() / (t * t).sum()
+    skew = ((x - mean) ** 3).mean() / sd**3
+    return torch.stack([mean, sd, q[0], q[1], q[2], q[2] - q[0], slope, skew.clamp(-10, 10)])
+
+
+def run_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """Lengths (frames, float) of the runs of True in mask (t,)."""
+    edges = torch.diff(torch.cat([torch.zeros(1), mask.float(), torch.zeros(1)]))
+    return ((edges == -1).nonzero()[:, 0] - (edges == 1).nonzero()[:, 0]).float()
+
+
+def rhythm(voiced: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
+    """(6,): voiced and sounding shares, voiced segments per second, their mean length and sd, mean pause."""
+    segments, pauses = run_lengths(voiced), run_lengths(~sounding)
+    seconds = voiced.numel() * HOP / SAMPLE_RATE
+    return torch.tensor([voiced.float().mean(), sounding.float().mean(), len(segments) / seconds,
+                         segments.mean() if len(segments) else 0.0, pauses.mean() if len(pauses) else 0.0,
+                         segments.std() if len(segments) > 1 else 0.0])
+
+
+@torch.no_grad()
+def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
+    """(NUM_DESCRIPTORS,) float32 descriptors of a 16 kHz clip (s,) (its first MAX_SECONDS)."""
+    wave = wave.float()[: int(SAMPLE_RATE * MAX_SECONDS)]
+    if wave.numel() < MIN_SAMPLES:
+        wave = torch.nn.functional.pad(wave, (0, MIN_SAMPLES - wave.numel()))
+    power = power_spectrogram(wave)
+    f0, peak = autocorrelation_pitch(wave)
+    t = min(len(f0), len(power))
+    power, f0, peak = power[:t], f0[:t], peak[:t]
+    mel = (power @ _MEL + 1e-10).log()
+    mfcc = mel @ _DCT
+    loudness = (power.sum(1) + 1e-10).log()
+    sounding = loudness > loudness.max() - math.log(10**3.5)
+    voiced = (peak > 0.5) & sounding
+    semitones = 12 * torch.log2(f0[voiced] / 100)
+    low, high = _FREQS < 1000, (_FREQS >= 1000) & (_FREQS < 5000)
+    centroid = (power * _FREQS).sum(1) / power.sum(1).clamp(min=1e-10) / 1000
+    alpha = (power[:, low].sum(1).clamp(min=1e-10) / power[:, high].sum(1).clamp(min=1e-10)).log()
+    hammarberg = (power[:, _FREQS < 2000].amax(1).clamp(min=1e-10)
+                  / power[:, (_FREQS >= 2000) & (_FREQS < 5000)].amax(1).clamp(min=1e-10)).log()
+    flux = torch.cat([torch.zeros(1), (mel[1:] - mel[:-1]).pow(2).mean(1)])
+    s = sounding
+    parts = [functionals(track[s]) for track in (loudness, centroid, alpha, hammarberg, flux, peak)]
+    parts += [functionals(semitones), functionals((semitones[1:] - semitones[:-1]).abs())]
+    m = mfcc[s]
+    parts += [m.mean(0), m.std(0, unbiased=False),
+              (m[1:] - m[:-1]).abs().mean(0) if len(m) > 1 else torch.zeros(13)]
+    parts += [mel[s].mean(0), mel[s].std(0, unbiased=False), rhythm(voiced, sounding)]
+    return torch.nan_to_num(torch.cat([p.float().flatten() for p in parts]))

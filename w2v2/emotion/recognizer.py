@@ -1,0 +1,249 @@
+"""`EmotionRecognizer`: the one inference path under the CLI, the web app, the report and the Python API.
+
+    from w2v2 import EmotionRecognizer
+    rec = EmotionRecognizer.from_pretrained()            # the shipped model; or "pretrained:NAME", a folder
+    p = rec.predict("clip.wav")                          # p.label, p.probs {"angry": 0.1, ...}
+    many = rec.predict_many(["a.wav", "b.wav"])          # one recording set, standardised together
+    df = rec.timeline("long.wav")                        # each window's probabilities over time
+
+Design choices:
+- a model is a list of members, each a network (a w2v2 classifier checkpoint) or a travelling model
+  (`w2v2.emotion.travel`); every member predicts each window, and the members' probabilities are averaged;
+- a recording with less than `MIN_SPEECH_SECONDS` of speech (silence, noise, music) is answered
+  NO_SPEECH, and so is such a window of a timeline; its six probabilities are still given;
+- how recordings are standardised for the travelling members: `normalise="speaker"` (the default) per
+  speaker where `speakers` are given and as one recording set otherwise, `"set"` the recordings of one
+  call as one set, `"clip"` each alone (so is a call with one recording). Clips without speech stay out
+  of a set's statistics;
+- network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
+- audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
+  `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from w2v2.data.audio import SAMPLE_RATE, load_audio, resample
+from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.members import (
+    SHIPPED_CLASSIFIER,
+    blamed,
+    checkpoint_spec,
+    load_classifier,
+    members,
+    trained_window,
+)
+from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs
+from w2v2.emotion.travel import TravelModel, is_travel, load_travel
+from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
+from w2v2.model import Wav2Vec2ForClassification
+from w2v2.training import Precision, inference_precision, resolve_device
+
+WINDOW_SECONDS = 8.0
+Normalise = Literal["speaker", "set", "clip"]
+Audio = str | Path | np.ndarray | torch.Tensor
+
+
+@dataclass
+class Prediction:
+    """One recording's answer: `label` an emotion name or NO_SPEECH; `probs` the six emotions' probabilities
+    (summing to 1, given even without speech); `windows` (w, 6) each window's."""
+
+    label: str
+    probs: dict[str, float]
+    seconds: float
+    speech_seconds: float
+    windows: torch.Tensor = field(repr=False)
+
+    @property
+    def emotion(self) -> str:
+        """The most probable emotion, even where the label is NO_SPEECH."""
+        return max(self.probs, key=self.probs.__getitem__)
+
+
+class Member(Protocol):
+    name: str
+
+    def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
+                     tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
+        """Per clip (windows, 6); groups: each clip's recording set or speaker (None: alone)."""
+        ...
+
+
+class NetworkMember:
+    """A w2v2 emotion classifier checkpoint (a fine-tune, a probe, the tiny model)."""
+
+    def __init__(self, ckpt: Path, device: torch.device, keep_loaded: bool) -> None:
+        self.name, self.ckpt, self.device = str(ckpt), ckpt, device
+        self.model: Wav2Vec2ForClassification | None = load_classifier(ckpt, device)[0] if keep_loaded else None
+
+    def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
+                     tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
+        model = self.model or load_classifier(self.ckpt, self.device)[0]
+        with blamed(self.ckpt):
+            return window_probs(model, waves, window_seconds or trained_window(self.ckpt), hop_seconds, tta,
+                                progress=progress)
+
+
+class TravelMember:
+    """A travelling model: descriptors of each window, standardised by its clip's group."""
+
+    def __init__(self, folder: Path) -> None:
+        self.name = str(folder)
+        self.model: TravelModel = load_travel(folder)[0]
+
+    def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
+                     tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
+        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)
+        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
+        per_clip = [windows(w, window, hop) for w in waves]
+        # the windows of a group's clips are standardised together; a lone clip's windows each alone (a long
+        # recording's windows are not each other's norm: its emotion would be standardised away)
+        row_groups = [g for segs, g in zip(per_clip, groups, strict=True) for _ in segs]
+        probs = torch.stack([self.model.probs(torch.stack([clip_descriptors(speed_view(s, speed))
+                                                           for segs in per_clip for s in segs]), row_groups)
+                             for speed in tta or (1.0,)]).mean(0)
+        return list(probs.split([len(segs) for segs in per_clip]))
+
+
+def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded: bool = False) -> list[Member]:
+    """The members of the named models (pretrained:NAME, run folders, ensemble parents, travelling models),
+    each checked before any network is loaded."""
+    found: list[Member] = []
+    paths = [checkpoint_spec(str(m)) if isinstance(m, str) else m for m in models]
+    for path in paths:
+        if is_travel(path):
+            found.append(TravelMember(path))
+        else:
+            found += [NetworkMember(ckpt, device, keep_loaded) for ckpt in members([path])]
+    return found
+
+
+def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
+    """A 16 kHz mono float32 clip (s,) of a path, or of an array with its sample rate."""
+    if isinstance(audio, (str, Path)):
+        return load_audio(audio)
+    if sample_rate is None:
+        raise ValueError("an audio array needs its sample_rate")
+    wave = torch.as_tensor(audio, dtype=torch.float32)
+    if wave.dim() == 2:  # channels first or last: the shorter side is the channels
+        wave = wave.mean(0) if wave.shape[0] <= wave.shape[1] else wave.mean(1)
+    if wave.dim() != 1 or wave.numel() == 0:
+        raise ValueError(f"audio of shape {tuple(wave.shape)}: give samples (s,) or (channels, samples)")
+    if not bool(wave.isfinite().all()):
+        raise ValueError("the audio holds NaN or infinite values")
+    return resample(wave, int(sample_rate)).contiguous()
+
+
+def speech_per_window(probs: torch.Tensor, num_samples: int, window: int, hop: int | None) -> list[float]:
+    """Seconds of speech in each window (`window_starts`), from a clip's 32 ms speech probabilities."""
+    speech = (probs > THRESHOLD).float()
+    return [float(speech[s // CHUNK:(s + window) // CHUNK].sum()) * CHUNK / SAMPLE_RATE
+            for s in window_starts(num_samples, window, hop)]
+
+
+class EmotionRecognizer:
+    """An emotion model (one network, an ensemble, a travelling model) ready to predict recordings."""
+
+    def __init__(self, members: list[Member], name: str, device: torch.device, precision: Precision = "fp32",
+                 window_seconds: float = WINDOW_SECONDS) -> None:
+        if not members:
+            raise ValueError(f"{name}: no models in it")
+        self.members, self.name, self.device, self.precision = members, name, device, precision
+        self.window_seconds = window_seconds
+        inference_precision(precision, device)  # refused here, at load, rather than on each call
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
+                        precision: Precision = "fp32", keep_loaded: bool = True) -> EmotionRecognizer:
+        """The shipped model (None), pretrained:NAME, a run folder, an ensemble parent or an exported folder;
+        a list of them is one ensemble."""
+        names = [SHIPPED_CLASSIFIER] if name_or_path is None else (
+            [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path))
+        dev = resolve_device(device)
+        return cls(load_members(names, dev, keep_loaded), ", ".join(map(str, names)), dev, precision)
+
+    def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None = None,
+                     hop_seconds: float | None = None, tta: tuple[float, ...] = (),
+                     groups: list[str | None] | None = None,
+                     progress: bool = False, each: bool = False) -> list[torch.Tensor]:
+        """Per clip (windows, 6), the members' mean (each=True: (members, windows, 6)). window_seconds None:
+        each network its trained window (travelling members 8 s); hop None: half a window."""
+        groups = groups if groups is not None else [None] * len(waves)
+        with inference_precision(self.precision, self.device):
+            per_member = [m.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
+                          for m in self.members]
+        if each:
+            return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
+        return [torch.stack(clip).mean(0) for clip in zip(*per_member, strict=True)]
+
+    def predict_waves(self, waves: list[torch.Tensor], normalise: Normalise = "speaker",
+                      speakers: Sequence[str | None] | None = None, window_seconds: float | None = None,
+                      hop_seconds: float | None = None, tta: tuple[float, ...] = (), progress: bool = False
+                      ) -> list[Prediction]:
+        """Predictions of decoded 16 kHz clips, taken as one recording set (see the module's notes)."""
+        speech = [speech_probs(w) for w in waves]
+        seconds = [float((p > THRESHOLD).sum()) * CHUNK / SAMPLE_RATE for p in speech]
+        groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
+        probs = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
+        out = []
+        for wave, p, s in zip(waves, probs, seconds, strict=True):
+            mean = p.mean(0)
+            label = EMOTIONS[int(mean.argmax())] if s >= MIN_SPEECH_SECONDS else NO_SPEECH
+            out.append(Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)},
+                                  wave.numel() / SAMPLE_RATE, s, p))
+        return out
+
+    @staticmethod
+    def groups(n: int, normalise: Normalise, speakers: Sequence[str | None] | None, speech: list[bool]
+               ) -> list[str | None]:
+        """Each clip's normalisation group: None alone, else its speaker or the whole set ("set")."""
+        if normalise not in ("speaker", "set", "clip"):
+            raise ValueError(f"normalise={normalise!r}: 'speaker', 'set' or 'clip'")
+        if normalise == "clip" or n < 2:
+            return [None] * n
+        names = list(speakers) if speakers is not None and normalise == "speaker" else [None] * n
+        return [(f"speaker:{names[i]}" if names[i] is not None else "set") if speech[i] else None for i in range(n)]
+
+    def predict(self, audio: Audio, sample_rate: int | None = None) -> Prediction:
+        """One recording (a path, or an array with its sample_rate), standardised alone."""
+        return self.predict_waves([as_wave(audio, sample_rate)], "clip")[0]
+
+    def predict_many(self, audios: Sequence[Audio], sample_rate: int | None = None,
+                     normalise: Normalise = "speaker", speakers: Sequence[str | None] | None = None,
+                     progress: bool = False) -> list[Prediction]:
+        """Many recordings, by default as one recording set, per speaker where `speakers` names them
+        (normalise="clip": each alone)."""
+        return self.predict_waves([as_wave(a, sample_rate) for a in audios], normalise, speakers, progress=progress)
+
+    def timeline(self, audio: Audio, sample_rate: int | None = None, window_seconds: float = WINDOW_SECONDS,
+                 hop_seconds: float | None = None) -> pd.DataFrame:
+        """start_s, end_s, the six probabilities, speech_s and label_name of each window of one recording."""
+        wave = as_wave(audio, sample_rate)
+        pred = self.predict_waves([wave], "clip", window_seconds=window_seconds, hop_seconds=hop_seconds)[0]
+        return timeline_frame(pred.windows, wave, window_seconds, hop_seconds)
+
+
+def timeline_frame(probs: torch.Tensor, wave: torch.Tensor, window_seconds: float, hop_seconds: float | None
+                   ) -> pd.DataFrame:
+    """start_s, end_s, p_<emotion>, speech_s and label_name of each window of a clip (probs (windows, 6))."""
+    window = int(window_seconds * SAMPLE_RATE)
+    hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
+    starts = window_starts(wave.numel(), window, hop)
+    speech = speech_per_window(speech_probs(wave), wave.numel(), window, hop)
+    df = pd.DataFrame({"start_s": [s / SAMPLE_RATE for s in starts],
+                       "end_s": [min(s + window, wave.numel()) / SAMPLE_RATE for s in starts]})
+    df = pd.concat([df, pd.DataFrame(probs.double().numpy(), columns=[f"p_{e}" for e in EMOTIONS])], axis=1)
+    df["speech_s"] = speech
+    df["label_name"] = [EMOTIONS[i] if s >= MIN_SPEECH_SECONDS else NO_SPEECH
+                   for i, s in zip(probs.argmax(-1).tolist(), speech, strict=True)]
+    return df

@@ -1,0 +1,68 @@
+"""Speech presence: silence, noise and music are not emotions.
+
+Silero VAD (the `silero-vad` package, MIT; a 2 MB model shipped inside the wheel, so nothing is
+downloaded) gives a speech probability every 32 ms. A clip or window "has speech" when at least
+`MIN_SPEECH_SECONDS` of it score above `THRESHOLD`; otherwise the answer is NO_SPEECH, not an emotion.
+
+Design choices:
+- silero-vad over an energy rule: energy cannot tell white noise or music from a voice, and silero
+  is small (one LSTM), runs on one CPU thread and is kept up to date;
+- a low threshold: silero's own 0.5 missed 2.9% of the labelled corpora's clips (shouted anger, sad
+  near-whispers score low); at 0.1 and 0.1 s, 0.37% (26 of 6,942), while silence, white noise, hum and
+  music stay below (docs/travel.md);
+- an absolute amount of speech, not a share: a 20 s recording with 2 s of speech has speech, and
+  single acted words (0.4 s) keep their emotion;
+- the model is loaded once, lazily, and the thread count the package sets at import is put back.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import warnings
+from importlib.resources import files
+
+import torch
+
+NO_SPEECH = "no speech"
+MIN_SPEECH_SECONDS = 0.1
+THRESHOLD = 0.1  # emotional extremes (screams, whispers) score low: measured in docs/travel.md
+CHUNK = 512  # samples at 16 kHz: 32 ms, silero's frame
+_LOCK = threading.Lock()  # the scripted model keeps state between chunks: one clip at a time
+
+
+@functools.cache
+def _model() -> torch.jit.ScriptModule:
+    threads = torch.get_num_threads()
+    try:
+        import silero_vad
+    except ImportError as e:  # a broken install: say which package
+        raise ImportError("speech detection needs the silero-vad package: pip install silero-vad") from e
+    finally:
+        torch.set_num_threads(threads)  # silero_vad sets one thread for the whole process at import
+    with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the package ships a TorchScript file
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(files(silero_vad) / "data" / "silero_vad.jit"), map_location="cpu")
+    return model.eval()
+
+
+@torch.no_grad()
+def speech_probs(wave: torch.Tensor) -> torch.Tensor:
+    """Speech probability (n,) of each 32 ms chunk of a 16 kHz clip (s,)."""
+    wave = wave.float().flatten()
+    if wave.numel() < CHUNK:
+        wave = torch.nn.functional.pad(wave, (0, CHUNK - wave.numel()))
+    with _LOCK:
+        model = _model()
+        model.reset_states()
+        return model.audio_forward(wave[None], 16000)[0]
+
+
+def speech_seconds(wave: torch.Tensor) -> float:
+    """Seconds of a 16 kHz clip (s,) that the VAD takes for speech."""
+    return float((speech_probs(wave) > THRESHOLD).sum()) * CHUNK / 16000
+
+
+def has_speech(wave: torch.Tensor) -> bool:
+    """Whether a 16 kHz clip (s,) holds at least MIN_SPEECH_SECONDS of speech."""
+    return speech_seconds(wave) >= MIN_SPEECH_SECONDS

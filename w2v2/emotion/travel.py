@@ -1,0 +1,189 @@
+"""The emotion model that travels: acoustic descriptors standardised per speaker or recording set, and
+linear classifiers trained on several corpora at once.
+
+Design choices (each measured leave-one-corpus-out in docs/travel.md):
+- inputs are `w2v2.emotion.descriptors` (pitch, loudness, spectral shape, rhythm), not wav2vec 2.0
+  embeddings: a 3.8M-parameter backbone pretrained on 12 h of English read speech carries its language
+  and studio into its embeddings, and those did not carry over to unseen corpora (docs/travel.md);
+- standardisation per group: at training time each speaker's clips by that speaker's statistics; at
+  test time a recording set's clips by the set's (a competition test folder, an evaluated corpus,
+  the files of one `predict` call), per speaker where speakers are known. What is left is how a clip
+  differs from its speaker's or set's usual voice, which is what emotion changes;
+- a lone clip (or a group of fewer than `min_group` clips) has no norm of its own: it goes to a second
+  set of heads trained on descriptors standardised by the pooled training statistics. Standardising a
+  lone clip by the training speakers' average instead put every clip of an unseen corpus in one class
+  (docs/travel.md);
+- a corpus that lacks some of the six classes trains only on the classes it has: the absent classes'
+  logits are left out of its softmax (unknown there, never a negative);
+- each corpus weighs the same in the loss, and within a corpus each of its classes: a big corpus or a
+  frequent class does not become the default answer;
+- `heads` linear classifiers from different seeds, their probabilities averaged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from w2v2.checkpoint import atomic_dir_replace, check_finite
+from w2v2.data.labels import EMOTIONS
+
+CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
+
+
+@dataclass(frozen=True)
+class TravelConfig:
+    """How the travelling model trains (`finetune train --data A --data B ...`)."""
+
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    dropout: float = 0.2  # on the standardised descriptors
+    batch_size: int = 128
+    heads: int = 3  # linear classifiers (seeds) of each kind, probabilities averaged
+    min_group: int = 10  # a smaller recording set (or speaker) is predicted clip by clip
+    seed: int = 0
+
+
+def group_rows(groups: Sequence[Hashable]) -> list[torch.Tensor]:
+    """The row indices of each distinct group, in order of first appearance."""
+    index: dict[Hashable, list[int]] = {}
+    for i, g in enumerate(groups):
+        index.setdefault(g, []).append(i)
+    return [torch.tensor(rows) for rows in index.values()]
+
+
+def standardise(x: torch.Tensor, groups: Sequence[Hashable]) -> torch.Tensor:
+    """Rows x (n, d) standardised by their group's mean and standard deviation."""
+    out = torch.empty_like(x)
+    for rows in group_rows(groups):
+        out[rows] = (x[rows] - x[rows].mean(0)) / x[rows].std(0, unbiased=False).clamp(min=1e-5)
+    return out
+
+
+class TravelModel(nn.Module):
+    """Linear heads over standardised descriptors: `set_heads` for rows standardised by their group (speaker,
+    recording set), `clip_heads` for rows standardised by the pooled training statistics. `probs` takes raw
+    descriptors and their groups and picks."""
+
+    pool_mean: torch.Tensor
+    pool_std: torch.Tensor
+
+    def __init__(self, dim: int, cfg: TravelConfig = TravelConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("pool_mean", torch.zeros(dim))
+        self.register_buffer("pool_std", torch.ones(dim))
+        self.set_heads = nn.ModuleList(nn.Linear(dim, len(EMOTIONS)) for _ in range(cfg.heads))
+        self.clip_heads = nn.ModuleList(nn.Linear(dim, len(EMOTIONS)) for _ in range(cfg.heads))
+
+    @staticmethod
+    def mean_softmax(heads: nn.ModuleList, z: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(head(z), -1) for head in heads]).mean(0)
+
+    @torch.no_grad()
+    def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None) -> torch.Tensor:
+        """(n, 6) probabilities of raw descriptors x (n, d). groups: each row's recording set or speaker, whose
+        statistics standardise it (None, or a group of fewer than `min_group` rows: the row alone)."""
+        self.eval()
+        x = x.float()
+        out = self.mean_softmax(self.clip_heads, (x - self.pool_mean) / self.pool_std)
+        if groups is not None:
+            keep = [i for rows in group_rows(groups) if len(rows) >= self.cfg.min_group
+                    and groups[int(rows[0])] is not None for i in rows.tolist()]
+            if keep:
+                rows = torch.tensor(keep)
+                out[rows] = self.mean_softmax(self.set_heads, standardise(x[rows], [groups[i] for i in keep]))
+        return out
+
+
+def class_masks(labels: Sequence[int], corpora: Sequence[str]) -> torch.Tensor:
+    """(n, 6) bool: the classes each row's corpus has (its softmax is over those alone)."""
+    present: dict[str, set[int]] = {}
+    for label, corpus in zip(labels, corpora, strict=True):
+        present.setdefault(corpus, set()).add(label)
+    masks = torch.zeros(len(labels), len(EMOTIONS), dtype=torch.bool)
+    for i, corpus in enumerate(corpora):
+        masks[i, sorted(present[corpus])] = True
+    return masks
+
+
+def balanced_weights(labels: Sequence[int], corpora: Sequence[str]) -> torch.Tensor:
+    """(n,) loss weights, mean 1: every corpus the same total, and within a corpus every class it has."""
+    cells: dict[tuple[str, int], int] = {}
+    classes: dict[str, set[int]] = {}
+    for label, corpus in zip(labels, corpora, strict=True):
+        cells[corpus, label] = cells.get((corpus, label), 0) + 1
+        classes.setdefault(corpus, set()).add(label)
+    w = torch.tensor([1.0 / (len(classes[c]) * cells[c, y]) for y, c in zip(labels, corpora, strict=True)])
+    return w / w.mean()
+
+
+def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers: Sequence[str],
+        cfg: TravelConfig = TravelConfig()) -> TravelModel:
+    """Train on raw descriptors x (n, d) of clips with their labels, corpus names and speaker ids (speaker
+    ids must be unique across corpora: prefix them with the corpus)."""
+    if len({len(x), len(labels), len(corpora), len(speakers)}) != 1:
+        raise ValueError("x, labels, corpora and speakers must have one entry per clip")
+    x = x.float()
+    model = TravelModel(x.shape[1], cfg)
+    model.pool_mean, model.pool_std = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-5)
+    y = torch.as_tensor(list(labels))
+    masks, weights = class_masks(labels, corpora), balanced_weights(labels, corpora)
+    for heads, z in ((model.set_heads, standardise(x, speakers)), (model.clip_heads,
+                                                                   (x - model.pool_mean) / model.pool_std)):
+        for k, head in enumerate(heads):
+            train_head(head, z, y, masks, weights, cfg, seed=cfg.seed + k)
+    check_finite(model, "the travelling model")
+    return model.eval()
+
+
+def train_head(head: nn.Module, z: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
+               cfg: TravelConfig, seed: int) -> None:
+    """AdamW on the class-masked, corpus-and-class-weighted cross-entropy of one linear head."""
+    torch.manual_seed(seed)
+    head.reset_parameters()  # type: ignore[operator]
+    dropout = nn.Dropout(cfg.dropout)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = torch.Generator().manual_seed(seed)
+    for _ in range(cfg.epochs):
+        for batch in torch.randperm(len(z), generator=order).split(cfg.batch_size):
+            logits = head(dropout(z[batch])).masked_fill(~masks[batch], float("-inf"))  # absent: not a negative
+            loss = (F.cross_entropy(logits, y[batch], reduction="none") * weights[batch]).sum() / weights[batch].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def save_travel(model: TravelModel, directory: str | Path, meta: dict) -> None:
+    """The model's weights (safetensors) and travel.json (config, classes, `meta`), written whole or not at all."""
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+    info = {"kind": "travel", "labels": list(EMOTIONS), "dim": model.pool_mean.numel(), "config": asdict(model.cfg),
+            **meta}
+    (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2))
+    atomic_dir_replace(tmp, directory)
+
+
+def is_travel(directory: str | Path) -> bool:
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def load_travel(directory: str | Path) -> tuple[TravelModel, dict]:
+    """(model, travel.json) of a folder `save_travel` wrote."""
+    directory = Path(directory)
+    info = json.loads((directory / CONFIG_FILE).read_text())
+    if list(info.get("labels", [])) != list(EMOTIONS):
+        raise ValueError(f"{directory}: its classes are {info.get('labels')}, not {', '.join(EMOTIONS)}")
+    model = TravelModel(int(info["dim"]), TravelConfig(**info["config"]))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    return model.eval(), info
