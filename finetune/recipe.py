@@ -99,14 +99,34 @@ def member_steps(member: Member) -> int:
     return batches if member.kind == "probe" else member.cfg.max_steps or member.cfg.epochs * batches
 
 
-def audio_hours(items: list[Item]) -> float | None:
-    """Hours of audio of items whose length is known without decoding (None where any is not)."""
+def clip_durations(items: list[Item]) -> list[float] | None:
+    """Each item's duration from its header, without decoding (None where any is unknown)."""
     try:
         import soundfile as sf
 
-        return sum(sf.info(str(it.path)).duration for it in items) / 3600
+        return [sf.info(str(it.path)).duration for it in items]
     except Exception:  # noqa: BLE001 - an estimate only: unreadable files are reported by the run itself
         return None
+
+
+def audio_hours(items: list[Item]) -> float | None:
+    """Hours of audio of items whose length is known without decoding (None where any is not)."""
+    seconds = clip_durations(items)
+    return None if seconds is None else sum(seconds) / 3600
+
+
+def fit_crops(members: list[Member], longest: float) -> list[Member]:
+    """Members whose crop is longer than the longest training clip crop to that clip's length instead: the
+    same training (a batch is padded to its longest clip, never to the crop), and the timing step allocates
+    what training will (crop_seconds=100000, "no cropping", once asked for a 51 GB batch)."""
+    fitted = []
+    for m in members:
+        if m.cfg.crop_seconds > longest:
+            print(f"      {m.name or m.kind}: crop_seconds={m.cfg.crop_seconds:g} is longer than the longest training "
+                  f"clip ({longest:.1f} s): whole clips, crops of at most {math.ceil(longest):g} s")
+            m = replace(m, cfg=replace(m.cfg, crop_seconds=float(math.ceil(longest))))
+        fitted.append(m)
+    return fitted
 
 
 @torch.no_grad()
@@ -176,7 +196,10 @@ def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: f
 def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> list[Member]:
     """Print what will be trained and what it will cost; with `budget_minutes`, first fewer seeds, then
     fewer epochs, until the estimate fits. Returns the members to train."""
-    hours = audio_hours(data.train)
+    seconds = clip_durations(data.train)
+    hours = None if seconds is None else sum(seconds) / 3600
+    if seconds:
+        members = fit_crops(members, max(seconds))
     test_hours = audio_hours(data.test) if data.test else 0.0
     estimate = None
     if hours is not None and test_hours is not None:
@@ -191,11 +214,16 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
           f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
           + (f", {len(data.test)} test clips" if data.test else ""))
-    for kind, title in (("finetune", "fine-tuning"), ("scratch", "tiny from scratch")):
+    # each kind reads its own epochs setting: the plan names it, so `epochs=1` is seen to change the fine-tunes only
+    for kind, title, key in (("finetune", "fine-tuning", "epochs"), ("scratch", "tiny from scratch", "scratch.epochs")):
         ft = next((m for m in members if m.kind == kind), None)
         if ft is not None:
-            print(f"      {title}: {ft.cfg.epochs} epochs (patience {ft.cfg.patience}) of {ft.cfg.crop_seconds:g} s "
-                  f"crops, batch {ft.cfg.batch_size}, CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
+            print(f"      {title}: {ft.cfg.epochs} epochs ({key}; patience {ft.cfg.patience}) of "
+                  f"{ft.cfg.crop_seconds:g} s crops, batch {ft.cfg.batch_size}, "
+                  f"CNN {'frozen' if ft.cfg.freeze_feature_encoder else 'trained'}")
+    probe = next((m for m in members if m.kind == "probe"), None)
+    if probe is not None:
+        print(f"      linear probe: {probe.cfg.probe_epochs} epochs of the head over cached features (probe_epochs)")
     if estimate is not None:
         device = resolve_device(cfg.device)
         print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "

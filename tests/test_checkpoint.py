@@ -140,3 +140,25 @@ def test_a_base_names_a_checkpoint_directory_not_a_run_folder(tmp_path) -> None:
     with pytest.raises(ValueError, match="a base must be a w2v2 checkpoint"):
         checkpoint.base_dir("hf:facebook/wav2vec2-base")
     assert checkpoint.base_dir("pretrained:small") == checkpoint.PRETRAINED_DIR / "small"
+
+
+def test_a_full_disk_is_named_whatever_the_writing_library_raises(tmp_path, monkeypatch) -> None:
+    def safetensors_full(*args, **kwargs) -> None:  # what safetensors raises on a full disk: not an OSError
+        raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                           '"No space left on device" })')
+
+    monkeypatch.setattr(checkpoint, "save_file", safetensors_full)
+    with pytest.raises(checkpoint.DiskFullError, match=r"best: no space left on the device"):
+        save_model(classifier(0), tmp_path / "best")
+    assert list(tmp_path.iterdir()) == []
+
+    def torch_save_full(tmp: Path) -> None:  # torch.save's message names no cause: the free space decides
+        tmp.write_bytes(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
+    with pytest.raises(checkpoint.DiskFullError, match=r"trainer.pt: no space left on the device"):
+        checkpoint.atomic_write(tmp_path / "trainer.pt", torch_save_full, needed=10**6)
+    with pytest.raises(RuntimeError, match="PytorchStreamWriter"):  # with room to spare it is not a full disk
+        checkpoint.atomic_write(tmp_path / "trainer.pt", torch_save_full, needed=100)
+    assert list(tmp_path.iterdir()) == []

@@ -70,6 +70,18 @@ def disk_full(path: Path, needed: int | None = None, intact: str = "") -> DiskFu
                          f"free some space or write elsewhere{f'. {intact}' if intact else ''}")
 
 
+def out_of_space(e: BaseException, path: Path, needed: int | None = None) -> bool:
+    """Whether a failed write ran out of space: an OSError that says so, or a library's own error that does
+    (safetensors' "StorageFull", "os error 28"), or any failure that leaves less free space at `path` than the
+    write `needed` (torch.save's "file write failed" names no cause)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno in NO_SPACE
+    text = str(e).lower()
+    if any(s in text for s in ("no space left", "storagefull", "os error 28", "code: 28", "quota exceeded")):
+        return True
+    return needed is not None and free_bytes(path) < needed
+
+
 def describe_os_error(e: OSError) -> str:
     """One sentence for an OSError of a command (a full disk, a read-only folder, ...), naming the file."""
     if isinstance(e, DiskFullError):
@@ -99,18 +111,19 @@ def atomic_dir_replace(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object], needed: int | None = None) -> None:
     """Write a file through a temporary sibling (`write(tmp)`) and one rename: a killed run never leaves
-    half a file under `path`, and a failed write (a full disk: DiskFullError) leaves no temporary file and
-    an earlier file of that name as it was."""
+    half a file under `path`, and a failed write (a full disk: DiskFullError, whatever the writing library
+    raised; `needed`: the bytes it writes, where known) leaves no temporary file and an earlier file of that
+    name as it was."""
     tmp = path.with_suffix(".tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except Exception as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in NO_SPACE:
-            raise disk_full(path, intact="Nothing was written under that name") from None
+        if out_of_space(e, path, needed):
+            raise disk_full(path, needed, "Nothing was written under that name") from None
         raise
 
 
@@ -155,13 +168,13 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
     meta = {"kind": model_kind(model), "model": to_dict(model.cfg), **({"base": base} if base else {}),
             **(extra or {})}
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    needed = sum(v.numel() * v.element_size() for v in state.values())
     try:
         save_file(state, str(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps(meta, indent=2))
-    except OSError as e:  # nothing half-written stays behind; an earlier checkpoint there is untouched
+    except Exception as e:  # nothing half-written stays behind; an earlier checkpoint there is untouched
         shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in NO_SPACE:
-            needed = sum(v.numel() * v.element_size() for v in state.values())
+        if out_of_space(e, directory, needed):
             raise disk_full(directory, needed, "An earlier checkpoint there, if any, is intact") from None
         raise
     atomic_dir_replace(tmp, directory)

@@ -187,3 +187,15 @@ def test_the_gpu_check_says_when_there_is_no_gpu(tmp_path: Path, capsys) -> None
         pytest.skip("there is a GPU here: make gpu-check runs the real check")
     assert gpu_check(tmp_path) == 2
     assert "no CUDA GPU here" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_a_crop_longer_than_every_clip_is_the_longest_clip_and_the_plan_says_so(capsys) -> None:
+    from finetune.config import FinetuneConfig
+    from finetune.recipe import Member, fit_crops
+
+    cfg = FinetuneConfig(crop_seconds=100000.0)
+    members = [Member("member_1", "finetune", cfg, [], []), Member("member_1_probe", "probe",
+                                                                    FinetuneConfig(crop_seconds=3.0), [], [])]
+    fitted = fit_crops(members, longest=4.2)
+    assert [m.cfg.crop_seconds for m in fitted] == [5.0, 3.0]  # a 3 s crop of clips up to 4.2 s stays
+    assert "crop_seconds=100000 is longer than the longest training clip (4.2 s)" in capsys.readouterr().out

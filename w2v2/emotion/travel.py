@@ -23,6 +23,7 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from w2v2.checkpoint import atomic_dir_replace, check_finite
+from w2v2.checkpoint import atomic_dir_replace, check_finite, disk_full, out_of_space
 from w2v2.data.labels import EMOTIONS
 
 CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
@@ -167,10 +168,18 @@ def save_travel(model: TravelModel, directory: str | Path, meta: dict) -> None:
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
     info = {"kind": "travel", "labels": list(EMOTIONS), "dim": model.pool_mean.numel(), "config": asdict(model.cfg),
             **meta}
-    (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2))
+    except Exception as e:  # nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        needed = sum(v.numel() * v.element_size() for v in state.values())
+        if out_of_space(e, directory, needed):
+            raise disk_full(directory, needed, "An earlier model there, if any, is intact") from None
+        raise
     atomic_dir_replace(tmp, directory)
 
 
