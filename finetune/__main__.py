@@ -45,6 +45,32 @@ PRECISION = "fp32"  # of evaluate/predict/submit/serve; docs/benchmark.md has bf
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m finetune", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_inference_parsers(sub)
+    add_tool_parsers(sub)
+    # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
+    args, rest = p.parse_known_args(argv)
+    bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
+    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack")):
+        p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
+    if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
+        p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
+                "the windows would leave gaps")
+    if getattr(args, "ckpt", "") is None:  # evaluate, predict, submit, serve: the shipped emotion model
+        try:
+            args.ckpt = [checkpoint_spec(SHIPPED_CLASSIFIER)]
+        except ValueError as e:
+            p.error(f"{e}: name a model with --ckpt")
+    if args.command == "train":
+        args.overrides += rest
+    elif args.command == "predict":
+        args.inputs += [Path(a) for a in rest]
+    return args
+
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """`train`: one corpus (the default recipe) or several (the model that travels)."""
     t = sub.add_parser("train", help="fine-tune an emotion classifier")
     t.add_argument("--data", action="append", help="dataset folder or CSV (layout detected); several --data "
                    "(or NAME=PATH) train the multi-corpus model that travels (docs/travel.md)")
@@ -72,6 +98,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     add_threads(t)
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
+
+def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
+    """`evaluate`, `predict`, `submit`, `serve`: the shipped model unless --ckpt names one."""
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
     add_ckpt(e, default=True)
     e.add_argument("--data", required=True, type=Path)
@@ -106,6 +135,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     v.add_argument("--port", type=count("--port", 1), default=7860)
     v.add_argument("--max-minutes", type=float, default=30.0, help="longest recording accepted (minutes)")
     add_device(v)
+
+def add_tool_parsers(sub: argparse._SubParsersAction) -> None:
+    """`pack` and `report`: run folders as a small folder to share, or as a page."""
     k = sub.add_parser("pack", help="a run or ensemble as a small folder: only what differs from its init")
     k.add_argument("run", type=Path, help="fine-tuning run, checkpoint or ensemble parent")
     k.add_argument("--out", required=True, type=Path, help="the new folder")
@@ -115,25 +147,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     o.add_argument("run", type=Path, help="run folder: a model, a probe, a k-fold or ensemble parent")
     o.add_argument("--data", type=Path, help="the dataset, where it moved since training (test labels, audio)")
     o.add_argument("--out", type=Path, help="the HTML page (default RUN/report.html)")
-    # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
-    args, rest = p.parse_known_args(argv)
-    bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack")):
-        p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
-    if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
-        p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
-                "the windows would leave gaps")
-    if getattr(args, "ckpt", "") is None:  # evaluate, predict, submit, serve: the shipped emotion model
-        try:
-            args.ckpt = [checkpoint_spec(SHIPPED_CLASSIFIER)]
-        except ValueError as e:
-            p.error(f"{e}: name a model with --ckpt")
-    if args.command == "train":
-        args.overrides += rest
-    elif args.command == "predict":
-        args.inputs += [Path(a) for a in rest]
-    return args
-
 
 def add_ckpt(p: argparse.ArgumentParser, default: bool = False) -> None:
     p.add_argument("--ckpt", required=not default, type=checkpoint_arg, action="append",
@@ -343,6 +356,13 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
                               for member, m in zip(recognizer.members, scores, strict=True)]
         print(f"{f'ensemble of {len(recognizer.members)}':>40}: ", end="")
     print(metrics_line(metrics))
+    classes = sorted(set(labels))
+    if len(classes) < len(EMOTIONS):  # a corpus with fewer classes is also scored as its own task
+        own = per_member.mean(0)[:, classes].argmax(-1).tolist()
+        metrics["own_classes"] = classification_metrics(labels, [classes[i] for i in own])
+        print(f"{'over its ' + str(len(classes)) + ' classes':>40}: " if len(recognizer.members) > 1
+              else f"over its {len(classes)} classes ({', '.join(EMOTIONS[c] for c in classes)}): ", end="")
+        print(metrics_line(metrics["own_classes"]))
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics

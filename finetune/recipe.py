@@ -227,7 +227,8 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     if estimate is not None:
         device = resolve_device(cfg.device)
         print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "
-              f"{resolve_amp(cfg.amp, device)} training steps, {torch.get_num_threads()} thread(s)), "
+              f"{resolve_amp(cfg.amp, device).replace('none', 'fp32')} training steps, "
+              f"{torch.get_num_threads()} thread(s)), "
               "from a few timed steps", flush=True)
     return members
 

@@ -51,7 +51,7 @@ def corpus_spec(text: str) -> tuple[str, Path]:
 
 def load_corpora(specs: list[str], layout: str | None = None) -> list[Corpus]:
     """Each --data as a named corpus of labelled clips; speakers prefixed with the corpus (unique across them)."""
-    corpora = []
+    corpora: list[Corpus] = []
     for spec in specs:
         name, path = corpus_spec(spec)
         if name in {c.name for c in corpora}:

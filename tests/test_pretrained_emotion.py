@@ -44,3 +44,41 @@ def test_the_api_loads_the_default_and_says_no_speech_for_silence() -> None:
     rec = EmotionRecognizer.from_pretrained()
     p = rec.predict(torch.zeros(32000).numpy(), sample_rate=16000)
     assert p.label == "no speech" and abs(sum(p.probs.values()) - 1) < 1e-5
+
+
+def test_the_readme_and_docs_give_the_run_files_figures() -> None:
+    root = checkpoint_spec(SHIPPED_CLASSIFIER).parents[2]
+    readme, docs = (root / "README.md").read_text(), (root / "docs" / "travel.md").read_text()
+    summary = pd.read_csv(checkpoint_spec(SHIPPED_CLASSIFIER) / "loco_summary.csv")
+    for normalise in ("speaker", "set", "clip"):
+        rows = summary[summary.normalise == normalise]
+        six = f"{rows.uar.mean():.3f}"
+        five = f"{rows[rows.test_corpus != 'ravdess'].uar.mean():.3f}"
+        assert six in readme and six in docs, (normalise, six)
+        assert five in docs, (normalise, five)
+    before = (root / "experiments" / "travel" / "results" / "before.txt").read_text()
+    own = [float(line.split("UAR ")[1].split(" ")[0]) for line in before.splitlines() if "UAR" in line]
+    assert len(own) == 5 and f"{sum(own) / 5:.3f}" in readme and f"{sum(own) / 5:.3f}" in docs
+
+
+def test_the_readmes_python_example_runs_as_typed(capsys, monkeypatch) -> None:
+    root = checkpoint_spec(SHIPPED_CLASSIFIER).parents[2]
+    readme = (root / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(root)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  # the README's own example
+    assert namespace["p"].label in namespace["p"].probs or namespace["p"].label == "no speech"
+    assert len(namespace["many"]) == 3 and capsys.readouterr().out.startswith(namespace["p"].label)
+
+
+def test_the_methods_table_is_the_grids_output() -> None:
+    import importlib.util
+
+    root = checkpoint_spec(SHIPPED_CLASSIFIER).parents[2]
+    spec = importlib.util.spec_from_file_location("methods_table", root / "experiments/travel/methods_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.methods_table((root / "experiments/travel/results/methods.txt").read_text())
+    assert table in (root / "docs" / "travel.md").read_text() and table.count("\n") >= 15

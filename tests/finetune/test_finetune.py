@@ -408,3 +408,26 @@ def test_evaluate_refuses_a_competition_folder_without_test_labels(synthetic_cor
     assert not (tmp_path / "m.json").exists()
     main(["evaluate", "--ckpt", str(ckpt), "--data", str(root / "train.csv"), "--out", str(tmp_path / "m.json")])
     assert json.loads((tmp_path / "m.json").read_text())["n"] == len(pd.read_csv(root / "train.csv"))
+
+
+def test_the_bare_command_prints_usage_and_trains_nothing(capsys, monkeypatch) -> None:
+    import finetune.__main__ as cli
+
+    monkeypatch.setattr(cli, "demo", lambda: pytest.fail("the bare command started the demo"))
+    main([])
+    out = capsys.readouterr().out
+    assert "python -m finetune train --data DIR" in out and "python -m finetune demo" in out
+
+
+def test_predicting_more_files_than_shown_writes_them_all_to_a_csv(tmp_path, monkeypatch, capsys) -> None:
+    from finetune.predict import SHOWN
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    wave = np.sin(np.arange(8000) / 5).astype(np.float32) * 0.1
+    for i in range(SHOWN + 3):
+        sf.write(folder / f"c{i:02d}.wav", wave, 16000)
+    monkeypatch.chdir(tmp_path)
+    main(["predict", str(folder)])
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == SHOWN + 3  # nothing computed is lost
+    assert "predictions: predictions.csv (3 more rows than shown above)" in capsys.readouterr().out

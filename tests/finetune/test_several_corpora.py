@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,12 @@ def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthe
     assert info["trained_on"] == {"full": 72, "three": 36}
     out = capsys.readouterr().out
     assert "mean UAR over the unseen corpora (set)" in out and f"--ckpt {run / 'model'}" in out
+    main(["evaluate", "--ckpt", str(run / "model"), "--data", str(three), "--out", str(tmp_path / "m.json")])
+    m = json.loads((tmp_path / "m.json").read_text())
+    own = m["own_classes"]  # a three-class corpus is also scored as a three-class task
+    assert set(own["support"][e] > 0 for e in ("angry", "sad", "happy")) == {True} and own["n"] == m["n"] == 36
+    assert sum(row[c] for row in own["confusion_matrix"] for c in (1, 3, 4)) == 0  # never a class it lacks
+    assert own["uar"] >= m["uar"]
     preds = tmp_path / "p.csv"
     main(["predict", "--ckpt", str(run / "model"), str(full / "test"), "--out", str(preds)])
     df = pd.read_csv(preds)

@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from w2v2.data.audio import SAMPLE_RATE, load_audio, resample
 from w2v2.data.labels import EMOTIONS
@@ -179,9 +180,11 @@ class EmotionRecognizer:
         """Per clip (windows, 6), the members' mean (each=True: (members, windows, 6)). window_seconds None:
         each network its trained window (travelling members 8 s); hop None: half a window."""
         groups = groups if groups is not None else [None] * len(waves)
+        one = len(self.members) == 1  # one progress bar a call: batches of one model, or the models of an ensemble
+        bar = tqdm(self.members, desc="predicting", unit="model", disable=one or not progress or None, leave=False)
         with inference_precision(self.precision, self.device):
-            per_member = [m.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
-                          for m in self.members]
+            per_member = [m.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress and one)
+                          for m in bar]
         if each:
             return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
         return [torch.stack(clip).mean(0) for clip in zip(*per_member, strict=True)]

@@ -1,0 +1,22 @@
+#!/bin/bash
+# The methods table of docs/travel.md: leave-one-corpus-out on cached features, 3 seeds each.
+# Needs runs/travel/feats_{small,ravft}.pt (extract.py), prosody2.pt (descriptors.py), prosody2_aug.pt (augdesc.py).
+# Run from the project root: bash experiments/travel/grid.sh > experiments/travel/results/methods.txt
+S="train=ship seeds=3"
+run() { echo "== $1 | $2"; .venv/bin/python experiments/travel/loco.py $2 2>&1 | tail -8; }
+run "w2v2 pretrained:small, global standardisation" "small $S norm=global"
+run "w2v2 pretrained:small, per speaker / per set" "small $S norm=spk_train_corpus_test"
+run "w2v2 RAVDESS-fine-tuned backbone, per speaker / per set" "ravft $S norm=spk_train_corpus_test"
+run "descriptors, global standardisation (a lone clip)" "small $S w2v=0 prosody=2 norm=global"
+run "descriptors, per corpus / per set" "small $S w2v=0 prosody=2 norm=corpus"
+run "descriptors, per speaker / per set (chosen)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test"
+run "descriptors, per speaker / per speaker (speakers known)" "small $S w2v=0 prosody=2 norm=speaker"
+run "descriptors, per speaker / lone clip by the training speakers' average" "small $S w2v=0 prosody=2 norm=spk_train_ref_test"
+run "descriptors, per speaker / the test set split in two by median pitch" "small $S w2v=0 prosody=2 norm=spk_train_pitch_test"
+run "descriptors, per speaker and per corpus mixed / per set" "small $S w2v=0 prosody=2 norm=mix_train_corpus_test"
+run "descriptors + w2v2 small probe, probabilities 0.7/0.3" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test ens=0.3"
+run "descriptors, EM prior correction on the test set" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test prior=em"
+run "descriptors, MLP (64 hidden)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test hidden=64"
+run "descriptors, dropout 0.5" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test dropout=0.5"
+run "descriptors, channel augmentation (one channel per speaker)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test aug=1"
+run "descriptors, trained on all five other corpora (evaluation-only ones too)" "small seeds=3 train=all w2v=0 prosody=2 norm=spk_train_corpus_test"

@@ -1,0 +1,174 @@
+"""Leave-one-corpus-out on cached per-clip features (the methods table of docs/travel.md).
+Run from the project root: python experiments/travel/loco.py FEATS key=value ..."""
+import sys, json, itertools
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
+
+CORPORA = ["ravdess", "ased", "indian-emospeech", "savee", "turev-db", "urdu"]
+SHIP = ["ravdess", "ased", "indian-emospeech"]
+E = ["angry", "fear", "sad", "disgust", "neutral", "happy"]
+
+def load(name):
+    d = torch.load(f"runs/travel/feats_{name}.pt", weights_only=False)
+    return d["meta"], d["mean"].float(), d["std"].float()
+
+def embed(mean, std, layers, stats):
+    x = mean[:, layers]
+    if stats:
+        x = torch.cat([x, std[:, layers]], -1)
+    return x.flatten(1)
+
+def group_standardise(x, groups, eps=1e-5, scale=True):
+    out = torch.empty_like(x)
+    for g in np.unique(groups):
+        idx = torch.as_tensor(np.flatnonzero(groups == g))
+        mu = x[idx].mean(0)
+        sd = x[idx].std(0) if len(idx) > 1 else torch.ones_like(mu)
+        out[idx] = (x[idx] - mu) / (sd + eps) if scale else x[idx] - mu
+    return out
+
+def kmeans_groups(x, k, seed=0, iters=30):
+    g = torch.Generator().manual_seed(seed)
+    c = x[torch.randperm(len(x), generator=g)[:k]].clone()
+    for _ in range(iters):
+        a = torch.cdist(x, c).argmin(1)
+        for j in range(k):
+            if (a == j).any(): c[j] = x[a == j].mean(0)
+    return a.numpy()
+
+def class_mask(meta):
+    present = {c: sorted(set(meta.label[meta.corpus == c])) for c in meta.corpus.unique()}
+    m = torch.zeros(len(meta), 6, dtype=torch.bool)
+    for i, c in enumerate(meta.corpus):
+        m[i, present[c]] = True
+    return m
+
+def sample_weights(meta):
+    # each corpus equal weight; within a corpus each of its classes equal weight
+    w = np.zeros(len(meta))
+    for c, dc in meta.groupby("corpus"):
+        for l, dl in dc.groupby("label"):
+            w[dl.index] = 1.0 / (dc.label.nunique() * len(dl))
+    w = w / w.sum() * len(meta)
+    return torch.as_tensor(w, dtype=torch.float32)
+
+def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2):
+    torch.manual_seed(seed)
+    d = x.shape[1]
+    if hidden:
+        net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, hidden), torch.nn.GELU(),
+                                  torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 6))
+    else:
+        net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, 6))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    g = torch.Generator().manual_seed(seed)
+    n = len(x)
+    for ep in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for b in perm.split(128):
+            logits = net(x[b]).masked_fill(~mask[b], float("-inf"))
+            loss = (F.cross_entropy(logits, y[b], reduction="none") * w[b]).sum() / w[b].sum()
+            opt.zero_grad(); loss.backward(); opt.step()
+    return net.eval()
+
+def uar(y, pred, classes):
+    rec = {E[c]: float((pred[y == c] == c).mean()) for c in classes}
+    return float(np.mean(list(rec.values()))), rec
+
+def prior_em(p, iters=50):
+    """Saerens et al. 2002: re-estimate test priors; p (n,k) under train priors uniform."""
+    prior = torch.full((p.shape[1],), 1.0 / p.shape[1]); base = prior.clone()
+    for _ in range(iters):
+        q = p * (prior / base); q = q / q.sum(1, keepdim=True)
+        prior = q.mean(0)
+    return q
+
+def run(meta, mean, std, cfg):
+    parts = []
+    if cfg.get("w2v", 1):
+        layers = cfg.get("layers", list(range(mean.shape[1])))
+        parts.append(embed(mean, std, layers, cfg.get("stats", 1)))
+    if cfg.get("prosody", 0):
+        parts.append(torch.load("runs/travel/prosody2.pt"))  # experiments/travel/descriptors.py
+    x_all = torch.cat(parts, 1)
+    spk = meta.speaker.values; corp = meta.corpus.values
+    results = []
+    for test in CORPORA:
+        pool = SHIP if cfg.get("train", "ship") == "ship" else CORPORA
+        tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != test])); te = np.flatnonzero(corp == test)
+        norm = cfg.get("norm", "speaker")
+        xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        if cfg.get("aug"):
+            xa = torch.load("runs/travel/prosody2_aug.pt")["x"]
+            spk_aug = np.array([s + ":aug" for s in spk])
+            xa_tr, _ = normed(xa, tr, te, norm, spk_aug, corp)
+            xtr = torch.cat([xtr, xa_tr])
+            tr_meta_double = True
+        if cfg.get("ens"):
+            wtr, wte = normed(embed(mean, std, list(range(mean.shape[1])), 1), tr, te, norm, spk, corp)
+        mtr = meta.iloc[tr].reset_index(drop=True)
+        if len(xtr) == 2 * len(tr):
+            mtr = pd.concat([mtr, mtr]).reset_index(drop=True)
+        y = torch.as_tensor(mtr.label.values); mask = class_mask(mtr)
+        w = sample_weights(mtr) if cfg.get("balance", 1) else torch.ones(len(mtr))
+        classes = sorted(set(meta.label.values[te]))
+        ys = meta.label.values[te]
+        for seed in range(cfg.get("seeds", 3)):
+            net = train(xtr, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
+                        cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
+            with torch.no_grad():
+                p = torch.softmax(net(xte), -1)
+            if cfg.get("ens"):
+                net2 = train(wtr, y, mask, w, 0, seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2), 1e-3, 0.2)
+                with torch.no_grad():
+                    p = (1 - cfg["ens"]) * p + cfg["ens"] * torch.softmax(net2(wte), -1)
+            if cfg.get("prior") == "em":
+                p = prior_em(p)
+            restricted = p[:, classes].argmax(1).numpy()
+            u, rec = uar(ys, np.array(classes)[restricted], classes)
+            u6, _ = uar(ys, p.argmax(1).numpy(), classes)
+            results.append(dict(test=test, seed=seed, uar=u, uar6=u6, **{f"r_{k}": v for k, v in rec.items()}))
+    return pd.DataFrame(results)
+
+def normed(x_all, tr, te, norm, spk, corp):
+        xtr, xte = x_all[tr], x_all[te]
+        if norm == "global":
+            mu, sd = xtr.mean(0), xtr.std(0) + 1e-5
+            xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+        elif norm == "corpus":
+            xtr = group_standardise(xtr, corp[tr]); xte = group_standardise(xte, corp[te])
+        elif norm == "speaker":
+            xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, spk[te])
+        elif norm == "spk_train_corpus_test":
+            xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, corp[te])
+        elif norm == "spk_train_ref_test":
+            mus = [xtr[spk[tr] == g].mean(0) for g in np.unique(spk[tr])]
+            sds = [xtr[spk[tr] == g].std(0) for g in np.unique(spk[tr])]
+            mu, sd = torch.stack(mus).mean(0), torch.stack(sds).mean(0)
+            xtr = group_standardise(xtr, spk[tr]); xte = (xte - mu) / (sd + 1e-5)
+        elif norm == "spk_train_pitch_test":  # the test set split in two by median pitch (voice register)
+            xtr = group_standardise(xtr, spk[tr])
+            f0 = x_all[te][:, 51]  # descriptor 51: median pitch in semitones
+            lo, hi = f0.quantile(0.25), f0.quantile(0.75)
+            for _ in range(20):  # 2-means in one dimension
+                a = (f0 - lo).abs() > (f0 - hi).abs()
+                lo, hi = f0[~a].mean(), f0[a].mean()
+            xte = group_standardise(xte, a.numpy())
+        elif norm == "mix_train_corpus_test":
+            xtr = torch.cat([group_standardise(xtr, spk[tr]), group_standardise(xtr, corp[tr])])
+            xte = group_standardise(xte, corp[te])
+        return xtr, xte
+
+
+if __name__ == "__main__":
+    name = sys.argv[1]
+    cfg = {}
+    for kv in sys.argv[2:]:
+        k, v = kv.split("="); cfg[k] = json.loads(v) if v[0] in "[0123456789" else v
+    meta, mean, std = load(name)
+    df = run(meta, mean, std, cfg)
+    s = df.groupby("test").agg(uar=("uar", "mean"), sd=("uar", "std"), uar6=("uar6", "mean"),
+                               neutral=("r_neutral", "mean"))
+    s = s.reindex(CORPORA)
+    print(name, cfg)
+    print(s.round(3).to_string())
+    print(f"MEAN uar {s.uar.mean():.3f}  uar6 {s.uar6.mean():.3f}")
