@@ -30,10 +30,10 @@ import torch
 from finetune.outputs import PROB_COLUMNS, file_row, write_csv
 from finetune.plots import plot_timeline
 from w2v2.checkpoint import PRETRAINED_DIR
-from w2v2.data.audio import SAMPLE_RATE
+from w2v2.data.audio import SAMPLE_RATE, AudioError
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.recognizer import EmotionRecognizer, load_members, timeline_frame
+from w2v2.emotion.recognizer import EmotionRecognizer, file_seconds, load_members, timeline_frame
 from w2v2.emotion.windows import AudioCache
 from w2v2.training import Precision
 
@@ -71,6 +71,12 @@ class Recognizer:
         path = Path(path)
         name = path.name
         start = time.perf_counter()
+        try:  # the limit from the header, before anything is decoded (a two-hour upload never fills memory)
+            minutes = file_seconds(path) / 60
+        except AudioError:
+            minutes = 0.0  # unreadable header: the decoder below says what is wrong
+        if minutes > self.max_minutes:
+            return self.too_long(name, minutes)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             wave = AudioCache([Item(id=path.stem, path=path)])[0]
@@ -80,9 +86,7 @@ class Recognizer:
             return Result(f"**Could not read {name}**: {problem}. Upload a WAV, FLAC, OGG or MP3 recording.")
         minutes = wave.numel() / SAMPLE_RATE / 60
         if minutes > self.max_minutes:
-            return Result(f"**{name} is {minutes:.1f} minutes long**: this server takes recordings of up to "
-                          f"{self.max_minutes:g} minutes (`--max-minutes`). Cut it, or use `python -m finetune "
-                          "predict --timeline DIR` for long files.")
+            return self.too_long(name, minutes)
         pred = self.recognizer.predict_waves([wave], "clip", window_seconds=self.window_seconds)[0]
         row = file_row(path, pred)
         probs = {emotion: row[col] for emotion, col in zip(EMOTIONS, PROB_COLUMNS, strict=True)}
@@ -96,6 +100,11 @@ class Recognizer:
             result.timeline_png = folder / f"{path.stem}-timeline.png"
             plot_timeline(df, result.timeline_png, name)
         return result
+
+    def too_long(self, name: str, minutes: float) -> Result:
+        return Result(f"**{name} is {minutes:.1f} minutes long**: this server takes recordings of up to "
+                      f"{self.max_minutes:g} minutes (`--max-minutes`). Cut it, or use `python -m finetune "
+                      "predict --timeline DIR` for long files.")
 
     def headline(self, name: str, label: str, probs: dict[str, float], windows: int, samples: int,
                  seconds: float, notes: list[str]) -> str:

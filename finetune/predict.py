@@ -18,9 +18,16 @@ import torch
 from finetune.outputs import check_not_input, check_output_file, file_row, write_csv
 from finetune.plots import plot_timeline
 from w2v2.checkpoint import atomic_write
-from w2v2.data.audio import AUDIO_EXTENSIONS, find_audio
+from w2v2.data.audio import AUDIO_EXTENSIONS, AudioError, find_audio
 from w2v2.data.datasets import Item
-from w2v2.emotion.recognizer import EmotionRecognizer, Normalise, Prediction, timeline_frame
+from w2v2.emotion.recognizer import (
+    STREAM_SECONDS,
+    EmotionRecognizer,
+    Normalise,
+    Prediction,
+    file_seconds,
+    timeline_frame,
+)
 from w2v2.emotion.windows import AudioCache
 
 
@@ -38,15 +45,32 @@ def expand(inputs: list[Path]) -> list[Path]:
 
 def predict_files(recognizer: EmotionRecognizer, files: list[Path], window_seconds: float = 8.0,
                   hop_seconds: float | None = None, tta: tuple[float, ...] = (), normalise: Normalise = "set"
-                  ) -> tuple[pd.DataFrame, list[Prediction], list[torch.Tensor]]:
-    """(one row per decodable file: path, label, label_name, p_*, speech_s; each such file's Prediction and
-    decoded clip). The files are one recording set unless normalise="clip"."""
-    cache = AudioCache([Item(id=f.stem, path=f) for f in files])
-    ok = [i for i in range(len(files)) if cache[i] is not None]
-    waves = [w for i in ok if (w := cache[i]) is not None]  # all of them
-    preds = recognizer.predict_waves(waves, normalise, None, window_seconds, hop_seconds, tta, progress=True)
-    rows = [file_row(files[i], p) for i, p in zip(ok, preds, strict=True)]
-    return pd.DataFrame(rows), preds, waves
+                  ) -> tuple[pd.DataFrame, list[Prediction], list[torch.Tensor | pd.DataFrame]]:
+    """(one row per decodable file: path, label, label_name, p_*, speech_s; each such file's Prediction; its
+    decoded clip, or for a file longer than STREAM_SECONDS, streamed window by window, its timeline). The
+    files that fit in memory are one recording set unless normalise="clip"."""
+    streamed = {i: recognizer.stream(f, window_seconds, hop_seconds, tta, progress=True)
+                for i, f in enumerate(files) if long_file(f)}
+    short = [i for i in range(len(files)) if i not in streamed]
+    cache = AudioCache([Item(id=files[i].stem, path=files[i]) for i in short])
+    ok = [i for k, i in enumerate(short) if cache[k] is not None]
+    waves = [w for k in range(len(short)) if (w := cache[k]) is not None]
+    preds = dict(zip(ok, recognizer.predict_waves(waves, normalise, None, window_seconds, hop_seconds, tta,
+                                                  progress=True), strict=True))
+    sources: dict[int, torch.Tensor | pd.DataFrame] = dict(zip(ok, waves, strict=True))
+    for i, (pred, timeline) in streamed.items():
+        preds[i], sources[i] = pred, timeline
+    order = sorted(preds)
+    return (pd.DataFrame([file_row(files[i], preds[i]) for i in order]), [preds[i] for i in order],
+            [sources[i] for i in order])
+
+
+def long_file(path: Path) -> bool:
+    """Whether a file is longer than STREAM_SECONDS by its header (an unreadable one is left to the decoder)."""
+    try:
+        return file_seconds(path) > STREAM_SECONDS
+    except AudioError:
+        return False
 
 
 def unique_names(paths: list[Path]) -> list[str]:
@@ -59,11 +83,14 @@ def unique_names(paths: list[Path]) -> list[str]:
     return names
 
 
-def write_timelines(folder: Path, paths: list[Path], preds: list[Prediction], waves: list[torch.Tensor],
-                    window_seconds: float, hop_seconds: float | None) -> None:
+def write_timelines(folder: Path, paths: list[Path], preds: list[Prediction],
+                    sources: list[torch.Tensor | pd.DataFrame], window_seconds: float, hop_seconds: float | None
+                    ) -> None:
+    """DIR/NAME.csv and .png per file, from its decoded clip or its streamed timeline (`predict_files`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for path, name, pred, wave in zip(paths, unique_names(paths), preds, waves, strict=True):
-        df = timeline_frame(pred.windows, wave, window_seconds, hop_seconds)
+    for path, name, pred, source in zip(paths, unique_names(paths), preds, sources, strict=True):
+        df = source if isinstance(source, pd.DataFrame) else timeline_frame(pred.windows, source, window_seconds,
+                                                                            hop_seconds)
         write_csv(df, folder / f"{name}.csv")
         plot_timeline(df, folder / f"{name}.png", path.name)
     print(f"timelines: {folder}/NAME.csv and NAME.png for {len(paths)} file(s)")
@@ -92,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")
     recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
-    df, preds, waves = predict_files(recognizer, files, args.window_seconds, args.hop_seconds, args.tta,
+    df, preds, sources = predict_files(recognizer, files, args.window_seconds, args.hop_seconds, args.tta,
                                      args.normalise)
     skipped = len(files) - len(df)
     if df.empty:
@@ -106,6 +133,6 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
         more = f" ({len(df) - SHOWN} more rows than shown above)" if len(df) > SHOWN else ""
         print(f"predictions: {args.out}{more}")
     if args.timeline:
-        write_timelines(args.timeline, [Path(p) for p in df.path], [preds[i] for i in range(len(df))], waves,
+        write_timelines(args.timeline, [Path(p) for p in df.path], preds, sources,
                         args.window_seconds, args.hop_seconds)
     return df

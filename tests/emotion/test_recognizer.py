@@ -93,3 +93,34 @@ def test_a_timeline_spans_the_recording_and_marks_the_windows_without_speech(tra
     assert df.start_s.iloc[0] == 0 and df.end_s.iloc[-1] == pytest.approx(20.0)
     assert list(df.label_name[:2] != NO_SPEECH) == [True, True] and (df.label_name[2:] == NO_SPEECH).all()
     assert np.allclose(df[PROBS].sum(axis=1), 1, atol=1e-5)
+
+
+def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel_model, tmp_path, monkeypatch) -> None:
+    import finetune.predict
+    import w2v2.emotion.recognizer as recognizer
+    import w2v2.emotion.windows as windows
+
+    folder, corpus = travel_model
+    speech = load_audio(next((corpus / "test").glob("*.wav")))
+    recording = torch.cat([speech.repeat(20)[: 16000 * 16], torch.zeros(16000 * 16)])  # 32 s, the last 16 silent
+    sf.write(tmp_path / "long.wav", recording.numpy(), 16000, subtype="FLOAT")
+    whole = tmp_path / "whole"
+    main(["predict", "--ckpt", str(folder), str(tmp_path / "long.wav"), "--timeline", str(whole),
+          "--out", str(tmp_path / "whole.csv")])
+    monkeypatch.setattr(finetune.predict, "STREAM_SECONDS", 20.0)  # longer files stream
+    monkeypatch.setattr(recognizer, "STREAM_BATCH", 3)  # in stretches of 3 windows
+
+    def never(*args, **kwargs):
+        pytest.fail("a long file was decoded whole")
+
+    monkeypatch.setattr(windows, "load_audio", never)
+    monkeypatch.setattr(recognizer, "load_audio", never)
+    streamed = tmp_path / "streamed"
+    main(["predict", "--ckpt", str(folder), str(tmp_path / "long.wav"), "--timeline", str(streamed),
+          "--out", str(tmp_path / "streamed.csv")])
+    a, b = pd.read_csv(whole / "long.csv"), pd.read_csv(streamed / "long.csv")
+    assert len(a) == len(b) == 7 and np.allclose(a[PROBS], b[PROBS], atol=1e-6)  # the same windows, alone
+    assert list(a.start_s) == list(b.start_s) and list(b.label_name[-2:]) == [NO_SPEECH] * 2
+    rows = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "streamed.csv")
+    assert np.allclose(rows[0][PROBS], rows[1][PROBS], atol=1e-4) and rows[1].label_name[0] in EMOTIONS
+    assert abs(rows[0].speech_s[0] - rows[1].speech_s[0]) < 0.5  # the VAD ran on stretches, not the whole

@@ -97,6 +97,21 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
     return resample(wave, sr, sample_rate).contiguous()
 
 
+def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """`seconds` of `path` from `start_s` as a mono float32 tensor (s,) at `sample_rate`, decoding only that
+    stretch (a window of a two-hour recording without the rest in memory); NaN/inf samples become 0."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            f.seek(min(int(round(start_s * sr)), max(f.frames - 1, 0)))
+            data = f.read(int(round(seconds * sr)), dtype="float32", always_2d=True)
+    except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
+        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e})") from None
+    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
+    return resample(wave, sr, sample_rate).contiguous()
+
+
 def audio_info(path: str | Path) -> tuple[int, int]:
     """(num_frames, sample_rate) from the header alone; AudioError when unreadable."""
     try:

@@ -17,7 +17,11 @@ Design choices:
   of a set's statistics;
 - network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
-  `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are.
+  `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are;
+- a file longer than `STREAM_SECONDS` is predicted from the file a stretch of STREAM_BATCH windows at a
+  time (`stream`): each stretch decoded, resampled, its speech found and its windows predicted alone, so
+  memory does not grow with the recording (a two-hour file is never decoded whole). Its windows are
+  standardised alone, as a lone clip's are.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from w2v2.data.audio import SAMPLE_RATE, load_audio, resample
+from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.members import (
@@ -43,13 +47,15 @@ from w2v2.emotion.members import (
     members,
     trained_window,
 )
-from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs
+from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
 from w2v2.emotion.travel import TravelModel, is_travel, load_travel
 from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import Precision, inference_precision, resolve_device
 
 WINDOW_SECONDS = 8.0
+STREAM_SECONDS = 600.0  # files longer than this are predicted window by window (`EmotionRecognizer.stream`)
+STREAM_BATCH = 64  # windows decoded and predicted together when streaming (4 min of audio at 8 s, 4 s hop)
 Normalise = Literal["speaker", "set", "clip"]
 Audio = str | Path | np.ndarray | torch.Tensor
 
@@ -194,8 +200,10 @@ class EmotionRecognizer:
                       hop_seconds: float | None = None, tta: tuple[float, ...] = (), progress: bool = False
                       ) -> list[Prediction]:
         """Predictions of decoded 16 kHz clips, taken as one recording set (see the module's notes)."""
+        if not waves:
+            return []
         speech = [speech_probs(w) for w in waves]
-        seconds = [float((p > THRESHOLD).sum()) * CHUNK / SAMPLE_RATE for p in speech]
+        seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
         probs = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
         out = []
@@ -230,10 +238,49 @@ class EmotionRecognizer:
 
     def timeline(self, audio: Audio, sample_rate: int | None = None, window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float | None = None) -> pd.DataFrame:
-        """start_s, end_s, the six probabilities, speech_s and label_name of each window of one recording."""
+        """start_s, end_s, the six probabilities, speech_s and label_name of each window of one recording (a
+        file longer than STREAM_SECONDS streamed window by window)."""
+        if isinstance(audio, (str, Path)) and file_seconds(audio) > STREAM_SECONDS:
+            return self.stream(audio, window_seconds, hop_seconds)[1]
         wave = as_wave(audio, sample_rate)
         pred = self.predict_waves([wave], "clip", window_seconds=window_seconds, hop_seconds=hop_seconds)[0]
         return timeline_frame(pred.windows, wave, window_seconds, hop_seconds)
+
+    def stream(self, path: str | Path, window_seconds: float = WINDOW_SECONDS, hop_seconds: float | None = None,
+               tta: tuple[float, ...] = (), progress: bool = False) -> tuple[Prediction, pd.DataFrame]:
+        """(the Prediction, the timeline) of a file read STREAM_BATCH windows at a time (each stretch decoded,
+        its speech found, its windows predicted alone): memory bounded whatever the recording's length."""
+        frames, sr = audio_info(path)
+        n = int(round(frames * SAMPLE_RATE / sr))
+        window = int(window_seconds * SAMPLE_RATE)
+        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
+        starts = window_starts(n, window, hop)
+        probs: list[torch.Tensor] = []
+        speech: list[float] = []
+        total = 0.0
+        for k in tqdm(range(0, len(starts), STREAM_BATCH), desc="stretches", unit="stretch",
+                      disable=not progress or None, leave=False):
+            chunk = starts[k:k + STREAM_BATCH]
+            lo = chunk[0]
+            span = load_segment(path, lo / SAMPLE_RATE, (min(chunk[-1] + window, n) - lo) / SAMPLE_RATE)
+            waves = [span[s - lo:s - lo + window] for s in chunk]
+            probs += [p[0] for p in self.window_probs(waves, window_seconds, None, tta)]  # each wave one window
+            voiced = speech_probs(span) > THRESHOLD
+            speech += [float(voiced[(s - lo) // CHUNK:(s - lo + window) // CHUNK].sum()) * CHUNK / SAMPLE_RATE
+                       for s in chunk]
+            upto = starts[k + STREAM_BATCH] - lo if k + STREAM_BATCH < len(starts) else span.numel()
+            total += float(voiced[:upto // CHUNK].sum()) * CHUNK / SAMPLE_RATE  # each stretch's own part once
+        windows_probs = torch.stack(probs)
+        mean = windows_probs.mean(0)
+        label = EMOTIONS[int(mean.argmax())] if total >= MIN_SPEECH_SECONDS else NO_SPEECH
+        pred = Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)}, n / SAMPLE_RATE,
+                          total, windows_probs)
+        return pred, window_frame(windows_probs, starts, n, window, speech)
+
+
+def file_seconds(path: str | Path) -> float:
+    frames, sr = audio_info(path)
+    return frames / sr
 
 
 def timeline_frame(probs: torch.Tensor, wave: torch.Tensor, window_seconds: float, hop_seconds: float | None
@@ -243,8 +290,14 @@ def timeline_frame(probs: torch.Tensor, wave: torch.Tensor, window_seconds: floa
     hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
     starts = window_starts(wave.numel(), window, hop)
     speech = speech_per_window(speech_probs(wave), wave.numel(), window, hop)
+    return window_frame(probs, starts, wave.numel(), window, speech)
+
+
+def window_frame(probs: torch.Tensor, starts: list[int], num_samples: int, window: int, speech: list[float]
+                 ) -> pd.DataFrame:
+    """The timeline table of windows starting at `starts` (samples) with their probabilities and speech."""
     df = pd.DataFrame({"start_s": [s / SAMPLE_RATE for s in starts],
-                       "end_s": [min(s + window, wave.numel()) / SAMPLE_RATE for s in starts]})
+                       "end_s": [min(s + window, num_samples) / SAMPLE_RATE for s in starts]})
     df = pd.concat([df, pd.DataFrame(probs.double().numpy(), columns=[f"p_{e}" for e in EMOTIONS])], axis=1)
     df["speech_s"] = speech
     df["label_name"] = [EMOTIONS[i] if s >= MIN_SPEECH_SECONDS else NO_SPEECH

@@ -58,9 +58,14 @@ def speech_probs(wave: torch.Tensor) -> torch.Tensor:
         return model.audio_forward(wave[None], 16000)[0]
 
 
+def speech_seconds_of(probs: torch.Tensor) -> float:
+    """Seconds of speech in 32 ms speech probabilities (`speech_probs`)."""
+    return float((probs > THRESHOLD).sum()) * CHUNK / 16000
+
+
 def speech_seconds(wave: torch.Tensor) -> float:
     """Seconds of a 16 kHz clip (s,) that the VAD takes for speech."""
-    return float((speech_probs(wave) > THRESHOLD).sum()) * CHUNK / 16000
+    return speech_seconds_of(speech_probs(wave))
 
 
 def has_speech(wave: torch.Tensor) -> bool:
