@@ -2,7 +2,7 @@
 
 Writes an N-minute 16 kHz recording (a synthetic voice talking 20 s, then 10 s of silence, repeated) and runs
 `python -m finetune predict FILE --timeline DIR` in a child process under /usr/bin/time -v, for each length.
-Run from the project root: python experiments/long_recording.py 20 60 120 > experiments/results_long.txt"""
+Run from the project root: python experiments/long_recording.py 1 12 30 60 120 > experiments/results/long_recording.txt"""
 import re
 import subprocess
 import sys

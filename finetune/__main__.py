@@ -134,6 +134,9 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     v.add_argument("--port", type=count("--port", 1), default=7860)
     v.add_argument("--max-minutes", type=float, default=30.0, help="longest recording accepted (minutes)")
+    v.add_argument("--concurrency", type=count("--concurrency", 1), default=2, help="recordings processed at once "
+                   "(default 2, one thread each unless --threads: 2.2x the uploads per second of one at a time on "
+                   "two threads, on a 2-core CPU; docs/app.md)")
     add_device(v)
 
 def add_tool_parsers(sub: argparse._SubParsersAction) -> None:
@@ -428,7 +431,10 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "serve":
             from finetune.app import serve
 
-            serve(args.ckpt, args.host, args.port, args.max_minutes, resolve_device(args.device), args.precision)
+            if not args.threads:  # requests run side by side: one thread each beat two threads shared (docs/app.md)
+                torch.set_num_threads(1)
+            serve(args.ckpt, args.host, args.port, args.max_minutes, resolve_device(args.device), args.precision,
+                  concurrency=args.concurrency)
         elif args.command == "report":
             from finetune.report import write_report
 

@@ -38,6 +38,8 @@ from w2v2.emotion.windows import AudioCache
 from w2v2.training import Precision
 
 WINDOW_SECONDS = 8.0  # predict's default window (and half a window's hop)
+CONCURRENCY = 2  # recordings processed at once (measured under load: docs/app.md)
+QUEUE = 64  # uploads waiting beyond those; more are refused, so memory stays bounded
 MAX_UPLOAD = "500mb"  # Gradio refuses bigger uploads in the page; the duration limit is --max-minutes
 
 
@@ -122,7 +124,7 @@ def shown_name(ckpt: Path) -> str:
     return f"pretrained:{ckpt.name}" if ckpt.parent == PRETRAINED_DIR else str(ckpt)
 
 
-def build_app(recognizer: Recognizer):
+def build_app(recognizer: Recognizer, concurrency: int = 1):
     """The Gradio page around `recognizer`."""
     import gradio as gr
 
@@ -151,15 +153,18 @@ def build_app(recognizer: Recognizer):
         timeline = gr.Image(label="Emotion timeline", visible=False, elem_id="timeline")
         csv = gr.File(label="Per-window probabilities (CSV)", visible=False, elem_id="timeline_csv")
         gr.on([audio.upload, audio.stop_recording, button.click], run, inputs=audio,
-              outputs=[result, chart, timeline, csv])
+              outputs=[result, chart, timeline, csv], concurrency_limit=concurrency)
         audio.clear(lambda: ("", None, gr.update(value=None, visible=False), gr.update(value=None, visible=False)),
                     outputs=[result, chart, timeline, csv])  # Clear empties the result too
     return app
 
 
 def serve(ckpts: list[Path], host: str = "127.0.0.1", port: int = 7860, max_minutes: float = 30.0,
-          device: torch.device | None = None, precision: Precision = "fp32", block: bool = True):
-    """Load the models, then serve the page until interrupted (block=False: return the running app)."""
+          device: torch.device | None = None, precision: Precision = "fp32", block: bool = True,
+          concurrency: int = CONCURRENCY):
+    """Load the models, then serve the page until interrupted (block=False: return the running app).
+    `concurrency` recordings are processed at once; up to QUEUE more wait their turn, and further uploads
+    are told the server is busy (memory stays bounded: docs/app.md has the measurement)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio  # noqa: F401
@@ -167,7 +172,8 @@ def serve(ckpts: list[Path], host: str = "127.0.0.1", port: int = 7860, max_minu
         raise SystemExit("error: the web app needs Gradio: pip install -e '.[app]'") from None
     recognizer = Recognizer(ckpts, device, max_minutes, precision=precision)
     print(f"loaded {len(recognizer.models)} model(s); serving on http://{host}:{port} (Ctrl+C stops)", flush=True)
-    app = build_app(recognizer)
+    app = build_app(recognizer, concurrency)
+    app.queue(max_size=QUEUE)
     app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, prevent_thread_lock=not block,
                quiet=True, show_error=False)
     return app

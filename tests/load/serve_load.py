@@ -52,13 +52,17 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=20)
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--port", type=int, default=7861)
+    p.add_argument("--concurrency", type=int, default=2, help="the server's --concurrency")
+    p.add_argument("--threads", type=int, default=1, help="the server's --threads")
     args = p.parse_args()
     from gradio_client import Client, handle_file
 
     tmp = Path(tempfile.mkdtemp(prefix="w2v2-load-"))
     uploads = make_uploads(tmp)
-    server = subprocess.Popen([sys.executable, "-m", "finetune", "serve", "--port", str(args.port), "--max-minutes",
-                               "2", "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "finetune", "serve", "--port", str(args.port), "--max-minutes", "2",
+               "--threads", str(args.threads), "--concurrency", str(args.concurrency)]
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - open for the server's whole life
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{args.port}/"
     for _ in range(120):
         try:
@@ -100,7 +104,8 @@ def main() -> None:
     bad_ok = sum(("Could not read" in r[2]) for r in results if r[0] == "corrupt")
     long_ok = sum(("minutes long" in r[2]) for r in results if r[0] == "long")
     failed = [r for r in results if r[2].startswith("FAILED")]
-    print(f"{args.clients} clients, {args.seconds:.0f} s: {len(results)} requests, {len(good)} good uploads "
+    print(f"server --concurrency {args.concurrency} --threads {args.threads}; {args.clients} clients, "
+          f"{args.seconds:.0f} s: {len(results)} requests, {len(good)} good uploads "
           f"({len(good) / args.seconds:.2f}/s), p50 {statistics.median(lat):.1f} s, "
           f"p95 {lat[int(0.95 * (len(lat) - 1))]:.1f} s")
     print(f"good answered with an emotion or no speech: {answered}/{len(good)}; corrupt with a sentence: "
