@@ -33,9 +33,9 @@ def build_classifier(cfg: FinetuneConfig) -> Wav2Vec2ForClassification:
     return model
 
 
-def check_model(cfg: FinetuneConfig) -> None:
+def check_model(cfg: FinetuneConfig) -> ModelConfig:
     """The model config `build_classifier` will build, resolved from the init's config alone (no weights):
     a bad `model.*` override fails here, before a run folder is touched."""
-    resolve_model(cfg.preset, cfg.init, init_config(cfg.init), cfg.model)
+    return resolve_model(cfg.preset, cfg.init, init_config(cfg.init), cfg.model)
 
 

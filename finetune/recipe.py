@@ -30,7 +30,7 @@ from tqdm import tqdm
 from finetune.config import FinetuneConfig, Kind, scratch_config
 from finetune.folds import assign_folds, out_of_fold, read_probs
 from finetune.metrics import HEADLINE
-from finetune.model import build_classifier
+from finetune.model import build_classifier, check_model
 from finetune.outputs import start_run, write_json, write_test_outputs
 from finetune.probe import train_probe
 from finetune.train import split_train, train
@@ -116,17 +116,46 @@ def audio_hours(items: list[Item]) -> float | None:
 
 
 def fit_crops(members: list[Member], longest: float) -> list[Member]:
-    """Members whose crop is longer than the longest training clip crop to that clip's length instead: the
-    same training (a batch is padded to its longest clip, never to the crop), and the timing step allocates
-    what training will (crop_seconds=100000, "no cropping", once asked for a 51 GB batch)."""
+    """Members whose crop is longer than the longest training clip crop to that clip's length instead, and
+    whose batch is larger than their training set take the set: the same training (a batch is padded to its
+    longest clip, never to the crop, and holds at most every clip), and the timing step allocates what
+    training will (crop_seconds=100000, "no cropping", once asked for a 51 GB batch). Then the batch is held
+    to this machine's free memory (`check_memory`)."""
     fitted = []
     for m in members:
         if m.cfg.crop_seconds > longest:
             print(f"      {m.name or m.kind}: crop_seconds={m.cfg.crop_seconds:g} is longer than the longest training "
                   f"clip ({longest:.1f} s): whole clips, crops of at most {math.ceil(longest):g} s")
             m = replace(m, cfg=replace(m.cfg, crop_seconds=float(math.ceil(longest))))
+        if m.train_items and m.cfg.batch_size > len(m.train_items):
+            m = replace(m, cfg=replace(m.cfg, batch_size=len(m.train_items)))
+        check_memory(m)
         fitted.append(m)
     return fitted
+
+
+def available_bytes() -> int | None:
+    """Memory this machine has free (Linux's MemAvailable; None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(m: Member) -> None:
+    """ValueError before anything is allocated when one batch of crops would not fit in free memory: the CNN's
+    first layer alone holds batch x samples x (channels / stride) floats, twice over in a training step."""
+    model = check_model(m.cfg)  # the config alone, no weights
+    samples = m.cfg.batch_size * int(m.cfg.crop_seconds * SAMPLE_RATE)
+    need = samples * 4 * 2 * model.encoder.conv_dim[0] / model.encoder.conv_stride[0]
+    free = available_bytes()
+    if free is not None and need > free:
+        raise ValueError(f"{m.name or m.kind}: batch_size={m.cfg.batch_size} x crop_seconds={m.cfg.crop_seconds:g} "
+                         f"needs about {need / 2**30:.1f} GB for one batch; this machine has {free / 2**30:.1f} GB "
+                         "free: lower batch_size or crop_seconds")
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from finetune.__main__ import main
 from finetune.config import resolve_run
 from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import load_model
+from w2v2.data.datasets import Item
 
 FAST = ["epochs=1", "batch_size=4", "crop_seconds=1.5", "probe_epochs=5", "threads=1",
         "scratch.epochs=1", "scratch.batch_size=4", "scratch.crop_seconds=1.5"]
@@ -199,3 +200,17 @@ def test_a_crop_longer_than_every_clip_is_the_longest_clip_and_the_plan_says_so(
     fitted = fit_crops(members, longest=4.2)
     assert [m.cfg.crop_seconds for m in fitted] == [5.0, 3.0]  # a 3 s crop of clips up to 4.2 s stays
     assert "crop_seconds=100000 is longer than the longest training clip (4.2 s)" in capsys.readouterr().out
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_anything_is_allocated(monkeypatch) -> None:
+    import finetune.recipe as recipe
+    from finetune.config import FinetuneConfig
+
+    items = [Item(id=str(i), path=Path(f"{i}.wav"), label=i % 6) for i in range(40)]
+    big = recipe.Member("member_1", "finetune", FinetuneConfig(batch_size=100000, crop_seconds=3.0), items, [])
+    fitted = recipe.fit_crops([big], longest=4.0)[0]
+    assert fitted.cfg.batch_size == 40  # no batch holds more clips than the training set has
+    monkeypatch.setattr(recipe, "available_bytes", lambda: 2**26)  # a machine with 64 MB free
+    with pytest.raises(ValueError, match=r"batch_size=40 x crop_seconds=3 needs about .* GB for one batch; this "
+                                         r"machine has 0.1 GB free: lower batch_size or crop_seconds"):
+        recipe.fit_crops([big], longest=4.0)
