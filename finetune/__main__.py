@@ -31,7 +31,7 @@ import torch
 from finetune.config import FinetuneConfig, resolve_run
 from finetune.metrics import HEADLINE, classification_metrics, metrics_line
 from finetune.outputs import check_output_file, prepare_run
-from w2v2.checkpoint import atomic_write, describe_os_error
+from w2v2.checkpoint import NO_SPACE, atomic_write, describe_os_error
 from w2v2.config import check_range
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
 from w2v2.data.labels import EMOTIONS
@@ -446,7 +446,9 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # a full disk, a read-only folder: one sentence (models are written atomically)
-        raise SystemExit(f"error: {describe_os_error(e)}") from None
+        resume = (f"; then `python -m finetune train --resume --run {args.run}` continues the run"
+                  if args.command == "train" and getattr(args, "run", None) and e.errno in NO_SPACE else "")
+        raise SystemExit(f"error: {describe_os_error(e)}{resume}") from None
 
 
 def plain_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
