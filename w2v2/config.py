@@ -284,31 +284,44 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
         return value
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError("; ".join(errors))
+        return _coerce_union(value, typing.get_args(tp), key)
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ValueError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return _coerce_tuple(value, typing.get_args(tp), key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], key: str) -> Any:
+    """The first of a union's types that `value` coerces to (None where the union allows it)."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for a in args:
+        if a is type(None):
+            continue
+        try:
+            return _coerce(value, a, key)
+        except ValueError as e:
+            errors.append(str(e))
+    raise ValueError("; ".join(errors))
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...], key: str) -> tuple:
+    """A list or tuple as tuple[T, ...] or a fixed tuple[A, B, ...], each item coerced."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{key}: expected a list, got {value!r}")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if len(args) != len(value):
+        raise ValueError(f"{key}: expected {len(args)} items, got {len(value)}")
+    return tuple(_coerce(v, a, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    """float (finite; from int or a YAML string), int, bool, str or Any."""
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 (PyYAML) reads 1e-4, unlike 1.0e-4, as a string
             try:
@@ -329,9 +342,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ValueError(f"{key}: expected true/false, got {value!r}")
         return value
     if tp is str:
-        if not isinstance(value, str):
-            return str(value)
-        return value
+        return value if isinstance(value, str) else str(value)
     if tp is Any:
         return value
     raise ValueError(f"{key}: unsupported annotation {tp!r}")
