@@ -98,9 +98,15 @@ def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0, be
                                           else c["data"]["path"])]
     sources = [source_facts(p) for p in dict.fromkeys(paths)]
     facts = [run_facts(r, earlier_minutes if i == 0 else 0.0) for i, r in enumerate(stages)]
-    r = facts[-1]
-    model = meta["model"]
     params = sum(t.numel() for t in load_file(str(out / WEIGHTS)).values())
+    lines = (card_header(name, meta["model"], params, sources) + card_training(facts, configs, models)
+             + card_licence(sources))
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def card_header(name: str, model: dict, params: int, sources: list[dict]) -> list[str]:
+    """The card's title, what the model is for, its architecture and its data."""
     hours = sum(s.get("hours", 0) for s in sources)
     lines = [
         f"# w2v2 `{name}`: wav2vec 2.0 pretrained on {hours:.1f} h of speech",
@@ -128,26 +134,31 @@ def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0, be
                           if k in s)
         lines.append(f"- {s['description']}" + (f" ({extra})" if extra else ""))
     known = all(any(k in s["path"].lower() for k in KNOWN_DATA) for s in sources)
-    lines += [
+    return lines + [
         "",
         "Only freely licensed audio went into these weights (no emotional or non-commercial data)." if known else
         "Check the licences of the data above before you share these weights.",
         "",
-        "## Training",
     ]
-    if len(stages) == 1:
+
+
+def card_training(facts: list[dict], configs: list[dict], models: list[dict]) -> list[str]:
+    """The card's training section: each stage's updates and recipe, wall time, the final figures."""
+    r, model = facts[-1], models[-1]
+    lines = ["## Training"]
+    if len(facts) == 1:
         lines.append(f"- {r['steps']} updates of {stage_recipe(configs[0], model)}")
         lines.append(f"- Wall time {r['wall_minutes']:.0f} min on 2 CPU cores, {r['audio_seconds_per_second']:.0f} "
                      "audio-s/s")
     else:
-        lines.append(f"- {sum(f['steps'] for f in facts)} updates in {len(stages)} stages, each starting from the "
+        lines.append(f"- {sum(f['steps'] for f in facts)} updates in {len(facts)} stages, each starting from the "
                      "weights the stage before ended with:")
         for i, (f, c, m) in enumerate(zip(facts, configs, models, strict=True)):
             start = "from random weights" if c.get("init", "scratch") == "scratch" else "continued"
             lines.append(f"  {i + 1}. {f['steps']} updates ({start}) of {stage_recipe(c, m)}; "
                          f"{f['wall_minutes']:.0f} min, {f['audio_seconds_per_second']:.0f} audio-s/s")
         lines.append(f"- Wall time {sum(f['wall_minutes'] for f in facts):.0f} min on 2 CPU cores in all")
-    lines += [
+    return lines + [
         f"- Final (mean of the last 5 logged steps): contrastive accuracy {r['accuracy']:.3f} "
         f"(step 1: {facts[0]['first_accuracy']:.3f}), contrastive loss {r['contrastive']:.3f}, code perplexity "
         f"{r['perplexity']:.1f} of {model['quantizer']['groups'] * model['quantizer']['codewords']}",
@@ -155,12 +166,13 @@ def write_card(run: Path, out: Path, name: str, earlier_minutes: float = 0.0, be
         "",
         "![pretraining curves](curves.png)",
         "",
-        "## Licence and attribution",
-        "The weights are released under the MIT licence, as the code. They were learned from: "
-        + "; ".join(s["description"] for s in sources) + ".",
     ]
-    (out / "README.md").write_text("\n".join(lines) + "\n")
-    return out
+
+
+def card_licence(sources: list[dict]) -> list[str]:
+    return ["## Licence and attribution",
+            "The weights are released under the MIT licence, as the code. They were learned from: "
+            + "; ".join(s["description"] for s in sources) + "."]
 
 
 def main(argv: list[str] | None = None) -> None:
