@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,34 +173,13 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
         torch.set_num_threads(cfg.threads)
     start_run(run, cfg)
     train_items, val_items = split or split_train(data, cfg, val_speakers)
-    fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
-    device = resolve_device(cfg.device)
-    amp = resolve_amp(cfg.amp, device)
-    model = build_classifier(cfg).to(device)
-    model.freeze(cfg.freeze_feature_encoder, transformer=cfg.freeze_transformer_steps > 0)
-    cache, val_cache = AudioCache(fit_items), AudioCache(val_items)
-    cache.prefetch(cfg.num_workers)
-    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    features, val_features = cached_features(model, cfg, cache, val_cache, amp, rng)
-    lengths = [int(cfg.crop_seconds * SAMPLE_RATE)] * len(fit_items)  # crops: similar lengths
-    sampler = BucketBatchSampler(lengths, batch_size=cfg.batch_size, seed=cfg.seed)
-    steps_per_epoch = len(sampler)
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    opt, sched = make_optimizer(model, cfg, total_steps)
-    autocast_ctx, scaler = autocast(amp, device)
-    weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
-    fit = Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device,
-              autocast_ctx, scaler, overall)
-    history, best, best_epoch, step, first, stop, before = [], -math.inf, 0, 0, 1, False, 0.0
+    val_cache = AudioCache(val_items)
+    fit, val_features, total_steps = prepare_fit(cfg, train_items, val_cache, overall)
+    model, sampler = fit.model, fit.sampler
+    history: list[dict] = []
+    best, best_epoch, step, first, stop, before = -math.inf, 0, 0, 1, False, 0.0
     if resume and has_state(run):
-        done = load_state(run, model, opt, sched, scaler, rng, gen, device)
-        history, best, best_epoch, step, stop = (done[k] for k in ("history", "best", "best_epoch", "step", "stop"))
-        first, before, fit.guard.total = done["epoch"] + 1, done["seconds"], done["skipped"]
-        if step >= cfg.freeze_transformer_steps > 0:  # the head-only warm-up was over
-            model.freeze(cfg.freeze_feature_encoder)
-        print(f"resuming {run} after epoch {done['epoch']} (step {step}, best epoch {best_epoch})")
-        if overall is not None:
-            overall.update(step)
+        history, best, best_epoch, step, first, stop, before = restore(run, fit)
     start = time.perf_counter() - before
     (run / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))  # this run's epochs only
     for epoch in range(first, 0 if stop else cfg.epochs + 1):
@@ -208,33 +188,19 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
         loss, step, audio = train_epoch(fit, step, epoch)
         train_s, tick = time.perf_counter() - tick, time.perf_counter()
         kept = f"{run / 'best'} keeps epoch {best_epoch}" if best_epoch else "no model was saved"
-        try:
-            if not all(bool(p.isfinite().all()) for p in model.parameters()):
-                raise ValueError("the weights became NaN/inf")
-            if val_features is not None:
-                probs = val_features.probs(model)
-                metrics = classification_metrics(item_labels(val_items), probs.argmax(-1).tolist())
-            else:
-                metrics, _ = evaluate_items(model, val_items, val_cache, cfg.window_seconds)
-        except ValueError as e:  # a diverged model: never saved as best/
-            raise ValueError(f"epoch {epoch}: {e}; lower lr_head/lr_backbone ({kept})") from None
-        val_s = time.perf_counter() - tick
+        metrics = validate(model, val_items, val_cache, val_features, cfg.window_seconds, f"epoch {epoch}", kept)
         history.append({"epoch": epoch, "step": step, "train_loss": loss, "val_uar": metrics["uar"],
                         "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"],
-                        "train_seconds": train_s, "audio_seconds": audio, "val_seconds": val_s})
-        with open(run / "history.jsonl", "a") as f:
-            f.write(json.dumps(history[-1]) + "\n")
+                        "train_seconds": train_s, "audio_seconds": audio, "val_seconds": time.perf_counter() - tick})
         better = metrics["uar"] > best
         say = overall.write if overall is not None else print
-        say(f"epoch {epoch}: loss {loss:.3f}  val UAR {metrics['uar']:.3f}  acc {metrics['accuracy']:.3f}  "
-            f"F1 {metrics['macro_f1']:.3f}  {audio / train_s:.0f} audio-s/s ({train_s:.1f} s training, "
-            f"{val_s:.1f} s validation){'  (best, saved)' if better else ''}")
+        log_epoch(run, history[-1], say, better)
         if better:
             best, best_epoch = metrics["uar"], epoch
             save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
                                                    "epoch": epoch, "val_uar": best})
         stop = bool(epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps))
-        save_state(run, model, opt, sched, scaler, rng, gen, device,
+        save_state(run, model, fit.opt, fit.sched, fit.scaler, fit.rng, fit.gen, fit.device,
                    {"epoch": epoch, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                     "stop": stop, "seconds": time.perf_counter() - start, "skipped": fit.guard.total})
         if stop:
@@ -246,6 +212,69 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     result = finish(run, data, val_items, val_cache, cfg, best_epoch, time.perf_counter() - start)
     clear_state(run)  # finished: nothing left to resume
     return result
+
+
+def prepare_fit(cfg: FinetuneConfig, train_items: list[Item], val_cache: AudioCache, overall: tqdm | None
+                ) -> tuple[Fit, WindowFeatures | None, int]:
+    """(what the epochs work on, the validation windows' cached features, the run's training steps): the model
+    built and frozen as `cfg` says, the clips decoded, the frozen CNN's features cached, the optimizer."""
+    fit_items = oversample(train_items, cfg.seed) if cfg.balance == "sampler" else train_items
+    device = resolve_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device)
+    model = build_classifier(cfg).to(device)
+    model.freeze(cfg.freeze_feature_encoder, transformer=cfg.freeze_transformer_steps > 0)
+    cache = AudioCache(fit_items)
+    cache.prefetch(cfg.num_workers)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    features, val_features = cached_features(model, cfg, cache, val_cache, amp, rng)
+    lengths = [int(cfg.crop_seconds * SAMPLE_RATE)] * len(fit_items)  # crops: similar lengths
+    sampler = BucketBatchSampler(lengths, batch_size=cfg.batch_size, seed=cfg.seed)
+    total_steps = cfg.max_steps or cfg.epochs * len(sampler)
+    opt, sched = make_optimizer(model, cfg, total_steps)
+    autocast_ctx, scaler = autocast(amp, device)
+    weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
+    return (Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device, autocast_ctx,
+                scaler, overall), val_features, total_steps)
+
+
+def restore(run: Path, fit: Fit) -> tuple[list[dict], float, int, int, int, bool, float]:
+    """(history, best, best epoch, step, first epoch to run, stop, seconds so far) of the killed run whose
+    state `run/resume/` holds, with the model, optimizer, scheduler and generators of `fit` put back."""
+    done = load_state(run, fit.model, fit.opt, fit.sched, fit.scaler, fit.rng, fit.gen, fit.device)
+    step = done["step"]
+    fit.guard.total = done["skipped"]
+    if step >= fit.cfg.freeze_transformer_steps > 0:  # the head-only warm-up was over
+        fit.model.freeze(fit.cfg.freeze_feature_encoder)
+    print(f"resuming {run} after epoch {done['epoch']} (step {step}, best epoch {done['best_epoch']})")
+    if fit.overall is not None:
+        fit.overall.update(step)
+    return (done["history"], done["best"], done["best_epoch"], step, done["epoch"] + 1, done["stop"],
+            done["seconds"])
+
+
+def validate(model: Wav2Vec2ForClassification, val_items: list[Item], val_cache: AudioCache,
+             val_features: WindowFeatures | None, window_seconds: float, when: str, kept: str) -> dict:
+    """Validation metrics of the model after an epoch; ValueError naming `when` for a diverged model (it is
+    never saved as best/; `kept` says what is)."""
+    try:
+        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+            raise ValueError("the weights became NaN/inf")
+        if val_features is not None:
+            probs = val_features.probs(model)
+            return classification_metrics(item_labels(val_items), probs.argmax(-1).tolist())
+        return evaluate_items(model, val_items, val_cache, window_seconds)[0]
+    except ValueError as e:
+        raise ValueError(f"{when}: {e}; lower lr_head/lr_backbone ({kept})") from None
+
+
+def log_epoch(run: Path, row: dict, say: Callable[[str], object], better: bool) -> None:
+    """One epoch's line in history.jsonl and on the console."""
+    with open(run / "history.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    say(f"epoch {row['epoch']}: loss {row['train_loss']:.3f}  val UAR {row['val_uar']:.3f}  acc "
+        f"{row['val_accuracy']:.3f}  F1 {row['val_macro_f1']:.3f}  {row['audio_seconds'] / row['train_seconds']:.0f} "
+        f"audio-s/s ({row['train_seconds']:.1f} s training, {row['val_seconds']:.1f} s validation)"
+        f"{'  (best, saved)' if better else ''}")
 
 
 def cached_features(model: Wav2Vec2ForClassification, cfg: FinetuneConfig, cache: AudioCache, val_cache: AudioCache,
