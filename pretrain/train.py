@@ -297,8 +297,7 @@ def accumulate(ddp: torch.nn.Module, amp, scaler, prepared: list[Prepared | None
 def loop(t: Training, trainer: dict) -> dict:
     """Updates until optim.max_steps from `trainer`'s position (step, epoch, batch), which it advances."""
     cfg, model, opt, sched, scaler, sampler, rank = t.cfg, t.model, t.opt, t.sched, t.scaler, t.sampler, t.rank
-    run, main_rank = Path(cfg.run_dir), rank == 0
-    o, G = cfg.optim, model.cfg.quantizer.groups * model.cfg.quantizer.codewords
+    main_rank, o = rank == 0, cfg.optim
     failed: dict[str, str] = {}
     guard = NonFiniteGuard(cfg.max_nonfinite, "lower optim.lr, use optim.amp=none or check the data; the last "
                            "checkpoint is intact", total=trainer["nonfinite_total"])
@@ -333,15 +332,7 @@ def loop(t: Training, trainer: dict) -> dict:
                 if main_rank:
                     bar.write(f"step {step + 1}: non-finite loss (on at least one rank): update skipped on every rank")
                 continue
-            if scaler:
-                scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
+            apply_update(t, o.grad_clip)
             trainer["step"] += 1
             trainer["elapsed_s"] = elapsed_before + time.perf_counter() - t0
             lr = float(sched.get_last_lr()[0])
@@ -350,19 +341,7 @@ def loop(t: Training, trainer: dict) -> dict:
             first = first or record
             last = record
             if main_rank:
-                bar.update()
-                bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.2f}",
-                                ppl=f"{record['perplexity']:.1f}", temp=f"{record['temperature']:.2f}")
-                if trainer["step"] % cfg.log_every == 0 or trainer["step"] == 1:
-                    with open(run / "log.jsonl", "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                if not warned_collapse and trainer["step"] > o.warmup_steps and record["perplexity"] < 0.1 * G:
-                    warned_collapse = True
-                    warnings.warn(f"code perplexity collapsed to {record['perplexity']:.1f} of {G} codewords "
-                                  "(raise objective.diversity_weight or lower optim.lr)", stacklevel=1)
-                if trainer["step"] % cfg.save_every == 0 or trainer["step"] == o.max_steps:
-                    save_checkpoint(run, model, opt, sched, trainer, {"pretrain": to_dict(cfg)},
-                                    cfg.keep_checkpoints)
+                warned_collapse = report_update(t, trainer, record, bar, warned_collapse)
             if trainer["step"] >= o.max_steps:
                 break
         else:
@@ -373,6 +352,41 @@ def loop(t: Training, trainer: dict) -> dict:
         print(summarize_bad(failed_files(failed), verb="dropped while training"))
     return {"first": first, "last": last, "nonfinite_steps": trainer["nonfinite_total"], "failed": failed,
             "audio_seconds_per_second": last["audio_seconds_per_second"] if last else 0.0}
+
+
+def apply_update(t: Training, grad_clip: float) -> None:
+    """Clip the gradients, then step the optimizer (through fp16's loss scaler, where there is one) and the
+    learning-rate schedule."""
+    if t.scaler:
+        t.scaler.unscale_(t.opt)
+    torch.nn.utils.clip_grad_norm_(t.model.parameters(), grad_clip)
+    if t.scaler:
+        t.scaler.step(t.opt)
+        t.scaler.update()
+    else:
+        t.opt.step()
+    t.sched.step()
+
+
+def report_update(t: Training, trainer: dict, record: dict, bar: tqdm, warned_collapse: bool) -> bool:
+    """The main rank's work after an update: the progress bar, the log line every log_every steps, a warning
+    when the codebook collapses (once: returns whether it was given), a checkpoint every save_every steps."""
+    cfg, o, step = t.cfg, t.cfg.optim, trainer["step"]
+    codewords = t.model.cfg.quantizer.groups * t.model.cfg.quantizer.codewords
+    bar.update()
+    bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['accuracy']:.2f}",
+                    ppl=f"{record['perplexity']:.1f}", temp=f"{record['temperature']:.2f}")
+    if step % cfg.log_every == 0 or step == 1:
+        with open(Path(cfg.run_dir) / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    if not warned_collapse and step > o.warmup_steps and record["perplexity"] < 0.1 * codewords:
+        warned_collapse = True
+        warnings.warn(f"code perplexity collapsed to {record['perplexity']:.1f} of {codewords} codewords "
+                      "(raise objective.diversity_weight or lower optim.lr)", stacklevel=1)
+    if step % cfg.save_every == 0 or step == o.max_steps:
+        save_checkpoint(Path(cfg.run_dir), t.model, t.opt, t.sched, trainer, {"pretrain": to_dict(cfg)},
+                        cfg.keep_checkpoints)
+    return warned_collapse
 
 
 def failed_files(failed: dict[str, str]) -> list[tuple[Path, str]]:
