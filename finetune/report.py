@@ -28,6 +28,7 @@ from finetune import analysis
 from finetune import report_plots as plots
 from finetune.metrics import confusion_matrix
 from finetune.outputs import PROB_COLUMNS, check_output_file
+from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.members import member_folders
@@ -312,5 +313,6 @@ def write_report(path: Path, out: Path | None = None, data: Path | None = None) 
     read_run(path)  # not a run: say so before checking where the page goes
     check_output_file(out, "--out")  # before the embeddings' forward pass, not after
     report = build_report(path, data)
-    out.write_text(render(report), encoding="utf-8")
+    page = render(report)
+    atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))  # whole or not at all
     return out

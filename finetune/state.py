@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from w2v2.checkpoint import atomic_dir_replace, is_complete, load_model, recover, save_model
+from w2v2.checkpoint import is_complete, load_model, recover, save_model, tensor_bytes, write_dir
 
 RESUME = "resume"
 
@@ -29,20 +29,20 @@ def save_state(run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sc
                scaler: torch.amp.GradScaler | None, rng: random.Random, gen: torch.Generator,
                device: torch.device, trainer: dict[str, Any]) -> None:
     """Write the state after an epoch (trainer: epoch, step, best, best_epoch, history, ...)."""
-    tmp = run / f".{RESUME}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    trainer_state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "scaler": scaler.state_dict() if scaler is not None else None,
+                     "python_rng": repr(rng.getstate()), "generator": gen.get_state(),
+                     "torch_rng": torch.get_rng_state(),
+                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, **trainer}
+
+    def write(tmp: Path) -> None:
         save_model(model, tmp / "model")
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "python_rng": repr(rng.getstate()), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    **trainer}, tmp / "trainer.pt")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # the previous epoch's state stays
-        raise
-    atomic_dir_replace(tmp, run / RESUME)
+        torch.save(trainer_state, tmp / "trainer.pt")
+
+    # the previous epoch's state stays until this one is whole; a full disk is one line (write_dir)
+    write_dir(run / RESUME, write, tensor_bytes(trainer_state) + sum(p.numel() * p.element_size()
+                                                                      for p in model.state_dict().values()),
+              "The previous epoch's state there is intact")
 
 
 def has_state(run: Path) -> bool:

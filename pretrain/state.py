@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from w2v2.checkpoint import atomic_write, is_complete, load_model, save_model
+from w2v2.checkpoint import atomic_write, is_complete, load_model, save_model, tensor_bytes
 from w2v2.training.runs import LATEST, latest_step, write_latest
 
 STEP_NAME = re.compile(r"step_\d+")  # save_checkpoint's folders (not their .old copies)
@@ -29,7 +29,7 @@ def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
              "torch_rng": torch.get_rng_state(), "python_rng": repr(random.getstate())}
     save_model(model, final, extra=extra)  # atomic: on a full disk nothing of it is left
     try:
-        atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp), needed=state_bytes(state))
+        atomic_write(final / "trainer.pt", lambda tmp: torch.save(state, tmp), needed=tensor_bytes(state))
     except OSError:  # no half checkpoint under a final name; `latest` still names the last complete one
         shutil.rmtree(final, ignore_errors=True)
         raise
@@ -85,14 +85,3 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 def _to_tuple(x: Any) -> Any:
     return tuple(_to_tuple(v) for v in x) if isinstance(x, list | tuple) else x
-
-
-def state_bytes(state: object) -> int:
-    """Bytes of the tensors in a (nested) trainer state: what torch.save will need at least."""
-    if isinstance(state, torch.Tensor):
-        return state.numel() * state.element_size()
-    if isinstance(state, dict):
-        return sum(state_bytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(state_bytes(v) for v in state)
-    return 0

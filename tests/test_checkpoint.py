@@ -162,3 +162,34 @@ def test_a_full_disk_is_named_whatever_the_writing_library_raises(tmp_path, monk
     with pytest.raises(RuntimeError, match="PytorchStreamWriter"):  # with room to spare it is not a full disk
         checkpoint.atomic_write(tmp_path / "trainer.pt", torch_save_full, needed=100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_writers_leave_nothing_half_written_on_a_full_disk(tmp_path, monkeypatch) -> None:
+    import random
+
+    import torch
+
+    import finetune.state as state
+    from w2v2.convert import save_hf
+
+    model = classifier(0)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    args = (tmp_path, model, opt, sched, None, random.Random(0), torch.Generator(), torch.device("cpu"))
+    state.save_state(*args, {"epoch": 1})
+    earlier = (tmp_path / "resume" / "trainer.pt").read_bytes()
+
+    def full(obj, path, *a, **k) -> None:  # torch.save on a full disk: a RuntimeError naming no cause
+        Path(path).write_bytes(b"PK")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(state.torch, "save", full)
+    monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
+    with pytest.raises(checkpoint.DiskFullError, match=r"resume: no space left on the device .* previous epoch"):
+        state.save_state(*args, {"epoch": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume"]  # no .resume.tmp
+    assert (tmp_path / "resume" / "trainer.pt").read_bytes() == earlier
+    monkeypatch.setattr("w2v2.convert.save_file", no_space)
+    with pytest.raises(checkpoint.DiskFullError, match=r"hf: no space left on the device"):
+        save_hf(model, tmp_path / "hf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resume"]

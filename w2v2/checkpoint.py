@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -80,6 +81,34 @@ def out_of_space(e: BaseException, path: Path, needed: int | None = None) -> boo
     if any(s in text for s in ("no space left", "storagefull", "os error 28", "code: 28", "quota exceeded")):
         return True
     return needed is not None and free_bytes(path) < needed
+
+
+def tensor_bytes(state: object) -> int:
+    """Bytes of the tensors in a (nested) state: what torch.save or safetensors will write at least."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
+
+
+def write_dir(final: Path, write: Callable[[Path], object], needed: int, intact: str) -> None:
+    """Write a directory through a temporary sibling (`write(tmp)`) and `atomic_dir_replace`: a kill or a
+    full disk (DiskFullError naming `final`, whatever the writing library raised) leaves nothing half-written
+    and an earlier directory of that name as it was (`intact` says so)."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if out_of_space(e, final, needed):
+            raise disk_full(final, needed, intact) from None
+        raise
+    atomic_dir_replace(tmp, final)
 
 
 def describe_os_error(e: OSError) -> str:

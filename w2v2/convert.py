@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from w2v2.checkpoint import tensor_bytes, write_dir
 from w2v2.config import (
     SAMPLE_RATE,
     ContextConfig,
@@ -270,11 +271,15 @@ def save_hf(model: nn.Module, directory: str | Path, id2label: dict[int, str] | 
         raise ValueError("transformers' classifier has masked mean pooling, no head dropout and no input "
                          "standardisation: export needs head.pooling=mean, head.dropout=0, head.standardize=false")
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(state_to_hf(model), str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config_to_hf(cfg, kind, id2label), indent=2))
+    state = state_to_hf(model)
     pre = {"feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": SAMPLE_RATE,
            "padding_value": 0.0, "do_normalize": cfg.normalize_waveform, "padding_side": "right",
            "return_attention_mask": cfg.encoder.norm == "layer"}
-    (directory / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+
+    def write(tmp: Path) -> None:  # whole or not at all, a full disk named (write_dir)
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(cfg, kind, id2label), indent=2))
+        (tmp / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+
+    write_dir(directory, write, tensor_bytes(state), "An earlier export there, if any, is intact")
     return directory

@@ -23,7 +23,6 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from w2v2.checkpoint import atomic_dir_replace, check_finite, disk_full, out_of_space
+from w2v2.checkpoint import check_finite, tensor_bytes, write_dir
 from w2v2.data.labels import EMOTIONS
 
 CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
@@ -166,21 +165,15 @@ def train_head(head: nn.Module, z: torch.Tensor, y: torch.Tensor, masks: torch.T
 def save_travel(model: TravelModel, directory: str | Path, meta: dict) -> None:
     """The model's weights (safetensors) and travel.json (config, classes, `meta`), written whole or not at all."""
     directory = Path(directory)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     info = {"kind": "travel", "labels": list(EMOTIONS), "dim": model.pool_mean.numel(), "config": asdict(model.cfg),
             **meta}
-    try:
+
+    def write(tmp: Path) -> None:
         save_file(state, str(tmp / WEIGHTS_FILE))
         (tmp / CONFIG_FILE).write_text(json.dumps(info, indent=2))
-    except Exception as e:  # nothing half-written stays behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        needed = sum(v.numel() * v.element_size() for v in state.values())
-        if out_of_space(e, directory, needed):
-            raise disk_full(directory, needed, "An earlier model there, if any, is intact") from None
-        raise
-    atomic_dir_replace(tmp, directory)
+
+    write_dir(directory, write, tensor_bytes(state), "An earlier model there, if any, is intact")
 
 
 def is_travel(directory: str | Path) -> bool:
