@@ -161,12 +161,11 @@ def speech_per_window(probs: torch.Tensor, num_samples: int, window: int, hop: i
 class EmotionRecognizer:
     """An emotion model (one network, an ensemble, a travelling model) ready to predict recordings."""
 
-    def __init__(self, members: list[Member], name: str, device: torch.device, precision: Precision = "fp32",
-                 window_seconds: float = WINDOW_SECONDS) -> None:
+    def __init__(self, members: list[Member], name: str, device: torch.device, precision: Precision = "fp32"
+                 ) -> None:
         if not members:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
-        self.window_seconds = window_seconds
         inference_precision(precision, device)  # refused here, at load, rather than on each call
 
     @classmethod
