@@ -347,10 +347,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     waves = cached_waves(AudioCache(items), len(items))
     speakers = [it.speaker for it in items]
     groups = recognizer.groups(len(items), args.normalise, speakers, [True] * len(items))  # labelled: speech
-    each = recognizer.window_probs(waves, tta=args.tta, groups=groups, progress=True, each=True)
-    per_member = torch.stack([clip.mean(1) for clip in each], 1)  # (members, n, 6)
+    probs, per_member = recognizer.clip_probs(waves, args.tta, groups, progress=True)
     labels = item_labels(items)
-    metrics = classification_metrics(labels, per_member.mean(0).argmax(-1).tolist())
+    metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(recognizer.members) > 1:
         scores = [classification_metrics(labels, p.argmax(-1).tolist()) for p in per_member]
         for member, m in zip(recognizer.members, scores, strict=True):
@@ -361,7 +360,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     print(metrics_line(metrics))
     classes = sorted(set(labels))
     if len(classes) < len(EMOTIONS):  # a corpus with fewer classes is also scored as its own task
-        own = per_member.mean(0)[:, classes].argmax(-1).tolist()
+        own = probs[:, classes].argmax(-1).tolist()
         metrics["own_classes"] = classification_metrics(labels, [classes[i] for i in own])
         print(f"{'over its ' + str(len(classes)) + ' classes':>40}: " if len(recognizer.members) > 1
               else f"over its {len(classes)} classes ({', '.join(EMOTIONS[c] for c in classes)}): ", end="")
@@ -389,8 +388,7 @@ def cmd_submit(args: argparse.Namespace) -> dict:
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
     waves = cached_waves(AudioCache(data.test), len(data.test))
     groups = recognizer.groups(len(waves), args.normalise, None, [True] * len(waves))  # a test set: speech
-    probs = torch.stack([p.mean(0) for p in recognizer.window_probs(waves, tta=args.tta, groups=groups,
-                                                                    progress=True)])
+    probs, _ = recognizer.clip_probs(waves, args.tta, groups, progress=True)
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")

@@ -96,7 +96,7 @@ class Recognizer:
                                       time.perf_counter() - start, notes), probs)
         if pred.windows.shape[0] > 1:  # the emotion timeline, as predict --timeline writes it
             folder = Path(tempfile.mkdtemp(dir=self.outputs))  # one per request: downloads keep the file's name
-            df = timeline_frame(pred.windows, wave, self.window_seconds, None)
+            df = timeline_frame(pred, wave.numel(), self.window_seconds, None)
             result.timeline_csv = folder / f"{path.stem}-timeline.csv"
             write_csv(df, result.timeline_csv)
             result.timeline_png = folder / f"{path.stem}-timeline.png"

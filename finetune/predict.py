@@ -89,7 +89,7 @@ def write_timelines(folder: Path, paths: list[Path], preds: list[Prediction],
     """DIR/NAME.csv and .png per file, from its decoded clip or its streamed timeline (`predict_files`)."""
     folder.mkdir(parents=True, exist_ok=True)
     for path, name, pred, source in zip(paths, unique_names(paths), preds, sources, strict=True):
-        df = source if isinstance(source, pd.DataFrame) else timeline_frame(pred.windows, source, window_seconds,
+        df = source if isinstance(source, pd.DataFrame) else timeline_frame(pred, source.numel(), window_seconds,
                                                                             hop_seconds)
         write_csv(df, folder / f"{name}.csv")
         plot_timeline(df, folder / f"{name}.png", path.name)

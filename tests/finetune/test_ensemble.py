@@ -20,7 +20,8 @@ from finetune.outputs import PROB_COLUMNS
 from w2v2.checkpoint import CheckpointError, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.members import ensemble_probs, load_classifier, members
+from w2v2.emotion.members import load_classifier, members
+from w2v2.emotion.recognizer import EmotionRecognizer
 from w2v2.emotion.windows import predict_probs, speed_view, window_probs
 from w2v2.model import build_model
 
@@ -48,7 +49,7 @@ def two(tmp_path_factory) -> list[Path]:
 
 def test_an_ensemble_predicts_the_mean_of_its_members_probabilities(two: list[Path], tmp_path) -> None:
     waves = [noise(1.0, 0), noise(5.0, 1), noise(2.5, 2)]
-    mean, each = ensemble_probs(members(two), waves)
+    mean, each = EmotionRecognizer.from_pretrained(two).clip_probs(waves)
     alone = [predict_probs(load_classifier(p)[0], waves, 2.0) for p in two]  # each member's trained window
     assert torch.allclose(each, torch.stack(alone))
     assert torch.allclose(mean, (alone[0] + alone[1]) / 2, atol=1e-7)

@@ -15,7 +15,8 @@ from finetune.pack import pack
 from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec, ensemble_probs, members
+from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec, members
+from w2v2.emotion.recognizer import EmotionRecognizer
 from w2v2.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -65,8 +66,8 @@ def test_a_packed_ensemble_stores_only_what_changed_and_predicts_the_same(ensemb
         original, packed = load_model(run / name / "best").state_dict(), load_model(out / name).state_dict()
         assert original.keys() == packed.keys()
         assert all(torch.equal(original[k], packed[k]) for k in original)
-    ref, _ = ensemble_probs(members([run]), waves())
-    got, _ = ensemble_probs(members([out]), waves())
+    ref, _ = EmotionRecognizer.from_pretrained(run).clip_probs(waves())
+    got, _ = EmotionRecognizer.from_pretrained(out).clip_probs(waves())
     assert torch.equal(ref, got)
 
 
@@ -75,8 +76,8 @@ def test_half_precision_packing_stays_within_its_tolerance(ensemble, tmp_path: P
     out = tmp_path / "half"
     pack(run, out, half=True)
     assert all(v.dtype == torch.float16 for v in load_file(str(out / "member_1" / "model.safetensors")).values())
-    ref, _ = ensemble_probs(members([run]), waves())
-    got, _ = ensemble_probs(members([out]), waves())
+    ref, _ = EmotionRecognizer.from_pretrained(run).clip_probs(waves())
+    got, _ = EmotionRecognizer.from_pretrained(out).clip_probs(waves())
     assert (ref - got).abs().max() < 2e-3
     assert torch.equal(ref.argmax(-1), got.argmax(-1))
 
@@ -131,6 +132,6 @@ def test_the_ravdess_emotion_model_still_loads_by_name_and_fits_the_size_limit()
     ckpts = members([folder])
     assert [c.name for c in ckpts] == [f"member_{k}{kind}" for k in (1, 2, 3) for kind in ("", "_probe", "_scratch")]
     assert folder_mb(folder) <= 25
-    probs, each = ensemble_probs(ckpts, waves())
+    probs, each = EmotionRecognizer.from_pretrained(folder).clip_probs(waves())
     assert each.shape == (9, 3, 6) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
     assert "CC BY-NC-SA 4.0" in (folder / "README.md").read_text()

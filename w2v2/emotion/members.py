@@ -13,16 +13,14 @@ Design choices:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from einops import reduce
 
 from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.windows import predict_probs, window_probs
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training.runs import resolve_checkpoint
 
@@ -105,42 +103,3 @@ def blamed(ckpt: Path) -> Iterator[None]:
         raise
     except ValueError as e:
         raise CheckpointError(f"{ckpt}: {e}") from None
-
-
-def ensemble_probs(ckpts: list[Path], waves: list[torch.Tensor], window_seconds: float | None = None,
-                   tta: tuple[float, ...] = (), progress: bool = False, device: torch.device | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean probabilities (n, 6), each member's (m, n, 6)) of clips (s,), each member run on `device`
-    (default the CPU). window_seconds None: each member uses the window it was trained with."""
-    each = []
-    for ckpt in ckpts:
-        model, _ = load_classifier(ckpt, device)
-        with blamed(ckpt):
-            each.append(predict_probs(model, waves, window_seconds or trained_window(ckpt), progress=progress,
-                                      tta=tta))
-    stacked = torch.stack(each)
-    return reduce(stacked, "m n l -> n l", "mean"), stacked
-
-
-def ensemble_window_probs(ckpts: list[Path], waves: list[torch.Tensor], window_seconds: float,
-                          hop_seconds: float | None = None, tta: tuple[float, ...] = (),
-                          progress: bool = False, device: torch.device | None = None) -> list[torch.Tensor]:
-    """Per clip, (windows, 6): each window's probabilities averaged over the members (same windows for all),
-    each member run on `device` (default the CPU)."""
-    loaded = ((ckpt, load_classifier(ckpt, device)[0]) for ckpt in ckpts)  # one model in memory at a time
-    return mean_window_probs(loaded, waves, window_seconds, hop_seconds, tta, progress)
-
-
-def mean_window_probs(models: Iterable[tuple[Path, Wav2Vec2ForClassification]], waves: list[torch.Tensor],
-                      window_seconds: float, hop_seconds: float | None = None, tta: tuple[float, ...] = (),
-                      progress: bool = False) -> list[torch.Tensor]:
-    """`ensemble_window_probs` of (checkpoint, model) pairs already loaded (the web app keeps them)."""
-    total: list[torch.Tensor] | None = None
-    count = 0
-    for ckpt, model in models:
-        with blamed(ckpt):
-            probs = window_probs(model, waves, window_seconds, hop_seconds, tta, progress=progress)
-        total = probs if total is None else [t + p for t, p in zip(total, probs, strict=True)]
-        count += 1
-    return [t / count for t in total or []]
-

@@ -63,13 +63,15 @@ Audio = str | Path | np.ndarray | torch.Tensor
 @dataclass
 class Prediction:
     """One recording's answer: `label` an emotion name or NO_SPEECH; `probs` the six emotions' probabilities
-    (summing to 1, given even without speech); `windows` (w, 6) each window's."""
+    (summing to 1, given even without speech); `windows` (w, 6) each window's; `speech` the VAD's 32 ms
+    speech probabilities (empty for a streamed file, whose timeline comes with it)."""
 
     label: str
     probs: dict[str, float]
     seconds: float
     speech_seconds: float
     windows: torch.Tensor = field(repr=False)
+    speech: torch.Tensor = field(repr=False, default_factory=lambda: torch.zeros(0))
 
     @property
     def emotion(self) -> str:
@@ -151,11 +153,20 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
     return resample(wave, int(sample_rate)).contiguous()
 
 
-def speech_per_window(probs: torch.Tensor, num_samples: int, window: int, hop: int | None) -> list[float]:
-    """Seconds of speech in each window (`window_starts`), from a clip's 32 ms speech probabilities."""
-    speech = (probs > THRESHOLD).float()
-    return [float(speech[s // CHUNK:(s + window) // CHUNK].sum()) * CHUNK / SAMPLE_RATE
-            for s in window_starts(num_samples, window, hop)]
+def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int = 0) -> list[float]:
+    """Seconds of speech in each window starting at `starts` (samples), from 32 ms speech flags that begin at
+    sample `offset`."""
+    return [float(voiced[(s - offset) // CHUNK:(s - offset + window) // CHUNK].sum()) * CHUNK / SAMPLE_RATE
+            for s in starts]
+
+
+def answer(windows: torch.Tensor, seconds: float, speech_seconds: float, speech: torch.Tensor | None = None
+           ) -> Prediction:
+    """A recording's Prediction from its windows' probabilities (w, 6): their mean, NO_SPEECH without speech."""
+    mean = windows.mean(0)
+    label = EMOTIONS[int(mean.argmax())] if speech_seconds >= MIN_SPEECH_SECONDS else NO_SPEECH
+    return Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)}, seconds, speech_seconds,
+                      windows, speech if speech is not None else torch.zeros(0))
 
 
 class EmotionRecognizer:
@@ -194,6 +205,15 @@ class EmotionRecognizer:
             return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
         return [torch.stack(clip).mean(0) for clip in zip(*per_member, strict=True)]
 
+    def clip_probs(self, waves: list[torch.Tensor], tta: tuple[float, ...] = (),
+                   groups: list[str | None] | None = None, progress: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the members' mean (n, 6), each member's (m, n, 6)) of whole clips: each member's windows (its
+        trained window) averaged per clip, as `evaluate` and `submit` score them."""
+        each = torch.stack([clip.mean(1) for clip in self.window_probs(waves, None, None, tta, groups, progress,
+                                                                      each=True)], 1)
+        return each.mean(0), each
+
     def predict_waves(self, waves: list[torch.Tensor], normalise: Normalise = "speaker",
                       speakers: Sequence[str | None] | None = None, window_seconds: float | None = None,
                       hop_seconds: float | None = None, tta: tuple[float, ...] = (), progress: bool = False
@@ -205,13 +225,8 @@ class EmotionRecognizer:
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
         probs = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
-        out = []
-        for wave, p, s in zip(waves, probs, seconds, strict=True):
-            mean = p.mean(0)
-            label = EMOTIONS[int(mean.argmax())] if s >= MIN_SPEECH_SECONDS else NO_SPEECH
-            out.append(Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)},
-                                  wave.numel() / SAMPLE_RATE, s, p))
-        return out
+        return [answer(p, wave.numel() / SAMPLE_RATE, s, vad)
+                for wave, p, s, vad in zip(waves, probs, seconds, speech, strict=True)]
 
     @staticmethod
     def groups(n: int, normalise: Normalise, speakers: Sequence[str | None] | None, speech: list[bool]
@@ -243,7 +258,7 @@ class EmotionRecognizer:
             return self.stream(audio, window_seconds, hop_seconds)[1]
         wave = as_wave(audio, sample_rate)
         pred = self.predict_waves([wave], "clip", window_seconds=window_seconds, hop_seconds=hop_seconds)[0]
-        return timeline_frame(pred.windows, wave, window_seconds, hop_seconds)
+        return timeline_frame(pred, wave.numel(), window_seconds, hop_seconds)
 
     def stream(self, path: str | Path, window_seconds: float = WINDOW_SECONDS, hop_seconds: float | None = None,
                tta: tuple[float, ...] = (), progress: bool = False) -> tuple[Prediction, pd.DataFrame]:
@@ -265,16 +280,11 @@ class EmotionRecognizer:
             waves = [span[s - lo:s - lo + window] for s in chunk]
             probs += [p[0] for p in self.window_probs(waves, window_seconds, None, tta)]  # each wave one window
             voiced = speech_probs(span) > THRESHOLD
-            speech += [float(voiced[(s - lo) // CHUNK:(s - lo + window) // CHUNK].sum()) * CHUNK / SAMPLE_RATE
-                       for s in chunk]
+            speech += speech_in(voiced, chunk, window, offset=lo)
             upto = starts[k + STREAM_BATCH] - lo if k + STREAM_BATCH < len(starts) else span.numel()
             total += float(voiced[:upto // CHUNK].sum()) * CHUNK / SAMPLE_RATE  # each stretch's own part once
         windows_probs = torch.stack(probs)
-        mean = windows_probs.mean(0)
-        label = EMOTIONS[int(mean.argmax())] if total >= MIN_SPEECH_SECONDS else NO_SPEECH
-        pred = Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)}, n / SAMPLE_RATE,
-                          total, windows_probs)
-        return pred, window_frame(windows_probs, starts, n, window, speech)
+        return answer(windows_probs, n / SAMPLE_RATE, total), window_frame(windows_probs, starts, n, window, speech)
 
 
 def file_seconds(path: str | Path) -> float:
@@ -282,14 +292,14 @@ def file_seconds(path: str | Path) -> float:
     return frames / sr
 
 
-def timeline_frame(probs: torch.Tensor, wave: torch.Tensor, window_seconds: float, hop_seconds: float | None
+def timeline_frame(pred: Prediction, num_samples: int, window_seconds: float, hop_seconds: float | None
                    ) -> pd.DataFrame:
-    """start_s, end_s, p_<emotion>, speech_s and label_name of each window of a clip (probs (windows, 6))."""
+    """start_s, end_s, p_<emotion>, speech_s and label_name of each window of a decoded clip of `num_samples`,
+    from its Prediction (its windows' probabilities and its speech: the VAD does not run again)."""
     window = int(window_seconds * SAMPLE_RATE)
     hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
-    starts = window_starts(wave.numel(), window, hop)
-    speech = speech_per_window(speech_probs(wave), wave.numel(), window, hop)
-    return window_frame(probs, starts, wave.numel(), window, speech)
+    starts = window_starts(num_samples, window, hop)
+    return window_frame(pred.windows, starts, num_samples, window, speech_in(pred.speech > THRESHOLD, starts, window))
 
 
 def window_frame(probs: torch.Tensor, starts: list[int], num_samples: int, window: int, speech: list[float]
