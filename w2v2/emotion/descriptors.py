@@ -23,10 +23,11 @@ import math
 import torch
 import torchaudio
 
-SAMPLE_RATE = 16000
+from w2v2.config import SAMPLE_RATE
+
 HOP = 160  # 10 ms
 N_FFT, WIN = 512, 400
-MIN_SAMPLES = 1600  # 0.1 s: shorter clips are zero-extended
+MIN_CLIP = 1600  # samples (0.1 s): shorter clips are zero-extended
 MAX_SECONDS = 20.0  # a clip's descriptors come from its first 20 s (prediction windows are shorter)
 NUM_DESCRIPTORS = 189
 
@@ -85,8 +86,8 @@ def rhythm(voiced: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
 def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
     """(NUM_DESCRIPTORS,) float32 descriptors of a 16 kHz clip (s,) (its first MAX_SECONDS)."""
     wave = wave.float()[: int(SAMPLE_RATE * MAX_SECONDS)]
-    if wave.numel() < MIN_SAMPLES:
-        wave = torch.nn.functional.pad(wave, (0, MIN_SAMPLES - wave.numel()))
+    if wave.numel() < MIN_CLIP:
+        wave = torch.nn.functional.pad(wave, (0, MIN_CLIP - wave.numel()))
     power = power_spectrogram(wave)
     f0, peak = autocorrelation_pitch(wave)
     t = min(len(f0), len(power))

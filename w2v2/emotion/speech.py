@@ -24,6 +24,8 @@ from importlib.resources import files
 
 import torch
 
+from w2v2.config import SAMPLE_RATE
+
 NO_SPEECH = "no speech"
 MIN_SPEECH_SECONDS = 0.1
 THRESHOLD = 0.1  # emotional extremes (screams, whispers) score low: measured in docs/travel.md
@@ -55,19 +57,14 @@ def speech_probs(wave: torch.Tensor) -> torch.Tensor:
     with _LOCK:
         model = _model()
         model.reset_states()
-        return model.audio_forward(wave[None], 16000)[0]
+        return model.audio_forward(wave[None], SAMPLE_RATE)[0]
 
 
 def speech_seconds_of(probs: torch.Tensor) -> float:
     """Seconds of speech in 32 ms speech probabilities (`speech_probs`)."""
-    return float((probs > THRESHOLD).sum()) * CHUNK / 16000
+    return float((probs > THRESHOLD).sum()) * CHUNK / SAMPLE_RATE
 
 
 def speech_seconds(wave: torch.Tensor) -> float:
     """Seconds of a 16 kHz clip (s,) that the VAD takes for speech."""
     return speech_seconds_of(speech_probs(wave))
-
-
-def has_speech(wave: torch.Tensor) -> bool:
-    """Whether a 16 kHz clip (s,) holds at least MIN_SPEECH_SECONDS of speech."""
-    return speech_seconds(wave) >= MIN_SPEECH_SECONDS
