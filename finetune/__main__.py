@@ -23,7 +23,7 @@ import time
 import typing
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ from finetune.config import FinetuneConfig, resolve_run
 from finetune.metrics import HEADLINE, classification_metrics, metrics_line
 from finetune.outputs import check_output_file, prepare_run
 from w2v2.checkpoint import NO_SPACE, atomic_write, describe_os_error
-from w2v2.config import check_range
+from w2v2.config import check_range, merge, parse_overrides
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec
@@ -279,18 +279,13 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     if args.resume or args.init or args.probe or args.folds or args.budget_minutes or args.val_speakers:
         raise SystemExit("error: several --data train the travelling model, which takes --run, --test-corpus, "
                          "--members (seeds of the held-out scores) and travel.KEY=VALUE only")
-    cfg = TravelConfig()
-    for kv in args.overrides:
-        key, _, value = kv.partition("=")
-        field = key.removeprefix("travel.")
-        if not key.startswith("travel.") or field not in TravelConfig.__dataclass_fields__:
-            raise SystemExit(f"error: {kv}: with several --data the settings are travel.KEY=VALUE, KEY one of "
-                             f"{', '.join(TravelConfig.__dataclass_fields__)}")
-        kind = type(getattr(cfg, field))
-        try:
-            cfg = replace(cfg, **{field: kind(value)})
-        except ValueError:
-            raise SystemExit(f"error: {kv}: {field} takes a {kind.__name__}") from None
+    if bad := [kv for kv in args.overrides if not kv.startswith("travel.")]:
+        raise SystemExit(f"error: {bad[0]}: with several --data the settings are travel.KEY=VALUE, KEY one of "
+                         f"{', '.join(f.name for f in fields(TravelConfig))}")
+    try:  # the project's typed, range-checked overrides (unknown keys are errors)
+        cfg = merge(TravelConfig(), parse_overrides(args.overrides).get("travel", {}), prefix="travel.")
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     run = args.run or Path("runs") / time.strftime("travel-%Y%m%d-%H%M%S")
     if not args.overwrite and (run / "model").exists():
         raise SystemExit(f"error: {run} holds a trained model; --overwrite replaces it, or choose another --run")

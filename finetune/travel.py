@@ -141,7 +141,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd over seeds of UAR and each class's recall, per held-out corpus and normalisation."""
     recall = [c for c in df.columns if c.startswith("recall_")]
     g = df.groupby(["normalise", "test_corpus"], sort=False)
-    out = g[["uar", *recall]].mean().add_suffix("")
+    out = g[["uar", *recall]].mean()
     out.insert(1, "uar_sd", g["uar"].std().fillna(0.0))
     return out.reset_index()
 

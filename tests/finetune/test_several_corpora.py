@@ -64,6 +64,8 @@ def test_a_setting_the_travelling_model_does_not_have_is_refused(synthetic_corpu
     full = synthetic_corpus(96, 8, 0)
     with pytest.raises(SystemExit, match="travel.KEY=VALUE"):
         main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"), "epochs=3"])
+    with pytest.raises(SystemExit, match=r"travel.epochs=0 is out of range: must be >= 1"):
+        main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"), "travel.epochs=0"])
     with pytest.raises(SystemExit, match="not one of the corpora"):
         main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"),
               "--test-corpus", "nope"])

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from w2v2.checkpoint import check_finite, tensor_bytes, write_dir
+from w2v2.config import ranged
 from w2v2.data.labels import EMOTIONS
 
 CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
@@ -42,14 +43,14 @@ CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
 class TravelConfig:
     """How the travelling model trains (`finetune train --data A --data B ...`)."""
 
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    dropout: float = 0.2  # on the standardised descriptors
-    batch_size: int = 128
-    heads: int = 3  # linear classifiers (seeds) of each kind, probabilities averaged
-    min_group: int = 10  # a smaller recording set (or speaker) is predicted clip by clip
-    seed: int = 0
+    epochs: int = ranged(30, 1)
+    lr: float = ranged(1e-3, 0, lo_open=True)
+    weight_decay: float = ranged(1e-2, 0)
+    dropout: float = ranged(0.2, 0, 1, hi_open=True)  # on the standardised descriptors
+    batch_size: int = ranged(128, 1)
+    heads: int = ranged(3, 1)  # linear classifiers (seeds) of each kind, probabilities averaged
+    min_group: int = ranged(10, 2)  # a smaller recording set (or speaker) is predicted clip by clip
+    seed: int = ranged(0, 0)
 
 
 def group_rows(groups: Sequence[Hashable]) -> list[torch.Tensor]:
