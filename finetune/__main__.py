@@ -290,7 +290,7 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     if not args.overwrite and (run / "model").exists():
         raise SystemExit(f"error: {run} holds a trained model; --overwrite replaces it, or choose another --run")
     return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
-                        test_specs=args.test_data)
+                        test_specs=args.test_data, skip_bad=args.skip_bad)
 
 
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from finetune.metrics import classification_metrics
 from w2v2.checkpoint import atomic_write
-from w2v2.data.datasets import Item, load_dataset
+from w2v2.data.datasets import Item, check_files, load_dataset
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.travel import TravelConfig, TravelModel, fit, save_travel
@@ -49,38 +49,48 @@ def corpus_spec(text: str) -> tuple[str, Path]:
     return (p.parent.name if p.suffix == ".csv" else p.name).removesuffix("-16k"), p
 
 
-def load_corpora(specs: list[str], layout: str | None = None) -> list[Corpus]:
-    """Each --data as a named corpus of labelled clips; speakers prefixed with the corpus (unique across them)."""
+def load_corpora(specs: list[str], layout: str | None = None, skip_bad: bool = False) -> list[Corpus]:
+    """Each --data as a named corpus of labelled clips; speakers prefixed with the corpus (unique across them).
+    Missing or unreadable clips are named before any work and stop the run, unless `skip_bad` leaves them out."""
     corpora: list[Corpus] = []
     for spec in specs:
         name, path = corpus_spec(spec)
         if name in {c.name for c in corpora}:
             raise ValueError(f"two --data are named {name!r}: name them NAME=PATH")
         data = load_dataset(path, layout)
-        items = [replace(it, speaker=f"{name}:{it.speaker}" if it.speaker else None) for it in data.train]
+        good, bad = check_files(data.train)
+        if bad:
+            listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            if not skip_bad:
+                raise ValueError(f"{name}: {len(bad)} of {len(data.train)} clips are missing or unreadable ({listed}): "
+                                 "fix or remove them, or pass --skip-bad to leave them out")
+            print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
+        items = [replace(it, speaker=f"{name}:{it.speaker}" if it.speaker else None) for it in good]
         corpora.append(Corpus(name, items))
     return corpora
 
 
-def descriptors(corpora: list[Corpus], cache_file: Path) -> dict[str, torch.Tensor]:
-    """Per corpus (n, d) descriptors of its clips (zeros and a warning for a clip that cannot be decoded),
-    cached in `cache_file` by path, size and modification time (a re-run or a held-out fold decodes nothing)."""
+def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], dict[str, torch.Tensor]]:
+    """(the corpora without clips that could not be decoded (warned), per corpus (n, d) descriptors of their
+    clips), cached in `cache_file` by path, size and modification time (a re-run decodes nothing)."""
     cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
     total = sum(len(c.items) for c in corpora)
-    out = {}
+    kept, out = [], {}
     with tqdm(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
         for corpus in corpora:
-            rows = []
+            items, rows = [], []
             for it in corpus.items:
                 key = clip_key(it.path)
-                if key not in cache:
-                    wave = AudioCache([it])[0]
-                    cache[key] = clip_descriptors(wave) if wave is not None else clip_descriptors(torch.zeros(1600))
-                rows.append(cache[key])
+                if key not in cache and (wave := AudioCache([it])[0]) is not None:  # None: warned, left out
+                    cache[key] = clip_descriptors(wave)
+                if key in cache:
+                    items.append(it)
+                    rows.append(cache[key])
                 bar.update()
+            kept.append(Corpus(corpus.name, items))
             out[corpus.name] = torch.stack(rows)
     atomic_write(cache_file, lambda tmp: torch.save(cache, tmp))
-    return out
+    return kept, out
 
 
 def clip_key(path: Path) -> str:
@@ -147,27 +157,30 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
-                 seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None) -> dict:
+                 seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None,
+                 skip_bad: bool = False) -> dict:
     """Train on the corpora of `specs`; score held-out ones (`test_corpus`: a name or all) and the test-only
     corpora of `test_specs`; save the model trained on all of `specs`."""
     start = time.perf_counter()
     cfg = cfg or TravelConfig()
-    corpora = load_corpora(specs, layout)
-    test_only = load_corpora(test_specs or [], layout)
+    corpora = load_corpora(specs, layout, skip_bad)
+    test_only = load_corpora(test_specs or [], layout, skip_bad)
     names = [c.name for c in corpora]
     held_out = names if test_corpus == "all" else [test_corpus] if test_corpus else []
     if any(h not in names for h in held_out):
         raise ValueError(f"--test-corpus {test_corpus}: not one of the corpora ({', '.join(names)}, or all)")
     if clash := {c.name for c in test_only} & set(names):
         raise ValueError(f"{', '.join(sorted(clash))}: given both as --data and --test-data")
-    unseen = [c for c in corpora if c.name in held_out] + test_only
+    scored = held_out + [c.name for c in test_only]
     print(f"travelling model on {len(corpora)} corpora: " + ", ".join(
         f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
     print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
-          + (f"; scored unseen: {', '.join(c.name for c in unseen)} ({seeds} seeds)" if unseen else ""))
+          + (f"; scored unseen: {', '.join(scored)} ({seeds} seeds)" if scored else ""))
     run.mkdir(parents=True, exist_ok=True)
-    feats = descriptors(corpora + test_only, run / DESCRIPTORS)
+    every, feats = descriptors(corpora + test_only, run / DESCRIPTORS)
+    corpora, test_only = every[:len(corpora)], every[len(corpora):]  # without clips that would not decode
+    unseen = [c for c in corpora if c.name in held_out] + test_only
     result: dict = {"corpora": {c.name: len(c.items) for c in corpora}, "config": cfg.__dict__}
     if unseen:
         df = leave_one_out(corpora, unseen, feats, cfg, seeds)

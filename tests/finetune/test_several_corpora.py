@@ -69,3 +69,19 @@ def test_a_setting_the_travelling_model_does_not_have_is_refused(synthetic_corpu
     with pytest.raises(SystemExit, match="not one of the corpora"):
         main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(tmp_path / "r"),
               "--test-corpus", "nope"])
+
+
+def test_a_broken_clip_is_named_before_any_work_and_skip_bad_leaves_it_out(synthetic_corpus, tmp_path) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
+    df = pd.read_csv(three / "labels.csv")
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    pd.concat([df, pd.DataFrame([{"path": str(broken), "label": 0, "speaker": "x"}])]).to_csv(
+        three / "labels.csv", index=False)
+    with pytest.raises(SystemExit, match=r"three: 1 of 37 clips are missing or unreadable \(.*broken.wav: .*skip-bad"):
+        main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), "travel.epochs=2"])
+    assert not (tmp_path / "r").exists()  # nothing was started
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), "travel.epochs=2",
+          "--skip-bad"])
+    assert load_travel(tmp_path / "r" / "model")[1]["trained_on"] == {full.name: 72, "three": 36}
