@@ -316,7 +316,9 @@ def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig,
 def report(result: dict, run: Path, files: str) -> None:
     for split, name in (("validation", "validation"), ("oof", "out-of-fold"), ("test", "test")):
         if split in result:
-            print(f"{name:>11}: {metrics_line(result[split])}")
+            seeds = " (each seed's ensemble on its own clips)" if "validation_seeds" in result else ""
+            seeds = seeds if split == "validation" else ""
+            print(f"{name:>11}: {metrics_line(result[split])}{seeds}")
     print(f"run folder: {run}  (metrics.json, {files})")
     if "submission" in result:
         print(f"submission: {result['submission']} (probabilities: test_probs.csv)")

@@ -47,6 +47,19 @@ def assign_folds(items: list[Item], k: int, seed: int) -> tuple[list[int], str]:
     return [fold_of[str(it.speaker)] for it in items], f"speaker-disjoint, {len(speakers)} speakers"
 
 
+def validation_words(items: list[Item], val_fraction: float, val_speakers: list[str] | None, own: bool = True
+                     ) -> str:
+    """How validation clips were chosen from the labelled `items`, exactly as `speaker_split` chose them;
+    own: said of each seed of a recipe ("3 seed(s), each validating on " + these words)."""
+    its = "its own " if own else ""
+    if val_speakers:
+        return f"the --val-speakers {', '.join(map(str, val_speakers))}, none in training"
+    if why := no_speaker_split(items):
+        return (f"{its}stratified random split ({why}): {val_fraction:.0%} of every class's clips, whose speakers "
+                "may also be in training")
+    return f"{its}whole speakers (about {val_fraction:.0%} of the clips), none in training"
+
+
 def stratified_folds(items: list[Item], k: int, rng: random.Random) -> list[int]:
     """Each class's clips shuffled and dealt round-robin; the next class continues where the last
     stopped, so fold sizes differ by at most one clip and each class by at most one per fold."""

@@ -131,6 +131,32 @@ def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) 
     return pd.concat([df, pd.DataFrame(probs.double().numpy(), columns=PROB_COLUMNS)], axis=1)
 
 
+def seed_validation(run: Path, members: list[dict]) -> pd.DataFrame | None:
+    """The ensemble's own validation estimate, one seed at a time: the members of a seed (its fine-tune, probe
+    and tiny model) validate on the same clips, so their val_probs.csv are averaged row by row into that
+    seed's ensemble; the rows of every seed follow one another, with a `seed` column (a clip may be in
+    several seeds' validation). None where the members of a seed validate on different clips (k-fold
+    members: their estimate is out-of-fold) or a member's file is missing."""
+    frames = []
+    for seed in dict.fromkeys(m["seed"] for m in members):
+        paths = [run / m["name"] / "val_probs.csv" for m in members if m["seed"] == seed]
+        if not all(p.is_file() for p in paths):
+            return None
+        each = [pd.read_csv(p) for p in paths]
+        if any(df["id"].tolist() != each[0]["id"].tolist() for df in each):
+            return None
+        mean = sum(df[PROB_COLUMNS].to_numpy() for df in each) / len(each)
+        frame = each[0].assign(**dict(zip(PROB_COLUMNS, mean.T, strict=True)))
+        frame.insert(3, "seed", seed)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def frame_metrics(df: pd.DataFrame) -> dict:
+    """classification_metrics of a labelled probability frame (its argmax against `label`)."""
+    return classification_metrics(df["label"].tolist(), df[PROB_COLUMNS].to_numpy().argmax(1).tolist())
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> None:
     """Write through a temporary file: a killed run never leaves half a CSV under the final name."""
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6f"))

@@ -8,7 +8,9 @@ Design choices:
 - every member is a complete run folder (`member_2/`, `member_2_probe/`, `fold_1_scratch/`), so
   evaluate, predict and submit take one member, or the parent for all of them (`w2v2.emotion.members`);
 - the parent's submission.csv and test_probs.csv average the members' test probabilities (soft voting);
-  with folds, oof_probs.csv averages each clip's out-of-fold probabilities over the kinds;
+  with folds, oof_probs.csv averages each clip's out-of-fold probabilities over the kinds; with seeds, the
+  parent's val_probs.csv averages each seed's kinds on that seed's validation clips: the ensemble's own
+  validation estimate, one seed at a time (`outputs.seed_validation`);
 - a single member (one seed, one kind) is written straight into the run folder: a plain run;
 - before any training the plan is printed with a time estimate from a few timed steps on this machine,
   and one progress bar covers every member.
@@ -25,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from finetune.config import FinetuneConfig, Kind, scratch_config
-from finetune.folds import assign_folds, out_of_fold, read_probs
+from finetune.folds import assign_folds, out_of_fold, read_probs, validation_words
 from finetune.metrics import HEADLINE
 from finetune.model import build_classifier, check_model
-from finetune.outputs import start_run, write_json, write_test_outputs
+from finetune.outputs import frame_metrics, seed_validation, start_run, write_csv, write_json, write_test_outputs
+from finetune.plots import plot_confusion
 from finetune.probe import train_probe
 from finetune.train import split_train, train
 from w2v2.config import to_dict
@@ -40,6 +42,7 @@ from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import autocast, resolve_amp, resolve_device
+from w2v2.training.progress import progress_bar
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
 
@@ -89,7 +92,8 @@ def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | N
         name = f"member_{m + 1}" if cfg.members > 1 or len(kinds) > 1 else ""
         members += [Member(f"{name}{suffix[k]}".lstrip("_"), k, member_config(cfg, k, seed), train_items, val)
                     for k in kinds]
-    return members, f"{cfg.members} seed(s), each with its own validation speakers"
+    words = validation_words(data.train, cfg.val_fraction, val_speakers)
+    return members, f"{cfg.members} seed(s), each validating on {words}"
 
 
 def member_steps(member: Member) -> int:
@@ -325,7 +329,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
         write_recipe(run, data, cfg, val_speakers, members)
     total = sum(member_steps(m) for m in members)
     start = time.perf_counter()
-    with tqdm(total=total, desc="all members", unit="step", disable=None) as bar:
+    with progress_bar(total=total, desc="all members", unit="step", disable=None) as bar:
         if len(members) == 1:
             return train_member(data, members[0], run, bar, resume)
         start_run(run, cfg)
@@ -344,8 +348,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
                             "seconds": time.perf_counter() - tick, "validation": brief(result["validation"])}
                            | ({"test": brief(result["test"])} if "test" in result else {}))
     summary: dict[str, Any] = {"recipe": how, "members": results}
-    if cfg.folds:
-        summary |= folds_oof(run, data, members)
+    summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
         probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
         summary |= write_test_outputs(run, data, probs)
@@ -355,7 +358,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     return summary
 
 
-def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm, resume: bool = False) -> dict:
+def train_member(data: Dataset, m: Member, folder: Path, bar: Any, resume: bool = False) -> dict:
     """One member into `folder`; resume: a fine-tune continues after its last epoch (a probe, minutes at
     most, starts over)."""
     if m.kind == "probe":
@@ -367,6 +370,20 @@ def train_member(data: Dataset, m: Member, folder: Path, bar: tqdm, resume: bool
 
 def brief(metrics: dict) -> dict:
     return {k: metrics[k] for k in (*HEADLINE, "n")}
+
+
+def ensemble_validation(run: Path, results: list[dict]) -> dict:
+    """val_probs.csv, confusion_matrix.png and metrics of each seed's ensemble on that seed's own validation
+    clips (`seed_validation`): the pooled metrics as `validation`, each seed's as `validation_seeds`."""
+    frame = seed_validation(run, results)
+    if frame is None:
+        return {}
+    write_csv(frame, run / "val_probs.csv")
+    pooled = frame_metrics(frame)
+    plot_confusion(pooled["confusion_matrix"], list(EMOTIONS), run / "confusion_matrix.png",
+                   f"validation, each seed's ensemble (UAR {pooled['uar']:.3f})")
+    seeds = {str(s): brief(frame_metrics(g)) for s, g in frame.groupby("seed")}
+    return {"validation": pooled, "validation_seeds": seeds}
 
 
 def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:
@@ -391,6 +408,10 @@ def print_members(summary: dict) -> None:
         test = f"{r['test']['uar']:.3f}" if "test" in r else "-"
         print(f"{r['name']:>18} {r['kind']:>8} {r['seed']:>4} {r['best_epoch']:>5} {r['validation']['uar']:>7.3f} "
               f"{test:>8} {r['seconds']:>7.0f}")
+    for seed, m in summary.get("validation_seeds", {}).items():
+        print(f"{'ensemble, seed ' + seed:>18} {'':>8} {seed:>4} {'':>5} {m['uar']:>7.3f}")
+    if "validation" in summary and len(summary.get("validation_seeds", {})) > 1:
+        print(f"{'ensemble, pooled':>18} {'':>8} {'':>4} {'':>5} {summary['validation']['uar']:>7.3f}")
     if "oof" in summary:
         print(f"{'out-of-fold':>18} {'':>8} {'':>4} {'':>5} {summary['oof']['uar']:>7.3f}")
     if "test" in summary:

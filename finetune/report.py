@@ -9,8 +9,13 @@ Design choices:
 - the bootstrap interval resamples the clips of metrics.json's confusion matrix (`finetune.analysis`);
 - the one costly step, the validation embeddings, runs a forward pass of one model over its validation
   clips and is skipped with a note when the audio cannot be found (`--data` points at a moved corpus);
-- an ensemble parent's members differ in validation speakers, so the parent shows each member's scores
-  beside the ensemble's (test, out-of-fold), and its embeddings are its first member's.
+- an ensemble parent's seeds differ in validation speakers; the members of one seed share them. The
+  parent's validation estimate is each seed's ensemble (its members' probabilities averaged) on that
+  seed's clips, rows of all seeds pooled (`finetune.outputs.seed_validation`), shown with a row per seed
+  beside each member's scores; k-fold parents have out-of-fold probabilities instead. The embeddings are
+  the first member's;
+- figures stay readable for 9 members: learning curves get one axis per kind (a fine-tune's epochs, a
+  probe's and a tiny model's are not the same unit), layer weights a grid of small panels.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ import yaml
 
 from finetune import analysis
 from finetune import report_plots as plots
+from finetune.folds import validation_words
 from finetune.metrics import confusion_matrix
-from finetune.outputs import PROB_COLUMNS, check_output_file
+from finetune.outputs import PROB_COLUMNS, check_output_file, frame_metrics, seed_validation
 from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
@@ -106,14 +112,18 @@ def load_data(run: Run, data: Path | None, notes: list[str]) -> Dataset | None:
 def labelled_probs(run: Run, data: Dataset | None) -> dict[str, pd.DataFrame]:
     """Per split, the run's probability file with a `label` column (test's from the dataset's test labels)."""
     frames = {}
-    if not run.parent:
+    if (run.path / "val_probs.csv").is_file():  # a model's own, or an ensemble parent's seeds
         frames["validation"] = pd.read_csv(run.path / "val_probs.csv")
+    elif run.parent and "oof" not in run.metrics:  # a parent trained before it wrote its seeds' file
+        if (seeds := seed_validation(run.path, run.metrics["members"])) is not None:
+            frames["validation"] = seeds
     if (run.path / "oof_probs.csv").is_file():
         frames["oof"] = pd.read_csv(run.path / "oof_probs.csv")
     if (run.path / "test_probs.csv").is_file() and data is not None and data.test_labels:
         test = pd.read_csv(run.path / "test_probs.csv")
         test = test[test["id"].isin(data.test_labels)].reset_index(drop=True)
-        frames["test"] = test.assign(label=test["id"].map(data.test_labels))
+        frames["test"] = test.assign(label=test["id"].map(data.test_labels),
+                                     path=test["id"].map({it.id: str(it.path) for it in data.test}))
     return frames
 
 
@@ -136,15 +146,11 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
     words = {"finetune": f"fine-tune(s) of {cfg['init']}", "probe": f"linear probe(s) of the frozen {cfg['init']}",
              "scratch": "tiny model(s) from scratch"}
     lines = [" + ".join(f"{kinds.count(k)} {w}" for k, w in words.items() if k in kinds)
-             + (f"; {run.metrics['recipe']}; their probabilities averaged" if run.parent else "")]
+             + ("; their probabilities averaged" if run.parent else "")]
     lines.append(f"data: {first.get('data', '?')} ({first.get('layout', '?')} layout)"
                  + (f", {len(data.train)} labelled clips" if data else "")
                  + (f", {len(data.test)} test clips" if data and data.test else ""))
-    val_ids = pd.read_csv(run.models[0] / "val_probs.csv")["id"]
-    speaker = {it.id: it.speaker for it in data.train} if data else {}
-    speakers = {speaker.get(i) for i in val_ids} - {None}
-    lines.append(f"validation{' (first member; each member its own)' if run.parent else ''}: {len(val_ids)} clips"
-                 + (f" of {len(speakers)} speaker(s)" if speakers else "") + "; the epoch of best validation UAR kept")
+    lines.append(validation_line(run, data))
     if "finetune" in kinds or "scratch" in kinds:
         lines.append(f"fine-tuning: up to {cfg['epochs']} epoch(s) of {cfg['crop_seconds']} s crops, batch "
                      f"{cfg['batch_size']}, CNN {'frozen' if cfg['freeze_feature_encoder'] else 'trained'}")
@@ -153,6 +159,30 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
     lines.append(f"time: {run.metrics['train_seconds'] / 60:.1f} min wall clock (device: {cfg.get('device')}, "
                  f"{cfg.get('threads') or 'all'} thread(s))")
     return lines
+
+
+def validation_line(run: Run, data: Dataset | None) -> str:
+    """How validation was split, in the words training used (recomputed from the data where it is at hand:
+    runs before those words were exact said "its own validation speakers" of random splits too)."""
+    recipe = run.path / "recipe.json"
+    val_speakers = json.loads(recipe.read_text()).get("val_speakers") if recipe.is_file() else None
+    speaker = {it.id: it.speaker for it in data.train} if data else {}
+    unit = {m["name"]: f"fold {m['name'].split('_')[1]}" if "oof" in run.metrics else f"seed {m['seed']}"
+            for m in run.metrics.get("members", [])}
+    counts: dict[str, str] = {}
+    for model in run.models:
+        ids = pd.read_csv(model / "val_probs.csv")["id"]
+        speakers = {speaker.get(i) for i in ids} - {None}
+        counts.setdefault(unit.get(model.name, ""), f"{len(ids)} clips"
+                          + (f" of {len(speakers)} speaker(s)" if speakers else ""))
+    if "oof" in run.metrics or (run.parent and data is None):
+        how = run.metrics["recipe"]
+    else:
+        words = validation_words(data.train, run.config["val_fraction"], val_speakers, own=run.parent) if data \
+            else ""
+        how = f"{len(counts)} seed(s), each validating on {words}" if run.parent else words
+    sizes = ", ".join(f"{u}: {c}" if u else c for u, c in counts.items())
+    return f"validation: {how}; {sizes}; the epoch of best validation UAR kept".replace(": ;", ":")
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:
@@ -185,6 +215,20 @@ def metrics_section(metrics: dict[str, dict]) -> str:
     return out
 
 
+def seeds_section(frame: pd.DataFrame) -> str:
+    """Each seed's ensemble on its own validation clips, one row per seed."""
+    rows = []
+    for seed, df in frame.groupby("seed"):
+        m = frame_metrics(df)
+        rows.append([f"seed {seed}", m["n"], m["accuracy"], m["uar"], m["macro_f1"]])
+    return "<h3>each seed's ensemble</h3>" + table(["validation", "clips", "accuracy", "UAR", "macro-F1"], rows) + (
+        "<p>The members of one seed (its kinds) validate on the same clips, which none of them trained on: "
+        "their probabilities averaged are that seed's ensemble. The validation rows above pool the seeds' "
+        "clips (a clip validated by two seeds counts twice). Each member also chose its best epoch on these "
+        "clips, so the estimate is slightly optimistic; the ensemble of every seed, which a submission uses, "
+        "has no clip left to validate on.</p>")
+
+
 def confusion_section(metrics: dict[str, dict]) -> str:
     return "".join(image(plots.data_uri(plots.confusion_figure(m["confusion_matrix"], list(EMOTIONS),
                                                                SPLIT_NAMES[s])), f"{s} confusion matrices")
@@ -197,7 +241,8 @@ def curves_section(run: Run) -> str:
     histories = {name(m): [json.loads(line) for line in (m / "history.jsonl").read_text().splitlines() if line]
                  for m in run.models}
     best = {name(m): read_json(m / "metrics.json")["best_epoch"] for m in run.models}
-    out = image(plots.data_uri(plots.curves_figure(histories, best)), "learning curves (star: the kept epoch)")
+    kinds = {m["name"]: m["kind"] for m in run.metrics["members"]} if run.parent else None
+    out = image(plots.data_uri(plots.curves_figure(histories, best, kinds)), "learning curves (star: the kept epoch)")
     if run.parent:
         members = run.metrics["members"]
         ensemble = {SPLIT_NAMES[s]: m["uar"] for s, m in run.splits().items()}
@@ -265,8 +310,9 @@ def calibration_section(frames: dict[str, pd.DataFrame]) -> str:
         wrong = analysis.confidently_wrong(labels, probs)
         out += f"<h3>{SPLIT_NAMES[split]}: ECE {cal.ece:.3f}</h3>" + image(
             plots.data_uri(plots.reliability_figure(cal, SPLIT_NAMES[split])), f"{split} reliability") + table(
-            ["id", "true", "predicted", "probability"],
-            [[df["id"][i], EMOTIONS[t], EMOTIONS[p], q] for i, t, p, q in wrong])
+            ["id", "path", "true", "predicted", "probability"],
+            [[df["id"][i], df["path"][i] if "path" in df else "–", EMOTIONS[t], EMOTIONS[p], q]
+             for i, t, p, q in wrong])
     return out + ("<p>ECE (expected calibration error): the gap between confidence and accuracy, averaged "
                   "over ten confidence bins weighted by their clips; 0 is perfectly calibrated.</p>")
 
@@ -276,15 +322,19 @@ def build_report(path: Path, data: Path | None = None) -> Report:
     run = read_run(path)
     notes: list[str] = []
     dataset = load_data(run, data, notes)
-    metrics = run.splits()
     frames = labelled_probs(run, dataset)
+    metrics = run.splits()
+    if "validation" in frames and "validation" not in metrics:  # a parent trained before it scored its seeds
+        metrics = {"validation": frame_metrics(frames["validation"]), **metrics}
     check_against_metrics(frames, metrics, notes)
     kind = "ensemble" if run.parent else ("probe" if is_probe(path) else "model")
     report = Report(path, f"{kind} {path.name}", metrics, notes=notes)
     report.sections.append(("Recipe", "<ul>" + "".join(f"<li>{html.escape(s)}</li>"
                                                         for s in recipe_lines(run, dataset)) + "</ul>"))
     if metrics:
-        report.sections += [("Metrics", metrics_section(metrics)), ("Confusion matrices", confusion_section(metrics))]
+        seeds = seeds_section(frames["validation"]) if run.parent and "validation" in frames else ""
+        report.sections += [("Metrics", metrics_section(metrics) + seeds),
+                            ("Confusion matrices", confusion_section(metrics))]
     report.sections.append(("Learning curves" + (" and members" if run.parent else ""), curves_section(run)))
     optional = [("Which layers carry emotion", layers_section(run, notes)),
                 ("Validation embeddings (PCA)", embeddings_section(run, dataset, notes)),

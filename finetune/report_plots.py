@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import matplotlib
 
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from finetune.analysis import Calibration  # noqa: E402
 from finetune.plots import draw_matrix  # noqa: E402
@@ -39,19 +41,31 @@ def confusion_figure(cm: list[list[int]], labels: list[str], title: str) -> Figu
     return fig
 
 
-def curves_figure(histories: dict[str, list[dict]], best: dict[str, int]) -> Figure:
-    """Training loss and validation UAR per epoch, one line per model, its kept (best) epoch starred."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, history in histories.items():
-        epochs = [h["epoch"] for h in history]
-        a.plot(epochs, [h["train_loss"] for h in history], label=name)
-        line, = b.plot(epochs, [h["val_uar"] for h in history], label=name)
-        kept = [h["val_uar"] for h in history if h["epoch"] == best[name]]
-        b.plot([best[name]] * len(kept), kept, marker="*", markersize=12, color=line.get_color(), linestyle="none")
-    b.axhline(CHANCE, color="grey", linestyle=":", label="chance")
-    a.set(xlabel="epoch", ylabel="training loss")
-    b.set(xlabel="epoch", ylabel="validation UAR")
-    b.legend(fontsize=8)
+def curves_figure(histories: dict[str, list[dict]], best: dict[str, int], kinds: dict[str, str] | None = None
+                  ) -> Figure:
+    """Training loss (top) and validation UAR (bottom) per epoch, one line per model, its kept (best) epoch
+    starred; with `kinds` (model -> kind), one column of axes per kind, since a fine-tune's epoch, a probe's
+    and a tiny model's are different units."""
+    groups: dict[str, list[str]] = {}
+    for name in histories:
+        groups.setdefault((kinds or {}).get(name, ""), []).append(name)
+    fig, axes = plt.subplots(2, len(groups), figsize=(max(5.0 * len(groups), 8.0), 6.4), squeeze=False)
+    for col, (kind, names) in enumerate(groups.items()):
+        a, b = axes[0][col], axes[1][col]
+        for name in names:
+            history = histories[name]
+            epochs = [h["epoch"] for h in history]
+            a.plot(epochs, [h["train_loss"] for h in history], label=name)
+            line, = b.plot(epochs, [h["val_uar"] for h in history], label=name)
+            kept = [h["val_uar"] for h in history if h["epoch"] == best[name]]
+            b.plot([best[name]] * len(kept), kept, marker="*", markersize=12, color=line.get_color(),
+                   linestyle="none")
+        b.axhline(CHANCE, color="grey", linestyle=":", label="chance")
+        a.set(ylabel="training loss", title=f"{kind} ({len(names)})" if kind else None)
+        b.set(xlabel=f"{kind} epoch".strip(), ylabel="validation UAR")
+        b.legend(fontsize=7)
+        for ax in (a, b):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return fig
 
@@ -75,14 +89,23 @@ def members_figure(names: list[str], val_uar: list[float], test_uar: list[float 
     return fig
 
 
-def layer_weights_figure(weights: dict[str, np.ndarray]) -> Figure:
-    """One panel per model, one bar per hidden state (0: the CNN's projected features, then each layer)."""
-    fig, axes = plt.subplots(1, len(weights), figsize=(min(4.5 * len(weights), 14), 3.4), squeeze=False)
-    for ax, (name, w) in zip(axes[0], weights.items(), strict=True):
+def layer_weights_figure(weights: dict[str, np.ndarray], columns: int = 3) -> Figure:
+    """One small panel per model (a grid of `columns`, shared axes), one bar per hidden state (0: the CNN's
+    projected features, then each layer)."""
+    rows = math.ceil(len(weights) / columns)
+    cols = min(columns, len(weights))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax, (name, w) in zip(axes.flat, weights.items(), strict=False):
         ax.bar(np.arange(len(w)), w)
         ax.axhline(1 / len(w), color="grey", linestyle=":", label="uniform")
-        ax.set(xlabel="layer (0 = CNN features)", ylabel="softmax weight", title=name)
+        ax.set_title(name, fontsize=9)
         ax.set_xticks(np.arange(len(w)))
+    for ax in list(axes.flat)[len(weights):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("layer (0 = CNN features)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("softmax weight")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig

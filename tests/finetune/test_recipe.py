@@ -3,7 +3,10 @@ command, its plan and estimate, folds of probes, the recipes by init, and the de
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,31 @@ def test_the_default_writes_one_submission_averaging_every_member(default_run, c
     sub = pd.read_csv(run / "submission.csv")
     assert list(sub.id) == list(pd.read_csv(corpus / "sample_submission.csv").id)
     assert (sub.label.to_numpy() == probs[PROB_COLUMNS].to_numpy().argmax(1)).all()
+
+
+def test_the_parent_scores_each_seeds_ensemble_on_that_seeds_validation_clips(default_run) -> None:
+    run, printed = default_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["recipe"] == ("2 seed(s), each validating on its own whole speakers (about 15% of the clips), "
+                                 "none in training")
+    parent = pd.read_csv(run / "val_probs.csv")
+    for seed, first in ((0, "member_1"), (1, "member_2")):
+        mine = parent[parent.seed == seed].reset_index(drop=True)
+        each = [pd.read_csv(run / f"{first}{k}" / "val_probs.csv") for k in ("", "_probe", "_scratch")]
+        assert list(mine.id) == list(each[0].id) and list(mine.label) == list(each[0].label)
+        mean = np.mean([df[PROB_COLUMNS].to_numpy() for df in each], axis=0)
+        assert np.allclose(mine[PROB_COLUMNS].to_numpy(), mean, atol=2e-6)
+        seed_uar = metrics["validation_seeds"][str(seed)]["uar"]
+        assert seed_uar == pytest.approx(recall_mean(mine), abs=1e-9)
+        assert f"ensemble, seed {seed}" in printed and f"{seed_uar:.3f}" in printed
+    assert metrics["validation"]["n"] == len(parent)
+    assert metrics["validation"]["uar"] == pytest.approx(recall_mean(parent), abs=1e-9)
+
+
+def recall_mean(df: pd.DataFrame) -> float:
+    """UAR over the classes present, from a probability frame (a second computation, not the library's)."""
+    pred = df[PROB_COLUMNS].to_numpy().argmax(1)
+    return float(np.mean([(pred[df.label == c] == c).mean() for c in sorted(df.label.unique())]))
 
 
 def test_the_plan_and_estimate_are_printed_before_training(default_run) -> None:
@@ -214,3 +242,44 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_before_anything_is_allocat
     with pytest.raises(ValueError, match=r"batch_size=40 x crop_seconds=3 needs about .* GB for one batch; this "
                                          r"machine has 0.1 GB free: lower batch_size or crop_seconds"):
         recipe.fit_crops([big], longest=4.0)
+
+
+def test_the_report_of_the_default_run_shows_each_seeds_ensemble(default_run, tmp_path: Path) -> None:
+    from finetune.report import build_report, render
+    from finetune.report_plots import curves_figure
+
+    run, _ = default_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    report = build_report(run)
+    assert report.metrics["validation"] == metrics["validation"]
+    page = render(report)
+    for seed in ("0", "1"):
+        cells = re.search(rf"<tr><td>seed {seed}</td>(.*?)</tr>", page).group(1)
+        assert f"<td>{metrics['validation_seeds'][seed]['uar']:.3f}</td>" in cells
+    assert "validation: 2 seed(s), each validating on its own whole speakers" in page
+    assert "<h3>validation: ECE" in page  # calibration of the ensemble's validation estimate
+    val = pd.read_csv(run / "val_probs.csv")
+    assert any(f"<td>{html.escape(p)}</td>" in page for p in val.path)  # the wrong clips are named by path
+    # one column of axes per kind: a probe's epochs are not a fine-tune's
+    histories = {m: [{"epoch": 1, "train_loss": 1.0, "val_uar": 0.2}] for m in ("a", "b", "c")}
+    fig = curves_figure(histories, dict.fromkeys(histories, 1), {"a": "finetune", "b": "probe", "c": "finetune"})
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "finetune (2)"
+    # a parent trained before it scored its seeds: the report computes the same estimate from the members
+    old = shutil.copytree(run, tmp_path / "old")
+    (old / "val_probs.csv").unlink()
+    (old / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items()
+                                                  if k not in ("validation", "validation_seeds")}))
+    assert build_report(old).metrics["validation"] == metrics["validation"]
+
+
+def test_validation_words_say_how_the_clips_were_split() -> None:
+    from finetune.folds import validation_words
+
+    with_speakers = [Item(str(i), Path(f"{i}.wav"), i % 6, speaker=f"s{i % 4}") for i in range(24)]
+    assert validation_words(with_speakers, 0.15, None) == (
+        "its own whole speakers (about 15% of the clips), none in training")
+    anonymous = [Item(str(i), Path(f"{i}.wav"), i % 6) for i in range(24)]
+    assert validation_words(anonymous, 0.2, None, own=False) == (
+        "stratified random split (no speaker information): 20% of every class's clips, whose speakers may also "
+        "be in training")
+    assert validation_words(with_speakers, 0.15, ["s1", "s2"]) == "the --val-speakers s1, s2, none in training"
