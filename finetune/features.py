@@ -22,7 +22,6 @@ from __future__ import annotations
 import random
 
 import torch
-from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
 from finetune.data import augment
@@ -30,6 +29,7 @@ from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE
 from w2v2.data.batching import collate_waves
 from w2v2.emotion.windows import AudioCache, checked_softmax, padding_invariant, window_batches, windows
 from w2v2.model import Wav2Vec2ForClassification
+from w2v2.training.progress import progress_bar
 
 
 def cache_bytes(model: Wav2Vec2ForClassification, num_samples: list[int], views: int, dtype: torch.dtype) -> int:
@@ -64,7 +64,7 @@ def encode_all(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], dtyp
     backbone = model.backbone.eval()
     out: list[torch.Tensor | None] = [None] * len(waves)
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in waves], batch_size, padding_invariant(model))
-    for batch in tqdm(batches, desc=progress, unit="batch", disable=progress is None or None, leave=False):
+    for batch in progress_bar(batches, desc=progress, unit="batch", disable=progress is None or None, leave=False):
         wave, padding_mask = collate_waves([waves[i] for i in batch])  # short clips zero-extended, as in training
         features, _ = backbone.encode(wave.to(device), padding_mask.to(device))
         frames = backbone.frame_lengths((~padding_mask).sum(-1))

@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from tqdm import tqdm
 
 from finetune.config import DEFAULT_HEAD, FinetuneConfig
 from finetune.metrics import classification_metrics, label_weights
@@ -38,6 +37,7 @@ from w2v2.emotion.windows import AudioCache, cached_waves, windows
 from w2v2.heads import ClassificationHead
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device
+from w2v2.training.progress import progress_bar
 
 BATCH = 32  # clips per probe update (pooled vectors: cheap)
 
@@ -51,7 +51,7 @@ def layer_means(model: Wav2Vec2ForClassification, items: list[Item], window_seco
     backbone, out = model.backbone.eval(), []
     device = next(backbone.parameters()).device
     waves = cached_waves(cache or AudioCache(items), len(items))
-    for wave in tqdm(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
+    for wave in progress_bar(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
         per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None].to(device),
                                                                    output_hidden_states=True).hidden_states])
                       for w in windows(wave, int(window_seconds * SAMPLE_RATE))]

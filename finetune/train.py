@@ -10,10 +10,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from finetune.config import FinetuneConfig
 from finetune.data import augment
@@ -32,6 +32,7 @@ from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.windows import AudioCache, cached_waves
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
+from w2v2.training.progress import progress_bar
 
 
 def class_weights(items: list[Item]) -> torch.Tensor:
@@ -76,7 +77,7 @@ class Fit:
     device: torch.device
     amp: AbstractContextManager = field(default_factory=nullcontext)  # autocast of the training steps
     scaler: torch.amp.GradScaler | None = None  # fp16's loss scaling
-    overall: tqdm | None = None  # a progress bar over several runs (an ensemble), advanced per step
+    overall: Any = None  # a progress bar over several runs (an ensemble), advanced per step
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(
         20, "lower lr_head/lr_backbone or check the data"))
 
@@ -108,7 +109,7 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
     total, n, seconds = 0.0, 0, 0.0
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
     hop = model.cfg.encoder.hop  # samples per CNN frame
-    bar = tqdm(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
+    bar = progress_bar(fit.sampler, desc=f"epoch {epoch}", unit="batch", leave=False, disable=None)
     for batch in bar:
         if step == cfg.freeze_transformer_steps > 0:  # the head-only warm-up is over
             model.freeze(cfg.freeze_feature_encoder)
@@ -162,7 +163,7 @@ def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | No
 
 
 def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
-          split: tuple[list[Item], list[Item]] | None = None, overall: tqdm | None = None,
+          split: tuple[list[Item], list[Item]] | None = None, overall: Any = None,
           resume: bool = False) -> dict:
     """Fine-tune on `data`, write the run folder, return metrics.json's content.
 
@@ -214,7 +215,7 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
     return result
 
 
-def prepare_fit(cfg: FinetuneConfig, train_items: list[Item], val_cache: AudioCache, overall: tqdm | None
+def prepare_fit(cfg: FinetuneConfig, train_items: list[Item], val_cache: AudioCache, overall: Any
                 ) -> tuple[Fit, WindowFeatures | None, int]:
     """(what the epochs work on, the validation windows' cached features, the run's training steps): the model
     built and frozen as `cfg` says, the clips decoded, the frozen CNN's features cached, the optimizer."""

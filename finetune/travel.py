@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from finetune.metrics import classification_metrics
 from w2v2.checkpoint import atomic_write
@@ -26,6 +25,7 @@ from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.travel import TravelConfig, TravelModel, fit, save_travel
 from w2v2.emotion.windows import AudioCache
+from w2v2.training.progress import progress_bar
 
 DESCRIPTORS = "descriptors.pt"  # the run's cache: (path, size, mtime) -> descriptors
 
@@ -76,7 +76,7 @@ def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], 
     cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
     total = sum(len(c.items) for c in corpora)
     kept, out = [], {}
-    with tqdm(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
+    with progress_bar(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
         for corpus in corpora:
             items, rows = [], []
             for it in corpus.items:

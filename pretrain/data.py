@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from w2v2.data.audio import AUDIO_EXTENSIONS, AudioError, find_audio, load_audio, num_samples_16k
 from w2v2.data.batching import fit_length
 from w2v2.data.datasets import competition_audio
+from w2v2.training.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def scan(sources: Path | list[Path], min_samples: int,
     sources = [sources] if isinstance(sources, Path) else sources
     entries = [e for source in sources for e in source_entries(source)]
     clips, bad = [], []
-    for path, length in tqdm(entries, desc="scanning audio", unit="file", disable=None, leave=False):
+    for path, length in progress_bar(entries, desc="scanning audio", unit="file", disable=None, leave=False):
         try:
             if length is None:
                 length = num_samples_16k(path)

@@ -22,7 +22,6 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from pretrain.config import PretrainConfig
 from pretrain.data import Clip, load_batch, scan, summarize_bad
@@ -34,6 +33,7 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.model import Wav2Vec2ForPreTraining, build_model
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
+from w2v2.training.progress import progress_bar
 from w2v2.training.runs import load_init
 
 # what marks a fine-tuning run folder (finetune.outputs.RUN_OUTPUTS, MEMBER_NAME): never a pretraining run_dir
@@ -302,7 +302,7 @@ def loop(t: Training, trainer: dict) -> dict:
     guard = NonFiniteGuard(cfg.max_nonfinite, "lower optim.lr, use optim.amp=none or check the data; the last "
                            "checkpoint is intact", total=trainer["nonfinite_total"])
     warned_collapse, first, last, empty = False, None, None, 0
-    bar = tqdm(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
+    bar = progress_bar(total=o.max_steps, initial=trainer["step"], desc="pretraining", unit="step",
                disable=not main_rank or None)
     t0, audio_s = time.perf_counter(), 0.0
     elapsed_before = trainer.get("elapsed_s", 0.0)  # wall time of the run's earlier sessions (resumed runs)
@@ -368,7 +368,7 @@ def apply_update(t: Training, grad_clip: float) -> None:
     t.sched.step()
 
 
-def report_update(t: Training, trainer: dict, record: dict, bar: tqdm, warned_collapse: bool) -> bool:
+def report_update(t: Training, trainer: dict, record: dict, bar: Any, warned_collapse: bool) -> bool:
     """The main rank's work after an update: the progress bar, the log line every log_every steps, a warning
     when the codebook collapses (once: returns whether it was given), a checkpoint every save_every steps."""
     cfg, o, step = t.cfg, t.cfg.optim, trainer["step"]

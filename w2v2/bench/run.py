@@ -31,12 +31,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from w2v2.config import PRESETS, SAMPLE_RATE, FeatureEncoderConfig, ModelConfig, apply_overrides, preset
 from w2v2.convert import save_hf
 from w2v2.masking import compute_mask, sample_negatives
 from w2v2.model import build_model
+from w2v2.training.progress import progress_bar
 
 SIDES = ("w2v2", "transformers")
 NO_DROPOUT = ["context.dropout=0.0", "context.attention_dropout=0.0", "context.activation_dropout=0.0",
@@ -87,7 +87,7 @@ def compare(args: argparse.Namespace) -> tuple[dict, dict[str, dict]]:
     with tempfile.TemporaryDirectory(prefix="w2v2-bench-") as tmp:
         info = prepare(cfg, args.batch, args.seconds, Path(tmp))
         runs = [(side, run_worker(["side", "--side", side, "--dir", tmp, *worker_args(args)]))
-                for _ in tqdm(range(args.rounds), desc="benchmark rounds", file=sys.stderr) for side in SIDES]
+                for _ in progress_bar(range(args.rounds), desc="benchmark rounds", file=sys.stderr) for side in SIDES]
     return info, {side: best([r for s, r in runs if s == side]) for side in SIDES}
 
 

@@ -34,7 +34,6 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
 from w2v2.data.labels import EMOTIONS
@@ -52,6 +51,7 @@ from w2v2.emotion.travel import TravelModel, is_travel, load_travel
 from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import Precision, inference_precision, resolve_device
+from w2v2.training.progress import progress_bar
 
 WINDOW_SECONDS = 8.0
 STREAM_SECONDS = 600.0  # files longer than this are predicted window by window (`EmotionRecognizer.stream`)
@@ -197,7 +197,8 @@ class EmotionRecognizer:
         each network its trained window (travelling members 8 s); hop None: half a window."""
         groups = groups if groups is not None else [None] * len(waves)
         one = len(self.members) == 1  # one progress bar a call: batches of one model, or the models of an ensemble
-        bar = tqdm(self.members, desc="predicting", unit="model", disable=one or not progress or None, leave=False)
+        bar = progress_bar(self.members, desc="predicting", unit="model", disable=one or not progress or None,
+                           leave=False)
         with inference_precision(self.precision, self.device):
             per_member = [m.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress and one)
                           for m in bar]
@@ -272,7 +273,7 @@ class EmotionRecognizer:
         probs: list[torch.Tensor] = []
         speech: list[float] = []
         total = 0.0
-        for k in tqdm(range(0, len(starts), STREAM_BATCH), desc="stretches", unit="stretch",
+        for k in progress_bar(range(0, len(starts), STREAM_BATCH), desc="stretches", unit="stretch",
                       disable=not progress or None, leave=False):
             chunk = starts[k:k + STREAM_BATCH]
             lo = chunk[0]

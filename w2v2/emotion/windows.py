@@ -20,6 +20,7 @@ from w2v2.data.audio import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio
 from w2v2.data.batching import collate_waves
 from w2v2.data.datasets import Item
 from w2v2.model import Wav2Vec2ForClassification
+from w2v2.training.progress import progress_bar
 
 
 class AudioCache:
@@ -135,13 +136,11 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     """Softmax (n, num_labels) of each segment (s,) as one input, computed on the model's device. A
     segment's result never depends on the other segments of the call (see `window_batches`). ValueError
     when the model outputs NaN/inf."""
-    from tqdm import tqdm
-
     model.eval()
     device = next(model.parameters()).device
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
     probs = torch.zeros(len(segments), model.cfg.head.num_labels)
-    for batch in tqdm(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
+    for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
         probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
     return probs

@@ -30,11 +30,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from w2v2.data.audio import save_audio
 from w2v2.data.labels import EMOTIONS
 from w2v2.synth.voice import SR, render
+from w2v2.training.progress import progress_bar
 
 VOWELS = np.array([[270, 2290, 3010], [390, 1990, 2550], [530, 1840, 2480], [660, 1720, 2410],
                    [730, 1090, 2440], [570, 840, 2410], [440, 1020, 2240], [300, 870, 2240],
@@ -252,7 +252,7 @@ def generate_corpus(out_dir: str | Path, clips: int = 600, speakers: int = 24, s
     workers = workers or min(2, os.cpu_count() or 1)
     start = time.perf_counter()
     seconds = 0.0
-    bar = tqdm(total=clips, desc="synthesising", unit="clip", disable=None)
+    bar = progress_bar(total=clips, desc="synthesising", unit="clip", disable=None)
     if workers > 1:
         with get_context("fork").Pool(workers) as pool:
             for _, dur in pool.imap_unordered(_clip_job, jobs, chunksize=8):
