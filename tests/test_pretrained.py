@@ -128,3 +128,50 @@ def test_the_shipped_emotion_ensemble_is_no_init_and_says_how_to_use_it() -> Non
 
     with pytest.raises(ValueError, match="an ensemble of classifiers: use it with --ckpt"):
         pretrained_dir("emotion-ravdess", "init='pretrained:emotion-ravdess'")
+
+
+def test_the_emotion_ravdess_card_gives_its_checkpoints_figures() -> None:
+    """The members' validation UARs and best epochs in the card are those saved in each member's w2v2.json,
+    and its size is the files' size."""
+    import re
+
+    folder = PRETRAINED_DIR / "emotion-ravdess"
+    card = " ".join((folder / "README.md").read_text().split())
+    meta = {m.name: json.loads((m / "w2v2.json").read_text()) for m in sorted(folder.glob("member_*"))}
+    said = re.search(r"fine-tunes ([\d., ]+); probes ([\d., ]+); tiny models ([\d., ]+) \(best epochs ([\d, ]+)",
+                     card)
+    assert said is not None
+    for kind, suffix in zip(said.groups()[:3], ("", "_probe", "_scratch"), strict=True):
+        values = [float(v) for v in kind.strip(" ,").split(", ")]
+        assert values == [round(meta[f"member_{s}{suffix}"]["val_uar"], 3) for s in (1, 2, 3)]
+    assert [int(e) for e in said.group(4).split(", ")] == [meta[f"member_{s}_scratch"]["epoch"] for s in (1, 2, 3)]
+    size = sum(p.stat().st_size for p in folder.rglob("*.safetensors")) / 1e6
+    assert f"{size:.1f} MB in all" in card
+
+
+def test_the_readmes_recipe_table_is_docs_recipes_and_each_mean_is_its_runs() -> None:
+    """docs/recipe.md lists each run's test UAR: its mean ± sd must be theirs, and the README's recipe table
+    must give the same figures (minutes rounded)."""
+    import re
+    import statistics
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docs = (root / "docs" / "recipe.md").read_text()
+    table = docs[docs.index("| recipe | test UAR mean ± sd | each | minutes |"):].split("\n\n")[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        name, uar, each, minutes = (c.strip() for c in line.strip("|").split("|"))
+        rows[uar.replace("*", "").split(",")[0].split(" (bootstrap")[0].split(" (")[0]] = float(minutes)
+        if each:
+            runs = [float(v) for v in each.split(", ")]
+            mean, sd = (float(v) for v in uar.split(" ± "))
+            assert (round(statistics.mean(runs), 3), round(statistics.stdev(runs), 3)) == pytest.approx((mean, sd),
+                                                                                                   abs=0.0011), name
+    readme = (root / "README.md").read_text()
+    recipe = readme[readme.index("| recipe | test UAR | CPU-min |"):].split("\n\n")[0]
+    for line in recipe.splitlines()[2:]:
+        _, uar, minutes = (c.strip() for c in line.strip("|").split("|"))
+        key = re.sub(r"\*", "", uar).split(" (")[0]
+        assert key in rows, f"README's {key} is not in docs/recipe.md's table"
+        assert float(minutes) == pytest.approx(rows[key], abs=0.5)
