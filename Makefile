@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,app]"
+	$(PY) -m pip install --quiet -e ".[dev,app,onnx]"
 	touch $(STAMP)
 
 test: $(STAMP) browser

@@ -1,4 +1,4 @@
-"""python -m finetune [train|evaluate|predict|submit|serve|report|pack|demo] ...; with no arguments, this help.
+"""python -m finetune [train|evaluate|predict|submit|serve|report|pack|export|demo] ...; with no arguments, this help.
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
                            [--members N | --folds K] [--probe] [--config YAML] key=value ...
@@ -9,6 +9,7 @@
   python -m finetune submit [--ckpt RUN ...] --data COMPETITION_DIR --out DIR
   python -m finetune serve [--ckpt RUN ...] [--port 7860]      (the web app; pip install -e .[app])
   python -m finetune pack RUN --out DIR [--half]              (a run as a small folder to share)
+  python -m finetune export --format onnx --out DIR [--ckpt RUN] [--int8]  (ONNX; pip install -e .[onnx])
   python -m finetune demo                                     (synthetic corpus + the default recipe, one seed)
 Several --ckpt (run folders, checkpoints, ensemble parents or pretrained:NAME) are an ensemble:
 probabilities averaged. evaluate, predict, submit and serve default to the shipped pretrained:emotion.
@@ -51,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack")):
+    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack", "export")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
     if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
@@ -146,6 +147,14 @@ def add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--out", required=True, type=Path, help="the new folder")
     k.add_argument("--base", default="auto", help="auto (each member's init) | none | pretrained:NAME | ckpt:PATH")
     k.add_argument("--half", action="store_true", help="store the weights in fp16 (half the size)")
+    x = sub.add_parser("export", help="a model or ensemble as ONNX, run by onnxruntime (pip install -e '.[onnx]')")
+    x.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only format)")
+    x.add_argument("--out", required=True, type=Path, help="the new folder: use it as --ckpt DIR")
+    x.add_argument("--int8", action="store_true", help="int8 weights for the matrix products (smaller, faster on "
+                   "one thread; check its accuracy: docs/benchmark.md)")
+    x.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_ckpt(x, default=True)
+    add_threads(x)
     o = sub.add_parser("report", help="one HTML page that explains a run: metrics, figures, calibration")
     o.add_argument("run", type=Path, help="run folder: a model, a probe, a k-fold or ensemble parent")
     o.add_argument("--data", type=Path, help="the dataset, where it moved since training (test labels, audio)")
@@ -423,6 +432,12 @@ def main(argv: list[str] | None = None) -> None:
             cmd_submit(args)
         elif args.command == "pack":
             cmd_pack(args)
+        elif args.command == "export":
+            from finetune.export import cmd_export
+
+            if len(args.ckpt) != 1:
+                raise ValueError("export takes one --ckpt (a model, an ensemble parent or pretrained:NAME)")
+            cmd_export(args.ckpt[0], args.out, args.int8, args.overwrite)
         elif args.command == "serve":
             from finetune.app import serve
 

@@ -38,6 +38,7 @@ import torch
 from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.exported import is_onnx
 from w2v2.emotion.members import (
     SHIPPED_CLASSIFIER,
     blamed,
@@ -103,6 +104,22 @@ class NetworkMember:
                                 progress=progress)
 
 
+class OnnxMember:
+    """An exported network (`w2v2.emotion.onnx`), run by onnxruntime on the CPU."""
+
+    def __init__(self, ckpt: Path) -> None:
+        from w2v2.emotion.exported import OnnxClassifier
+
+        self.name, self.ckpt = str(ckpt), ckpt
+        self.model = OnnxClassifier(ckpt)
+
+    def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
+                     tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
+        with blamed(self.ckpt):
+            return window_probs(self.model, waves, window_seconds or trained_window(self.ckpt),  # type: ignore[arg-type]
+                                hop_seconds, tta, progress=progress)
+
+
 class TravelMember:
     """A travelling model: descriptors of each window, standardised by its clip's group."""
 
@@ -133,7 +150,8 @@ def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded
         if is_travel(path):
             found.append(TravelMember(path))
         else:
-            found += [NetworkMember(ckpt, device, keep_loaded) for ckpt in members([path])]
+            found += [OnnxMember(ckpt) if is_onnx(ckpt) else NetworkMember(ckpt, device, keep_loaded)
+                      for ckpt in members([path])]
     return found
 
 

@@ -137,7 +137,7 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     segment's result never depends on the other segments of the call (see `window_batches`). ValueError
     when the model outputs NaN/inf."""
     model.eval()
-    device = next(model.parameters()).device
+    device = next(iter(model.parameters()), torch.zeros(0)).device  # an ONNX model has none: the CPU
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
     probs = torch.zeros(len(segments), model.cfg.head.num_labels)
     for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):

@@ -1,0 +1,104 @@
+"""ONNX export (`python -m finetune export`, w2v2/emotion/exported.py): the exported folder loads wherever a
+model does and gives the PyTorch model's probabilities, ensembles whole, windows unchanged."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from finetune.__main__ import main
+from w2v2 import EmotionRecognizer
+from w2v2.checkpoint import PRETRAINED_DIR
+from w2v2.data.audio import SAMPLE_RATE, load_audio
+from w2v2.emotion.exported import ONNX_FILE, OnnxClassifier, export_model
+from w2v2.emotion.recognizer import OnnxMember
+
+pytest.importorskip("onnxruntime", reason="the .[onnx] extra (make install installs it)")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+RAVDESS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ravdess-16k"
+SHIPPED = PRETRAINED_DIR / "emotion-ravdess"
+
+
+def clips(tmp_path: Path) -> list[Path]:
+    """Real acted clips where ../shared holds RAVDESS (one per emotion of actor 1), otherwise voice-like
+    synthetic ones; and a 20 s recording (several windows)."""
+    real = sorted(RAVDESS.glob("Actor_01/*.wav"))[::10][:6] if RAVDESS.is_dir() else []
+    if not real:
+        from finetune.export import check_clips
+
+        for i, wave in enumerate(check_clips(seed=1)):
+            sf.write(tmp_path / f"synthetic_{i}.wav", wave.numpy(), SAMPLE_RATE)
+        real = sorted(tmp_path.glob("synthetic_*.wav"))
+    long = torch.cat([load_audio(p) for p in real] * 4)[: 20 * SAMPLE_RATE]
+    sf.write(tmp_path / "long.wav", long.numpy(), SAMPLE_RATE)
+    return [*real, tmp_path / "long.wav"]
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    """An ensemble parent of two shipped members: a fine-tune of pretrained:small and a tiny model."""
+    folder = tmp_path_factory.mktemp("parent") / "run"
+    for name in ("member_1", "member_2_scratch"):
+        shutil.copytree(SHIPPED / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(parent: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    main(["export", "--format", "onnx", "--ckpt", str(parent), "--out", str(out)])
+    return out
+
+
+def test_an_ensemble_is_exported_whole_in_its_layout(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == ["member_1", "member_2_scratch"]
+    for member in exported.iterdir():
+        assert (member / ONNX_FILE).is_file() and (member / "w2v2.json").is_file()
+    recognizer = EmotionRecognizer.from_pretrained(exported)
+    assert [type(m) for m in recognizer.members] == [OnnxMember, OnnxMember]
+    assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members)  # type: ignore[attr-defined]
+
+
+def test_the_exported_ensemble_gives_pytorchs_probabilities_on_real_clips(parent: Path, exported: Path,
+                                                                            tmp_path: Path) -> None:
+    files = clips(tmp_path)
+    torch_model, onnx_model = EmotionRecognizer.from_pretrained(parent), EmotionRecognizer.from_pretrained(exported)
+    for a, b in zip(torch_model.predict_many(files), onnx_model.predict_many(files), strict=True):
+        assert a.windows.shape == b.windows.shape  # the same windows: the 20 s file has several
+        assert np.abs(a.windows.numpy() - b.windows.numpy()).max() <= 1e-3
+        assert a.label == b.label
+    assert torch_model.predict(files[-1]).windows.shape[0] > 1
+
+
+def test_predict_takes_the_exported_folder(parent: Path, exported: Path, tmp_path: Path) -> None:
+    files = [str(p) for p in clips(tmp_path)]
+    main(["predict", "--ckpt", str(exported), *files, "--out", str(tmp_path / "onnx.csv")])
+    main(["predict", "--ckpt", str(parent), *files, "--out", str(tmp_path / "torch.csv")])
+    a, b = pd.read_csv(tmp_path / "onnx.csv"), pd.read_csv(tmp_path / "torch.csv")
+    assert list(a.label) == list(b.label)
+    probs = [c for c in a.columns if c.startswith("p_")]
+    assert np.abs(a[probs].to_numpy() - b[probs].to_numpy()).max() <= 1e-3
+
+
+def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "int8"
+    main(["export", "--ckpt", str(parent / "member_2_scratch"), "--out", str(out), "--int8"])
+    said = capsys.readouterr().out
+    assert "int8" in said and "max |Δp|" in said
+    diff = float(said.split("max |Δp| ")[1].split()[0])
+    assert 0 < diff < 0.05  # quantised: close, not equal
+    with pytest.raises(SystemExit, match="is not empty"):
+        main(["export", "--ckpt", str(parent), "--out", str(out)])
+    travel = export_model(PRETRAINED_DIR / "emotion", tmp_path / "travel")
+    wave = load_audio(clips(tmp_path)[0])
+    assert travel == [tmp_path / "travel"]
+    a = EmotionRecognizer.from_pretrained("pretrained:emotion").predict(wave.numpy(), SAMPLE_RATE)
+    b = EmotionRecognizer.from_pretrained(tmp_path / "travel").predict(wave.numpy(), SAMPLE_RATE)
+    assert a.probs == b.probs

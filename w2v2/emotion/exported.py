@@ -1,0 +1,140 @@
+"""ONNX export and runtime of emotion classifiers: `python -m finetune export --format onnx`, and the
+members `EmotionRecognizer` runs with onnxruntime (the optional extra `.[onnx]`; PyTorch stays the default).
+
+Design choices:
+- an exported folder has the layout of what it was exported from: a network becomes `model.onnx` beside
+  a copy of its `w2v2.json` (window, labels, architecture: everything but the weights), an ensemble
+  parent one such folder per member under the same names, a travelling model is copied as it is (it has
+  no network: its descriptors run in numpy/PyTorch and its heads are one small matrix product). So
+  `--ckpt DIR`, the Python API and `serve` load it as they load the original, and windows, batches, TTA,
+  speech presence and normalisation stay the one inference path's (`w2v2.emotion.windows`);
+- the graph takes (wave (b, s) float32, padding_mask (b, s) bool) and returns the logits, with batch and
+  length dynamic (torch.export's exporter: one graph for every window length and batch size);
+- one file per member (weights inside, not in a `.data` file beside it), fp32; `int8=True` adds
+  onnxruntime's dynamic quantisation of the matrix products (weights int8, activations quantised on the
+  fly); the convolutions stay fp32 (the positional convolution's weight is computed from its weight
+  norm, which the quantiser cannot take);
+- onnxruntime runs with as many threads as PyTorch is given (`--threads`), one operator at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from w2v2.checkpoint import META, read_meta
+from w2v2.config import ModelConfig, from_dict
+from w2v2.data.audio import SAMPLE_RATE
+from w2v2.emotion.members import classifier_checkpoint, load_classifier, member_folders
+from w2v2.emotion.travel import is_travel
+
+ONNX_FILE = "model.onnx"
+MAX_SECONDS = 600  # the longest input the exported graph is declared for (a window is 8 s)
+
+
+def require_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError("ONNX models run with onnxruntime, an optional extra: pip install -e '.[onnx]'") from None
+    return onnxruntime
+
+
+def is_onnx(ckpt: Path) -> bool:
+    return (Path(ckpt) / ONNX_FILE).is_file()
+
+
+class _Logits(nn.Module):
+    """The classifier's logits alone: what the exported graph returns."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(wave, padding_mask).logits
+
+
+def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
+    """`out/model.onnx` and `out/w2v2.json` of the classifier checkpoint `ckpt`; returns `out`."""
+    model, ckpt = load_classifier(ckpt)
+    example = (torch.randn(2, 3 * SAMPLE_RATE), torch.zeros(2, 3 * SAMPLE_RATE, dtype=torch.bool))
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    length = torch.export.Dim("samples", min=model.backbone.feature_encoder.receptive_field,
+                              max=MAX_SECONDS * SAMPLE_RATE)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        fp32 = Path(tmp) / ONNX_FILE
+        # the exporter narrates each of its steps and warns about its own internals: a user needs neither
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
+                              input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
+                              dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}))
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
+            (Path(tmp) / "int8.onnx").replace(out / ONNX_FILE)
+        else:
+            fp32.replace(out / ONNX_FILE)
+    meta = read_meta(ckpt) | {"onnx": {"file": ONNX_FILE, "int8": int8, "from": str(ckpt)}}
+    meta.pop("base", None)  # the graph holds every weight: nothing to add from an init
+    (out / META).write_text(json.dumps(meta, indent=1))
+    return out
+
+
+def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
+    """Export what `source` names (a run folder, checkpoint, ensemble parent or travelling model) into `out`,
+    in its layout; returns the folders written (one per member)."""
+    if is_travel(source):
+        shutil.copytree(source, out, dirs_exist_ok=True)
+        return [out]
+    parts = member_folders(source)
+    if not parts:
+        classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
+        return [export_network(source, out, int8)]
+    for part in parts:
+        classifier_checkpoint(part)
+    return [export_network(part, out / part.name, int8) for part in parts]
+
+
+@dataclass
+class _Output:
+    logits: torch.Tensor
+
+
+class OnnxClassifier(nn.Module):
+    """An exported classifier run by onnxruntime, called as the PyTorch model is (`model(wave, padding_mask)
+    .logits`, `model.cfg`), so `w2v2.emotion.windows` predicts with it unchanged. It holds no parameters:
+    it runs on the CPU."""
+
+    def __init__(self, ckpt: Path, threads: int | None = None) -> None:
+        super().__init__()
+        ort = require_onnxruntime()
+        meta = read_meta(ckpt)
+        self.cfg = from_dict(ModelConfig, meta["model"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(Path(ckpt) / ONNX_FILE), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None) -> _Output:
+        if padding_mask is None:
+            padding_mask = torch.zeros(wave.shape, dtype=torch.bool)
+        logits = self.session.run(["logits"], {"wave": wave.detach().cpu().float().numpy(),
+                                               "padding_mask": padding_mask.cpu().numpy().astype(np.bool_)})[0]
+        return _Output(torch.from_numpy(logits))
