@@ -7,26 +7,8 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
-from w2v2.data.audio import SAMPLE_RATE
-from w2v2.emotion.exported import export_model, require_onnxruntime
+from w2v2.emotion.exported import CHECK_SECONDS, check_clips, export_model, require_onnxruntime
 from w2v2.emotion.recognizer import EmotionRecognizer
-
-CHECK_SECONDS = (1.3, 4.0, 9.5)  # the check's clip lengths: shorter than, about and longer than a window
-
-
-def check_clips(seed: int = 0) -> list[torch.Tensor]:
-    """Voice-like test signals (a gliding harmonic tone in noise) of the CHECK_SECONDS lengths."""
-    gen = torch.Generator().manual_seed(seed)
-    clips = []
-    for seconds in CHECK_SECONDS:
-        t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-        pitch = 140 + 40 * torch.sin(2 * torch.pi * 0.7 * t)
-        phase = 2 * torch.pi * torch.cumsum(pitch, 0) / SAMPLE_RATE
-        voice = sum(torch.sin(k * phase) / k for k in range(1, 6))
-        clips.append(0.1 * voice + 0.01 * torch.randn(t.numel(), generator=gen))
-    return clips
 
 
 def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> float:

@@ -82,6 +82,35 @@ def prior_em(p, iters=50):
         prior = q.mean(0)
     return q
 
+def fit_bias(logits, y, mask, w, steps=300):
+    """Class biases (6,) that maximise the weighted log-likelihood of held-out logits (masked to each
+    clip's corpus classes): calibration learnt on corpora the model did not train on."""
+    b = torch.zeros(6, requires_grad=True)
+    opt = torch.optim.LBFGS([b], max_iter=steps)
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy((logits + b).masked_fill(~mask, float("-inf")), y, reduction="none") * w).sum() / w.sum()
+        loss = loss + 1e-3 * (b ** 2).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return b.detach()
+
+def inner_bias(x_all, meta, pool, norm, spk, corp, cfg, seed):
+    """Leave-one-corpus-out inside the training pool: each pool corpus predicted by a model trained on the
+    others, then one set of class biases fitted on all those held-out predictions."""
+    logits, ys, masks, ws = [], [], [], []
+    for inner in pool:
+        tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != inner])); te = np.flatnonzero(corp == inner)
+        xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        mtr, mte = meta.iloc[tr].reset_index(drop=True), meta.iloc[te].reset_index(drop=True)
+        net = train(xtr, torch.as_tensor(mtr.label.values), class_mask(mtr), sample_weights(mtr), cfg.get("hidden", 0),
+                    seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2), cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
+        with torch.no_grad():
+            logits.append(net(xte))
+        ys.append(torch.as_tensor(mte.label.values)); masks.append(class_mask(mte)); ws.append(sample_weights(mte) / len(pool))
+    return fit_bias(torch.cat(logits), torch.cat(ys), torch.cat(masks), torch.cat(ws))
+
 def run(meta, mean, std, cfg):
     parts = []
     if cfg.get("w2v", 1):
@@ -116,7 +145,11 @@ def run(meta, mean, std, cfg):
             net = train(xtr, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
                         cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
             with torch.no_grad():
-                p = torch.softmax(net(xte), -1)
+                logits = net(xte)
+            if cfg.get("calib") == "bias":
+                inner_pool = [c for c in pool if c != test]
+                logits = logits + inner_bias(x_all, meta, inner_pool, norm, spk, corp, cfg, seed)
+            p = torch.softmax(logits, -1)
             if cfg.get("ens"):
                 net2 = train(wtr, y, mask, w, 0, seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2), 1e-3, 0.2)
                 with torch.no_grad():

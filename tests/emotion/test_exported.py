@@ -31,7 +31,7 @@ def clips(tmp_path: Path) -> list[Path]:
     synthetic ones; and a 20 s recording (several windows)."""
     real = sorted(RAVDESS.glob("Actor_01/*.wav"))[::10][:6] if RAVDESS.is_dir() else []
     if not real:
-        from finetune.export import check_clips
+        from w2v2.emotion.exported import check_clips
 
         for i, wave in enumerate(check_clips(seed=1)):
             sf.write(tmp_path / f"synthetic_{i}.wav", wave.numpy(), SAMPLE_RATE)
@@ -102,3 +102,16 @@ def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: P
     a = EmotionRecognizer.from_pretrained("pretrained:emotion").predict(wave.numpy(), SAMPLE_RATE)
     b = EmotionRecognizer.from_pretrained(tmp_path / "travel").predict(wave.numpy(), SAMPLE_RATE)
     assert a.probs == b.probs
+
+
+def test_the_benchmark_table_is_the_runs_output() -> None:
+    """docs/benchmark.md's runtime table gives experiments/results/inference.txt's figures."""
+    root = Path(__file__).resolve().parents[2]
+    run = (root / "experiments" / "results" / "inference.txt").read_text()
+    docs = (root / "docs" / "benchmark.md").read_text()
+    measured = [r.strip("|").split("|") for r in run.splitlines() if r.startswith(("| pytorch", "| onnx"))]
+    shown = [r.strip("|").split("|") for r in docs.splitlines() if r.startswith(("| PyTorch ", "| ONNX "))]
+    assert len(measured) == len(shown) == 8
+    for m, d in zip(measured, shown, strict=True):
+        assert m[0].strip().lower() == d[0].strip().lower() and m[1].strip() == d[1].strip()
+        assert [m[2].strip(), m[3].strip()] == [d[2].strip(), d[3].strip()]  # audio-s/s and the ratio

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from w2v2.emotion.travel import is_travel
 
 ONNX_FILE = "model.onnx"
 MAX_SECONDS = 600  # the longest input the exported graph is declared for (a window is 8 s)
+CHECK_SECONDS = (1.3, 4.0, 9.5)  # the export check's clip lengths: shorter than, about and longer than a window
 
 
 def require_onnxruntime() -> Any:
@@ -66,6 +69,19 @@ class _Logits(nn.Module):
         return self.model(wave, padding_mask).logits
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The exporter and the quantiser narrate each step and warn about their own internals (print, warnings,
+    logging): a user needs none of it; errors still raise."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
 def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
     """`out/model.onnx` and `out/w2v2.json` of the classifier checkpoint `ckpt`; returns `out`."""
     model, ckpt = load_classifier(ckpt)
@@ -76,17 +92,16 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
-        # the exporter narrates each of its steps and warns about its own internals: a user needs neither
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with quiet():
             torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
                               input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
                               dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}))
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+            with quiet():  # its advice to pre-process the graph first: measured without it
+                quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=["MatMul", "Gemm"])
             (Path(tmp) / "int8.onnx").replace(out / ONNX_FILE)
         else:
             fp32.replace(out / ONNX_FILE)
@@ -109,6 +124,19 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     for part in parts:
         classifier_checkpoint(part)
     return [export_network(part, out / part.name, int8) for part in parts]
+
+
+def check_clips(seed: int = 0) -> list[torch.Tensor]:
+    """Voice-like test signals (a gliding harmonic tone in noise) of the CHECK_SECONDS lengths."""
+    gen = torch.Generator().manual_seed(seed)
+    clips = []
+    for seconds in CHECK_SECONDS:
+        t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+        pitch = 140 + 40 * torch.sin(2 * torch.pi * 0.7 * t)
+        phase = 2 * torch.pi * torch.cumsum(pitch, 0) / SAMPLE_RATE
+        voice = sum(torch.sin(k * phase) / k for k in range(1, 6))
+        clips.append(0.1 * voice + 0.01 * torch.randn(t.numel(), generator=gen))
+    return clips
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""What the default recipe costs, kind by kind: `python -m finetune.cost [--clips N] [--kinds ...]`.
+
+A fixed synthetic corpus (`w2v2.synth`, the same clips for a given --clips and --seed) is trained on with
+the default recipe's settings, one seed, one kind at a time (`kinds=[finetune]`, `[probe]`, `[scratch]`),
+on --threads threads. Each row: the kind's CPU-seconds (this process's user + system time, every thread)
+and wall-seconds, both per hour of training audio, and the recipe's own estimate for it. The last row
+is the default recipe, 3 seeds of every kind, as the sum of its members. Nothing is timed in a test:
+the figures in docs/benchmark.md come from this command's output (experiments/results/cost.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+
+from finetune.__main__ import main as finetune
+from w2v2.synth import generate_corpus
+
+KINDS = ("finetune", "probe", "scratch")
+SEEDS = 3  # the default recipe's
+
+
+def training_hours(corpus: Path) -> float:
+    train = pd.read_csv(corpus / "train.csv")
+    return sum(sf.info(str(corpus / p)).duration for p in train.path) / 3600
+
+
+def run_kind(corpus: Path, run: Path, kind: str, threads: int, extra: list[str]) -> dict[str, float]:
+    """CPU- and wall-seconds of one seed of `kind`, and the estimate its plan printed (seconds)."""
+    out = io.StringIO()
+    cpu, wall = time.process_time(), time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        finetune(["train", "--data", str(corpus), "--run", str(run), "--members", "1", f"kinds=[{kind}]",
+                  f"threads={threads}", *extra])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    said = re.search(r"estimate: ([\d.]+) min", out.getvalue())
+    metrics = pd.read_json(run / "metrics.json", typ="series")
+    return {"cpu": cpu, "wall": wall, "estimate": float(said.group(1)) * 60 if said else float("nan"),
+            "uar": float(metrics["validation"]["uar"])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m finetune.cost", description=__doc__.split("\n")[0])
+    p.add_argument("--clips", type=int, default=200, help="clips of the synthetic corpus (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="the corpus's seed")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--work", type=Path, help="where the corpus and runs go (default a temporary folder)")
+    p.add_argument("overrides", nargs="*", help="key=value settings for every kind (e.g. epochs=6)")
+    args = p.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="w2v2-cost-"))
+    corpus = work / f"synth-{args.clips}-{args.seed}"
+    if not (corpus / "train.csv").is_file():
+        with contextlib.redirect_stdout(io.StringIO()):
+            generate_corpus(corpus, clips=args.clips, speakers=8, seed=args.seed)
+    hours = training_hours(corpus)
+    print(f"synthetic corpus: {args.clips} clips (seed {args.seed}), {hours * 60:.1f} min of training audio; "
+          f"{args.threads} thread(s); {' '.join(args.overrides) or 'default settings'}")
+    print("| kind (one seed) | CPU-s | wall-s | CPU-min per hour of audio | wall-min per hour | estimate-s | "
+          "validation UAR |")
+    print("|---|---|---|---|---|---|---|")
+    rows = {}
+    for kind in args.kinds:
+        run = work / f"run-{kind}"
+        shutil.rmtree(run, ignore_errors=True)
+        r = rows[kind] = run_kind(corpus, run, kind, args.threads, args.overrides)
+        print(f"| {kind} | {r['cpu']:.0f} | {r['wall']:.0f} | {r['cpu'] / 60 / hours:.1f} | "
+              f"{r['wall'] / 60 / hours:.1f} | {r['estimate']:.0f} | {r['uar']:.3f} |", flush=True)
+    cpu, wall = sum(r["cpu"] for r in rows.values()) * SEEDS, sum(r["wall"] for r in rows.values()) * SEEDS
+    print(f"| the recipe: {SEEDS} seeds × ({' + '.join(rows)}) | {cpu:.0f} | {wall:.0f} | "
+          f"{cpu / 60 / hours:.1f} | {wall / 60 / hours:.1f} | | |")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
