@@ -86,7 +86,10 @@ class FinetuneConfig:
     device: str = "auto"  # auto (a GPU where there is one) | cpu | cuda | cuda:N
     num_workers: int = ranged(0, 0)  # processes decoding audio (0: the main process)
     seed: int = ranged(0, 0, 2**31 - 1)  # members take seed, seed + 1, ...: all stay valid numpy seeds (< 2**32)
-    threads: int = ranged(0, 0)  # torch CPU threads; 0 = torch's default
+    threads: int = ranged(0, 0)  # torch CPU threads (of each member trained at once); 0 = torch's default
+    # members trained at once, each in its own process (on a CPU; finetune/parallel.py); 0 = one per core
+    # (cores // threads with threads=N) as memory allows
+    workers: int = ranged(0, 0)
 
 
 # Differences from the defaults (pretrained:small's recipe) by the kind of init, where no --config is given

@@ -3,8 +3,9 @@
 A fixed synthetic corpus (`w2v2.synth`, the same clips for a given --clips and --seed) is trained on with
 the default recipe's settings, one seed, one kind at a time (`kinds=[finetune]`, `[probe]`, `[scratch]`),
 on --threads threads. Each row: the kind's CPU-seconds (this process's user + system time, every thread)
-and wall-seconds, both per hour of training audio, and the recipe's own estimate for it. The last row
-is the default recipe, 3 seeds of every kind, as the sum of its members. Nothing is timed in a test:
+and wall-seconds, both per hour of training audio, and the recipe's own estimate for it. Then the
+default recipe, 3 seeds of every kind, as the sum of its members, and with --whole as one command
+(members side by side: wall time below the sum). Nothing is timed in a test:
 the figures in docs/benchmark.md come from this command's output (experiments/results/cost.txt).
 """
 
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import io
 import re
+import resource
 import shutil
 import tempfile
 import time
@@ -34,14 +36,21 @@ def training_hours(corpus: Path) -> float:
     return sum(sf.info(str(corpus / p)).duration for p in train.path) / 3600
 
 
-def run_kind(corpus: Path, run: Path, kind: str, threads: int, extra: list[str]) -> dict[str, float]:
-    """CPU- and wall-seconds of one seed of `kind`, and the estimate its plan printed (seconds)."""
+def cpu_seconds() -> float:
+    """User + system seconds of this process and of its finished children (the recipe's workers)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def run_kind(corpus: Path, run: Path, kind: str | None, threads: int, extra: list[str]) -> dict[str, float]:
+    """CPU- and wall-seconds of one seed of `kind` (None: the whole default recipe, 3 seeds), and the
+    estimate its plan printed (seconds)."""
     out = io.StringIO()
-    cpu, wall = time.process_time(), time.perf_counter()
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    which = ["--members", "1", f"kinds=[{kind}]"] if kind else []
     with contextlib.redirect_stdout(out):
-        finetune(["train", "--data", str(corpus), "--run", str(run), "--members", "1", f"kinds=[{kind}]",
-                  f"threads={threads}", *extra])
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        finetune(["train", "--data", str(corpus), "--run", str(run), *which, f"threads={threads}", *extra])
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
     said = re.search(r"estimate: ([\d.]+) min", out.getvalue())
     metrics = pd.read_json(run / "metrics.json", typ="series")
     return {"cpu": cpu, "wall": wall, "estimate": float(said.group(1)) * 60 if said else float("nan"),
@@ -54,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="the corpus's seed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--whole", action="store_true", help="also train the whole default recipe (3 seeds) once, "
+                   "as the plain command does (members side by side where there are cores)")
     p.add_argument("--work", type=Path, help="where the corpus and runs go (default a temporary folder)")
     p.add_argument("overrides", nargs="*", help="key=value settings for every kind (e.g. epochs=6)")
     args = p.parse_args(argv)
@@ -78,6 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     cpu, wall = sum(r["cpu"] for r in rows.values()) * SEEDS, sum(r["wall"] for r in rows.values()) * SEEDS
     print(f"| the recipe: {SEEDS} seeds × ({' + '.join(rows)}) | {cpu:.0f} | {wall:.0f} | "
           f"{cpu / 60 / hours:.1f} | {wall / 60 / hours:.1f} | | |")
+    if args.whole:
+        run = work / "run-whole"
+        shutil.rmtree(run, ignore_errors=True)
+        r = run_kind(corpus, run, None, args.threads, args.overrides)
+        print(f"| the recipe as one command (threads={args.threads}, {' '.join(args.overrides) or 'workers=0'}) | "
+              f"{r['cpu']:.0f} | {r['wall']:.0f} | {r['cpu'] / 60 / hours:.1f} | {r['wall'] / 60 / hours:.1f} | "
+              f"{r['estimate']:.0f} | {r['uar']:.3f} |", flush=True)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -33,6 +33,7 @@ from finetune.folds import assign_folds, out_of_fold, read_probs, validation_wor
 from finetune.metrics import HEADLINE
 from finetune.model import build_classifier, check_model
 from finetune.outputs import frame_metrics, seed_validation, start_run, write_csv, write_json, write_test_outputs
+from finetune.parallel import plan_workers, run_side_by_side
 from finetune.plots import plot_confusion
 from finetune.probe import train_probe
 from finetune.train import split_train, train
@@ -204,26 +205,33 @@ def time_member(cfg: FinetuneConfig, kind: Kind, steps: int = 3) -> dict[str, fl
 
 def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float,
                      timings: dict[tuple, dict[str, float]] | None = None) -> float:
-    """Estimated wall time of all members: per kind, a few timed steps (`time_member`, kept in `timings`
-    for the next call) scaled by the work."""
+    """Estimated wall time of all members, `workers` at a time (each taking the next member when it is
+    free, as the pool does): per kind, a few timed steps (`time_member`, kept in `timings` for the next
+    call) scaled by the work."""
     timings = {} if timings is None else timings
-    total = 0.0
-    for m in members:
-        key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
-        if key not in timings:
-            timings[key] = time_member(m.cfg, m.kind)
-        t = timings[key]
-        train_audio, val_audio = len(m.train_items) * clip_seconds, len(m.val_items) * clip_seconds
-        predict = (val_audio + test_seconds) * t["forward"]  # finish(): validation and test predictions
-        if m.kind == "probe":
-            total += (train_audio + val_audio) * t["forward"] + predict
-            continue
-        cached = m.cfg.freeze_feature_encoder and m.cfg.feature_cache
-        views = (m.cfg.cache_views if m.cfg.augment else 1) if cached else 0
-        per_epoch = math.ceil(len(m.train_items) / m.cfg.batch_size) * t["step"] + val_audio * (
-            t["forward"] - t["cnn"] if cached else t["forward"])
-        total += (views * train_audio + val_audio) * t["cnn"] * bool(cached) + m.cfg.epochs * per_epoch + predict
-    return total
+    each = [member_seconds(m, test_seconds, clip_seconds, timings) for m in members]
+    free = [0.0] * max(1, max((m.cfg.workers for m in members), default=1))
+    for seconds in each:
+        free[free.index(min(free))] += seconds
+    return max(free)
+
+
+def member_seconds(m: Member, test_seconds: float, clip_seconds: float, timings: dict[tuple, dict[str, float]]
+                   ) -> float:
+    """Estimated wall time of one member (its timed steps, by kind, kept in `timings`)."""
+    key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
+    if key not in timings:
+        timings[key] = time_member(m.cfg, m.kind)
+    t = timings[key]
+    train_audio, val_audio = len(m.train_items) * clip_seconds, len(m.val_items) * clip_seconds
+    predict = (val_audio + test_seconds) * t["forward"]  # finish(): validation and test predictions
+    if m.kind == "probe":
+        return (train_audio + val_audio) * t["forward"] + predict
+    cached = m.cfg.freeze_feature_encoder and m.cfg.feature_cache
+    views = (m.cfg.cache_views if m.cfg.augment else 1) if cached else 0
+    per_epoch = math.ceil(len(m.train_items) / m.cfg.batch_size) * t["step"] + val_audio * (
+        t["forward"] - t["cnn"] if cached else t["forward"])
+    return (views * train_audio + val_audio) * t["cnn"] * bool(cached) + m.cfg.epochs * per_epoch + predict
 
 
 def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> list[Member]:
@@ -257,6 +265,9 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     probe = next((m for m in members if m.kind == "probe"), None)
     if probe is not None:
         print(f"      linear probe: {probe.cfg.probe_epochs} epochs of the head over cached features (probe_epochs)")
+    if len(members) > 1 and members[0].cfg.workers > 1:
+        print(f"      side by side: {members[0].cfg.workers} members at a time, {members[0].cfg.threads} thread(s) "
+              "each (workers, threads)")
     if estimate is not None:
         device = resolve_device(cfg.device)
         print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "
@@ -316,9 +327,11 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
 
     resume: continue a killed run: finished members are kept, the member in progress continues after its
     last completed epoch (`finetune.state`), the plan (members and epochs) is the one recipe.json saved."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     members, how = plan_members(data, cfg, val_speakers)
+    workers, threads = plan_workers(cfg.workers, cfg.threads, len(members), cfg.device)
+    if threads:  # the estimate's timed steps run as each member will
+        torch.set_num_threads(threads)
+    members = [replace(m, cfg=replace(m.cfg, threads=threads, workers=workers)) for m in members]
     if resume:
         plan = read_recipe(run)["plan"]
         members = [replace(m, cfg=replace(m.cfg, epochs=plan[m.name])) for m in members if m.name in plan]
@@ -333,20 +346,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
         if len(members) == 1:
             return train_member(data, members[0], run, bar, resume)
         start_run(run, cfg)
-        results = []
-        for i, m in enumerate(members, start=1):
-            tick = time.perf_counter()
-            finished = run / m.name / "metrics.json"
-            if resume and finished.is_file():  # trained before the interruption
-                result = json.loads(finished.read_text())
-                bar.update(member_steps(m))
-            else:
-                bar.write(f"member {i}/{len(members)}: {m.name} ({m.kind}, seed {m.cfg.seed}): "
-                          f"{len(m.train_items)} training / {len(m.val_items)} validation clips")
-                result = train_member(data, m, run / m.name, bar, resume)
-            results.append({"name": m.name, "kind": m.kind, "seed": m.cfg.seed, "best_epoch": result["best_epoch"],
-                            "seconds": time.perf_counter() - tick, "validation": brief(result["validation"])}
-                           | ({"test": brief(result["test"])} if "test" in result else {}))
+        results = train_all(data, members, run, bar, resume, workers, threads)
     summary: dict[str, Any] = {"recipe": how, "members": results}
     summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
@@ -356,6 +356,36 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     write_json(run / "metrics.json", summary)
     print_members(summary)
     return summary
+
+
+def train_all(data: Dataset, members: list[Member], run: Path, bar: Any, resume: bool, workers: int, threads: int
+              ) -> list[dict]:
+    """Every member not finished before (resume), `workers` at a time; each member's row of metrics.json."""
+    done: dict[str, dict] = {}
+    tasks = []
+    for i, m in enumerate(members, start=1):
+        finished = run / m.name / "metrics.json"
+        if resume and finished.is_file():  # trained before the interruption
+            done[m.name] = {"result": json.loads(finished.read_text()), "seconds": 0.0}
+            bar.update(member_steps(m))
+        else:
+            tasks.append((m.name, announced_member, (data, m, f"member {i}/{len(members)}", run / m.name, resume)))
+    if workers > 1:
+        done |= run_side_by_side(tasks, workers, threads, bar)
+    else:
+        done |= {name: task(*args, bar) for name, task, args in tasks}
+    return [{"name": m.name, "kind": m.kind, "seed": m.cfg.seed, "best_epoch": r["result"]["best_epoch"],
+             "seconds": r["seconds"], "validation": brief(r["result"]["validation"])}
+            | ({"test": brief(r["result"]["test"])} if "test" in r["result"] else {})
+            for m in members for r in [done[m.name]]]
+
+
+def announced_member(data: Dataset, m: Member, which: str, folder: Path, resume: bool, bar: Any) -> dict:
+    """train_member, said first and timed: {"result": its metrics, "seconds": its wall time}."""
+    tick = time.perf_counter()
+    bar.write(f"{which}: {m.name} ({m.kind}, seed {m.cfg.seed}): {len(m.train_items)} training / "
+              f"{len(m.val_items)} validation clips")
+    return {"result": train_member(data, m, folder, bar, resume), "seconds": time.perf_counter() - tick}
 
 
 def train_member(data: Dataset, m: Member, folder: Path, bar: Any, resume: bool = False) -> dict:

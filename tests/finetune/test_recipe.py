@@ -283,3 +283,31 @@ def test_validation_words_say_how_the_clips_were_split() -> None:
         "stratified random split (no speaker information): 20% of every class's clips, whose speakers may also "
         "be in training")
     assert validation_words(with_speakers, 0.15, ["s1", "s2"]) == "the --val-speakers s1, s2, none in training"
+
+
+def test_members_side_by_side_give_the_numbers_they_give_one_after_another(default_run, corpus: Path,
+                                                                           tmp_path: Path, capsys) -> None:
+    run, printed = default_run
+    if "side by side: 2 members at a time, 1 thread(s) each" not in printed:
+        pytest.skip("one core: the default run trained its members one after another")
+    assert "[member_1_probe] probe: features of" in printed  # a worker's output, through the parent
+    alone = tmp_path / "alone"
+    main(["train", "--data", str(corpus), "--run", str(alone), "--members", "2", *FAST, "workers=1"])
+    assert "side by side" not in capsys.readouterr().out
+    for name in ("test_probs.csv", "member_2_scratch/val_probs.csv", "member_1_probe/test_probs.csv"):
+        a, b = pd.read_csv(run / name), pd.read_csv(alone / name)
+        assert np.array_equal(a[PROB_COLUMNS].to_numpy(), b[PROB_COLUMNS].to_numpy()), name
+
+
+def test_workers_follow_cores_threads_and_memory(monkeypatch) -> None:
+    from finetune import parallel
+
+    monkeypatch.setattr(parallel, "cpu_count", lambda: 8)
+    monkeypatch.setattr(parallel, "available_gb", lambda: 100.0)
+    assert parallel.plan_workers(0, 0, 9, "cpu") == (8, 1)  # one member per core, one thread each
+    assert parallel.plan_workers(0, 2, 9, "cpu") == (4, 2)  # threads=2: half as many members at once
+    assert parallel.plan_workers(0, 0, 3, "cpu") == (3, 2)  # fewer members than cores: threads to spare
+    assert parallel.plan_workers(0, 0, 1, "cpu") == (1, 0)  # a single member trains in this process
+    assert parallel.plan_workers(2, 0, 9, "cpu") == (2, 4)  # workers=2 asked for
+    monkeypatch.setattr(parallel, "available_gb", lambda: 7.0)
+    assert parallel.plan_workers(0, 0, 9, "cpu") == (2, 4)  # memory for two at 3 GB each

@@ -13,6 +13,7 @@ Design choices:
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import weakref
@@ -98,9 +99,11 @@ class LogProgress:
 
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> Any:
     """A tqdm bar on a terminal, a `LogProgress` elsewhere; tqdm's arguments (desc, total, unit, disable,
-    leave, initial, ...). disable=True silences it either way."""
+    leave, initial, ...). disable=True, or W2V2_PROGRESS=off in the environment, silences it either way."""
     if kwargs.get("disable") is None:  # tqdm's "not on a terminal": here, plain lines instead
         kwargs["disable"] = False
+    if os.environ.get("W2V2_PROGRESS") == "off":  # a worker process whose parent's bar speaks for it
+        kwargs["disable"] = True
     if sys.stderr.isatty():
         return tqdm(iterable, **kwargs)
     return LogProgress(iterable, **kwargs)

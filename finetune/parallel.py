@@ -1,0 +1,151 @@
+"""Members trained side by side: `workers=N` (0 = as many as the CPU's cores and memory allow).
+
+Design choices:
+- a recipe's members are independent (each builds its model after seeding its own generators,
+  `finetune.model.build_classifier`), so a member gives the same numbers whether it trains alone or beside
+  others, at the same thread count (a test holds them equal);
+- on a CPU, one member per core with one thread each keeps every core busy: small models and batches
+  gain less from a second thread than from a second member (docs/benchmark.md has the figures); on a
+  GPU, members run one after another (they would share one device);
+- workers are spawned processes (no forked torch state); each sends its progress, its epoch lines and
+  everything it prints to the parent through a queue, so the parent's one progress bar and its output
+  stay whole, in the order things happened, and a test that captures the output sees them;
+- a member that fails stops the run with its own error (members not started are cancelled); members
+  that finished keep their folders, so `train --resume` continues with the rest.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queues
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from w2v2.training import resolve_device
+
+GB_PER_WORKER = 3.0  # memory a training member may need (the larger of pretrained:small's and the tiny model's)
+
+_queue: Any = None  # in a worker: where its progress and output go
+_prefix = ""  # in a worker: the member whose lines these are ("[member_2_probe] "), as members interleave
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def available_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
+def plan_workers(workers: int, threads: int, members: int, device: str) -> tuple[int, int]:
+    """(members trained at once, torch threads of each) for `workers` (0: auto) and `threads` (0: auto)."""
+    if members <= 1 or resolve_device(device).type != "cpu":
+        return 1, threads
+    cores = cpu_count()
+    if workers == 0:
+        memory = available_gb()
+        workers = min(members, max(1, cores // max(threads, 1)),
+                      max(1, int(memory // GB_PER_WORKER)) if memory is not None else members)
+    workers = min(workers, members)
+    return workers, threads or max(1, cores // workers)
+
+
+class QueueBar:
+    """A worker's stand-in for the parent's progress bar: update, write and set_postfix go to the parent."""
+
+    def update(self, n: float = 1) -> None:
+        _queue.put(("update", n))
+
+    def write(self, text: str) -> None:
+        _queue.put(("write", _prefix + text))
+
+    def set_postfix(self, **_: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class QueueWriter:
+    """A worker's stdout: whole lines to the parent."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            _queue.put(("write", _prefix + line))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _start_worker(queue: Any, threads: int) -> None:
+    global _queue
+    _queue = queue
+    torch.set_num_threads(threads)
+    os.environ["W2V2_PROGRESS"] = "off"  # the parent's bar speaks for every member
+    sys.stdout = QueueWriter()  # type: ignore[assignment]
+
+
+def _call(key: str, task: Callable[..., dict], args: tuple) -> dict:
+    global _prefix
+    _prefix = f"[{key}] "
+    return task(*args, QueueBar())
+
+
+def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], workers: int, threads: int, bar: Any
+                     ) -> dict[str, dict]:
+    """Run `task(*args, bar)` for each (key, task, args) in `workers` processes of `threads` threads;
+    returns each key's result. The parent's `bar` receives the workers' progress and output."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(queue, threads)) as pool:
+            futures: dict[Future, str] = {pool.submit(_call, key, task, args): key for key, task, args in tasks}
+            results: dict[str, dict] = {}
+            pending: Iterable[Future] = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    relay(queue, bar)
+                    for future in done:
+                        results[futures[future]] = future.result()  # a member's error stops the run
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                relay(queue, bar)
+                raise
+            relay(queue, bar)
+    return results
+
+
+def relay(queue: Any, bar: Any) -> None:
+    """Everything the workers sent so far, to the parent's bar and output."""
+    while True:
+        try:
+            what, value = queue.get_nowait()
+        except queues.Empty:
+            return
+        if what == "update":
+            bar.update(value)
+        else:
+            bar.write(value)
