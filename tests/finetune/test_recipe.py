@@ -311,3 +311,21 @@ def test_workers_follow_cores_threads_and_memory(monkeypatch) -> None:
     assert parallel.plan_workers(2, 0, 9, "cpu") == (2, 4)  # workers=2 asked for
     monkeypatch.setattr(parallel, "available_gb", lambda: 7.0)
     assert parallel.plan_workers(0, 0, 9, "cpu") == (2, 4)  # memory for two at 3 GB each
+
+
+def test_the_cost_table_is_the_cost_runs_output() -> None:
+    """docs/recipe.md's cost table gives experiments/results/cost.txt's figures, and the README its savings."""
+    root = Path(__file__).resolve().parents[2]
+    rows = [r.strip("|").split("|") for r in (root / "experiments/results/cost.txt").read_text().splitlines()
+            if r.startswith("| ") and not r.startswith(("| kind", "| the recipe: "))]
+    docs = (root / "docs" / "recipe.md").read_text()
+    table = docs[docs.index("| | CPU-min per hour of training audio |"):].split("\n\n")[0].splitlines()[2:]
+    assert len(rows) == len(table) == 5
+    for run, shown in zip(rows, table, strict=True):
+        cells = [c.strip().strip("*") for c in shown.strip("|").split("|")]
+        assert cells[1:3] == [run[3].strip(), run[4].strip()]
+        assert cells[3] == f"{float(run[5]) / float(run[2]):.0%}"  # the estimate, as a share of the actual
+    before, now = (float(rows[i][j]) for i, j in ((3, 2), (4, 2))), (float(rows[i][1]) for i in (3, 4))
+    wall, cpu = 1 - (lambda a, b: b / a)(*before), 1 - (lambda a, b: b / a)(*now)
+    readme = (root / "README.md").read_text()
+    assert f"{wall:.0%} less wall time and {cpu:.0%} less CPU time" in " ".join(readme.split())
