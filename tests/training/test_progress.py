@@ -27,6 +27,9 @@ def test_a_log_gets_whole_lines_with_counts_and_time_left(capsys) -> None:
     assert "\r" not in err
     lines = err.splitlines()
     assert lines[0].startswith("all members: 1/10 step (10%), 0:00 elapsed, about 0:00 left")
+    with LogProgress(total=100, desc="slow start", interval=0) as bar:
+        bar.update(1)  # 1% done: no time left is guessed from the start-up
+    assert "left" not in capsys.readouterr().err.splitlines()[0]
     assert lines[3].startswith("all members: 5/10 step (50%)") and lines[3].endswith("loss 1.234")
     assert len(lines) == 5  # four updates, and one line when it ends
 

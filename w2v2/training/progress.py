@@ -83,7 +83,7 @@ class LogProgress:
         self.last, elapsed, done = now, now - self.start, self.n - self.first
         parts = [f"{self.desc}: {self.n:g}" + (f"/{self.total:g}" if self.total else "") + f" {self.unit}"
                  + (f" ({self.n / self.total:.0%})" if self.total else ""), f"{duration(elapsed)} elapsed"]
-        if self.total and done > 0 and self.n < self.total:
+        if self.total and done >= 0.05 * self.total and self.n < self.total:  # before: start-up, not a rate
             parts.append(f"about {duration(elapsed / done * (self.total - self.n))} left")
         print(", ".join(parts + ([self.postfix] if self.postfix else [])), file=self.file or sys.stderr, flush=True)
         self.lines += 1
