@@ -21,3 +21,4 @@ run "descriptors, dropout 0.5" "small $S w2v=0 prosody=2 norm=spk_train_corpus_t
 run "descriptors, channel augmentation (one channel per speaker)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test aug=1"
 run "descriptors, trained on all five other corpora (evaluation-only ones too)" "small seeds=3 train=all w2v=0 prosody=2 norm=spk_train_corpus_test"
 run "descriptors, class biases fitted leave-one-corpus-out inside the training corpora" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test calib=bias"
+run "descriptors, normal scores of ranks per speaker / per set instead of mean and sd" "small $S w2v=0 prosody=2 norm=rank_spk_train_corpus_test"

@@ -26,6 +26,16 @@ def group_standardise(x, groups, eps=1e-5, scale=True):
         out[idx] = (x[idx] - mu) / (sd + eps) if scale else x[idx] - mu
     return out
 
+def group_rank(x, groups):
+    """Each feature replaced by its normal score within its group (rank -> probit): robust to outliers
+    and to a group's skew, where mean/sd standardisation is not."""
+    out = torch.empty_like(x)
+    for g in np.unique(groups):
+        idx = torch.as_tensor(np.flatnonzero(groups == g))
+        r = x[idx].argsort(0).argsort(0).float()
+        out[idx] = torch.special.ndtri((r + 0.5) / len(idx)) if len(idx) > 1 else torch.zeros_like(x[idx])
+    return out
+
 def kmeans_groups(x, k, seed=0, iters=30):
     g = torch.Generator().manual_seed(seed)
     c = x[torch.randperm(len(x), generator=g)[:k]].clone()
@@ -186,6 +196,8 @@ def normed(x_all, tr, te, norm, spk, corp):
                 a = (f0 - lo).abs() > (f0 - hi).abs()
                 lo, hi = f0[~a].mean(), f0[a].mean()
             xte = group_standardise(xte, a.numpy())
+        elif norm == "rank_spk_train_corpus_test":
+            xtr = group_rank(xtr, spk[tr]); xte = group_rank(xte, corp[te])
         elif norm == "mix_train_corpus_test":
             xtr = torch.cat([group_standardise(xtr, spk[tr]), group_standardise(xtr, corp[tr])])
             xte = group_standardise(xte, corp[te])
