@@ -10,8 +10,9 @@ Design choices:
 - workers are spawned processes (no forked torch state); each sends its progress, its epoch lines and
   everything it prints to the parent through a queue, so the parent's one progress bar and its output
   stay whole, in the order things happened, and a test that captures the output sees them;
-- a member that fails stops the run with its own error (members not started are cancelled); members
-  that finished keep their folders, so `train --resume` continues with the rest.
+- a member that fails, or a stop, ends the run with its own error: members not started are cancelled and
+  those in flight stopped; finished members keep their folders and the others their last finished
+  epoch, so `train --resume` continues with the rest.
 """
 
 from __future__ import annotations
@@ -130,9 +131,11 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
                     relay(queue, bar)
                     for future in done:
                         results[futures[future]] = future.result()  # a member's error stops the run
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                relay(queue, bar)
+            except BaseException:  # a member's error or a stop (Ctrl-C) stops the members in flight too:
+                relay(queue, bar)  # each has its last finished epoch on disk, and `train --resume` continues it
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise
             relay(queue, bar)
     return results

@@ -89,9 +89,9 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
             raise KeyboardInterrupt  # after member 2's first epoch was saved
         real(run, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_state", killed_in_member_2)
-    with pytest.raises(KeyboardInterrupt):
-        main(["train", "--data", str(corpus), "--run", str(tmp_path / "killed"), *settings])
+    monkeypatch.setattr(train_module, "save_state", killed_in_member_2)  # in this process: workers=1
+    with pytest.raises(KeyboardInterrupt):  # ("whole" trained its members side by side, where cores allow)
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "killed"), *settings, "workers=1"])
     monkeypatch.undo()
     first = tmp_path / "killed" / "member_1" / "metrics.json"
     stamp = first.stat().st_mtime_ns
