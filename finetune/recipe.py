@@ -209,7 +209,8 @@ def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: f
     free, as the pool does): per kind, a few timed steps (`time_member`, kept in `timings` for the next
     call) scaled by the work."""
     timings = {} if timings is None else timings
-    each = [member_seconds(m, test_seconds, clip_seconds, timings) for m in members]
+    each = [member_seconds(m, test_seconds, clip_seconds, timings)
+            for m in sorted(members, key=lambda m: m.kind == "probe")]  # the order the pool takes them in
     free = [0.0] * max(1, max((m.cfg.workers for m in members), default=1))
     for seconds in each:
         free[free.index(min(free))] += seconds
@@ -370,7 +371,8 @@ def train_all(data: Dataset, members: list[Member], run: Path, bar: Any, resume:
             bar.update(member_steps(m))
         else:
             tasks.append((m.name, announced_member, (data, m, f"member {i}/{len(members)}", run / m.name, resume)))
-    if workers > 1:
+    if workers > 1:  # the probes (seconds each) last, to fill the gaps the long members leave at the end
+        tasks.sort(key=lambda task: task[2][1].kind == "probe")
         done |= run_side_by_side(tasks, workers, threads, bar)
     else:
         done |= {name: task(*args, bar) for name, task, args in tasks}
