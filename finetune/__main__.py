@@ -97,6 +97,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--probe", action="store_true", help="members are linear probes of the frozen backbone of "
                    "--init only (no fine-tuning; cached features, the cheapest member)")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
+    t.add_argument("--dry-run", action="store_true", help="print the plan and its time estimate, train nothing")
     add_threads(t)
     t.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=5 batch_size=4")
 
@@ -261,7 +262,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
         data_path, layout = Path(args.data[0]), args.layout
         val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    if not args.resume:
+    if not args.resume and not args.dry_run:
         prepare_run(run, args.overwrite)
     data = load_dataset(data_path, layout)
     data.train = checked(data.train, args.skip_bad, "training")
@@ -272,6 +273,11 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
+    if args.dry_run:
+        from finetune.recipe import dry_run
+
+        dry_run(data, cfg, val_speakers)
+        return {}
     result = train_recipe(data, cfg, run, val_speakers, resume=args.resume)
     report(result, run, "member folders, test_probs.csv" if "members" in result
            else "confusion_matrix.png, curves.png, val_probs.csv, best/")

@@ -321,6 +321,25 @@ def read_recipe(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def planned_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None
+                    ) -> tuple[list[Member], str]:
+    """The members and how validation was chosen, each member's config saying how many train at once
+    (`workers`) with how many threads (`finetune.parallel.plan_workers`)."""
+    members, how = plan_members(data, cfg, val_speakers)
+    workers, threads = plan_workers(cfg.workers, cfg.threads, len(members), cfg.device)
+    if threads:  # the estimate's timed steps run as each member will
+        torch.set_num_threads(threads)
+    return [replace(m, cfg=replace(m.cfg, threads=threads, workers=workers)) for m in members], how
+
+
+def dry_run(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None) -> list[Member]:
+    """`train --dry-run`: the plan and its estimate (with --budget-minutes, what it cuts), nothing trained."""
+    members, how = planned_members(data, cfg, val_speakers)
+    members = print_plan(data, cfg, members, how)
+    print(f"--dry-run: nothing trained; without --dry-run the same command trains these {len(members)} member(s)")
+    return members
+
+
 def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str] | None = None,
                  resume: bool = False) -> dict:
     """Train every member of `cfg`'s recipe under `run` and write the ensemble's outputs; return
@@ -328,11 +347,8 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
 
     resume: continue a killed run: finished members are kept, the member in progress continues after its
     last completed epoch (`finetune.state`), the plan (members and epochs) is the one recipe.json saved."""
-    members, how = plan_members(data, cfg, val_speakers)
-    workers, threads = plan_workers(cfg.workers, cfg.threads, len(members), cfg.device)
-    if threads:  # the estimate's timed steps run as each member will
-        torch.set_num_threads(threads)
-    members = [replace(m, cfg=replace(m.cfg, threads=threads, workers=workers)) for m in members]
+    members, how = planned_members(data, cfg, val_speakers)
+    workers, threads = members[0].cfg.workers, members[0].cfg.threads
     if resume:
         plan = read_recipe(run)["plan"]
         members = [replace(m, cfg=replace(m.cfg, epochs=plan[m.name])) for m in members if m.name in plan]

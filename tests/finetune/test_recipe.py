@@ -329,3 +329,12 @@ def test_the_cost_table_is_the_cost_runs_output() -> None:
     wall, cpu = 1 - (lambda a, b: b / a)(*before), 1 - (lambda a, b: b / a)(*now)
     readme = (root / "README.md").read_text()
     assert f"{wall:.0%} less wall time and {cpu:.0%} less CPU time" in " ".join(readme.split())
+
+
+def test_a_dry_run_prints_the_plan_and_trains_nothing(corpus: Path, tmp_path: Path, capsys) -> None:
+    main(["train", "--data", str(corpus), "--run", str(tmp_path / "run"), "--dry-run", "--budget-minutes", "0.01",
+          *FAST])
+    out = capsys.readouterr().out
+    assert "--budget-minutes 0.01: 1 seed(s)/fold(s), 3 epochs" in out or "even the smallest plan" in out
+    assert out.index("plan: ") < out.index("estimate: ") < out.index("--dry-run: nothing trained")
+    assert not (tmp_path / "run").exists()
