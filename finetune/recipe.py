@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -235,6 +236,12 @@ def member_seconds(m: Member, test_seconds: float, clip_seconds: float, timings:
     return (views * train_audio + val_audio) * t["cnn"] * bool(cached) + m.cfg.epochs * per_epoch + predict
 
 
+def seeds_said(how: str, members: list[Member]) -> str:
+    """`how` with the number of seeds the members have (a budget may have dropped some)."""
+    seeds = len({m.cfg.seed for m in members})
+    return re.sub(r"^\d+ seed\(s\)", f"{seeds} seed(s)", how) if members and members[0].fold is None else how
+
+
 def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: str) -> list[Member]:
     """Print what will be trained and what it will cost; with `budget_minutes`, first fewer seeds, then
     fewer epochs, until the estimate fits. Returns the members to train."""
@@ -253,6 +260,7 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     kinds = {k: sum(m.kind == k for m in members) for k in ("finetune", "probe", "scratch")}
     words = {"finetune": f"fine-tune(s) of {cfg.init}", "probe": "linear probe(s)",
              "scratch": "tiny model(s) from scratch"}
+    how = seeds_said(how, members)
     print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
           f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
           + (f", {len(data.test)} test clips" if data.test else ""))
@@ -364,7 +372,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
             return train_member(data, members[0], run, bar, resume)
         start_run(run, cfg)
         results = train_all(data, members, run, bar, resume, workers, threads)
-    summary: dict[str, Any] = {"recipe": how, "members": results}
+    summary: dict[str, Any] = {"recipe": seeds_said(how, members), "members": results}
     summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
         probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)

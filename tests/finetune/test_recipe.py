@@ -338,3 +338,13 @@ def test_a_dry_run_prints_the_plan_and_trains_nothing(corpus: Path, tmp_path: Pa
     assert "--budget-minutes 0.01: 1 seed(s)/fold(s), 3 epochs" in out or "even the smallest plan" in out
     assert out.index("plan: ") < out.index("estimate: ") < out.index("--dry-run: nothing trained")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_budget_that_drops_seeds_says_how_many_are_left() -> None:
+    from finetune.recipe import Member, seeds_said
+
+    how = "3 seed(s), each validating on its own whole speakers (about 15% of the clips), none in training"
+    cfg = resolve_run(None, [])
+    one = [Member("member_1", "finetune", cfg, [], []), Member("member_1_probe", "probe", cfg, [], [])]
+    assert seeds_said(how, one).startswith("1 seed(s), each validating")
+    assert seeds_said("2 folds (stratified)", [Member("fold_1", "finetune", cfg, [], [], 0)]) == "2 folds (stratified)"
