@@ -156,8 +156,11 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
                      f"{cfg['batch_size']}, CNN {'frozen' if cfg['freeze_feature_encoder'] else 'trained'}")
     if "probe" in kinds:
         lines.append(f"probe: {cfg['probe_epochs']} epochs on each clip's pooled hidden states")
+    member = run.models[0] / "config.yaml"  # what the members ran with (side by side: their own threads)
+    ran = yaml.safe_load(member.read_text()) if run.parent and member.is_file() else cfg
+    side = f"{ran['workers']} members at a time, " if (ran.get("workers") or 1) > 1 else ""
     lines.append(f"time: {run.metrics['train_seconds'] / 60:.1f} min wall clock (device: {cfg.get('device')}, "
-                 f"{cfg.get('threads') or 'all'} thread(s))")
+                 f"{side}{ran.get('threads') or 'all'} thread(s){' each' if side else ''})")
     return lines
 
 

@@ -257,6 +257,8 @@ def test_the_report_of_the_default_run_shows_each_seeds_ensemble(default_run, tm
         cells = re.search(rf"<tr><td>seed {seed}</td>(.*?)</tr>", page).group(1)
         assert f"<td>{metrics['validation_seeds'][seed]['uar']:.3f}</td>" in cells
     assert "validation: 2 seed(s), each validating on its own whole speakers" in page
+    if "side by side: 2 members at a time" in default_run[1]:
+        assert "2 members at a time, 1 thread(s) each)" in page  # the report says how the members ran
     assert "<h3>validation: ECE" in page  # calibration of the ensemble's validation estimate
     val = pd.read_csv(run / "val_probs.csv")
     assert any(f"<td>{html.escape(p)}</td>" in page for p in val.path)  # the wrong clips are named by path
