@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
 from finetune.__main__ import main as finetune
+from finetune.recipe import audio_hours
+from w2v2.data.datasets import load_dataset
 from w2v2.synth import generate_corpus
 
 KINDS = ("finetune", "probe", "scratch")
@@ -32,8 +33,9 @@ SEEDS = 3  # the default recipe's
 
 
 def training_hours(corpus: Path) -> float:
-    train = pd.read_csv(corpus / "train.csv")
-    return sum(sf.info(str(corpus / p)).duration for p in train.path) / 3600
+    hours = audio_hours(load_dataset(corpus).train)
+    assert hours is not None, f"{corpus}: a clip's length is unknown"  # the synthetic corpus's WAVs have headers
+    return hours
 
 
 def cpu_seconds() -> float:

@@ -43,13 +43,14 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def available_gb() -> float | None:
+def available_bytes() -> int | None:
+    """Memory this machine has free (Linux's MemAvailable; None where unknown)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
+                return int(line.split()[1]) * 1024
     except OSError:
-        pass
+        return None
     return None
 
 
@@ -59,9 +60,9 @@ def plan_workers(workers: int, threads: int, members: int, device: str) -> tuple
         return 1, threads
     cores = cpu_count()
     if workers == 0:
-        memory = available_gb()
+        memory = available_bytes()
         workers = min(members, max(1, cores // max(threads, 1)),
-                      max(1, int(memory // GB_PER_WORKER)) if memory is not None else members)
+                      max(1, int(memory / 2**30 // GB_PER_WORKER)) if memory is not None else members)
     workers = min(workers, members)
     return workers, threads or max(1, cores // workers)
 

@@ -34,7 +34,7 @@ from finetune.folds import assign_folds, out_of_fold, read_probs, validation_wor
 from finetune.metrics import HEADLINE
 from finetune.model import build_classifier, check_model
 from finetune.outputs import frame_metrics, seed_validation, start_run, write_csv, write_json, write_test_outputs
-from finetune.parallel import plan_workers, run_side_by_side
+from finetune.parallel import available_bytes, plan_workers, run_side_by_side
 from finetune.plots import plot_confusion
 from finetune.probe import train_probe
 from finetune.train import split_train, train
@@ -138,17 +138,6 @@ def fit_crops(members: list[Member], longest: float) -> list[Member]:
         check_memory(m)
         fitted.append(m)
     return fitted
-
-
-def available_bytes() -> int | None:
-    """Memory this machine has free (Linux's MemAvailable; None where unknown)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def check_memory(m: Member) -> None:

@@ -305,13 +305,13 @@ def test_workers_follow_cores_threads_and_memory(monkeypatch) -> None:
     from finetune import parallel
 
     monkeypatch.setattr(parallel, "cpu_count", lambda: 8)
-    monkeypatch.setattr(parallel, "available_gb", lambda: 100.0)
+    monkeypatch.setattr(parallel, "available_bytes", lambda: 100 * 2**30)
     assert parallel.plan_workers(0, 0, 9, "cpu") == (8, 1)  # one member per core, one thread each
     assert parallel.plan_workers(0, 2, 9, "cpu") == (4, 2)  # threads=2: half as many members at once
     assert parallel.plan_workers(0, 0, 3, "cpu") == (3, 2)  # fewer members than cores: threads to spare
     assert parallel.plan_workers(0, 0, 1, "cpu") == (1, 0)  # a single member trains in this process
     assert parallel.plan_workers(2, 0, 9, "cpu") == (2, 4)  # workers=2 asked for
-    monkeypatch.setattr(parallel, "available_gb", lambda: 7.0)
+    monkeypatch.setattr(parallel, "available_bytes", lambda: 7 * 2**30)
     assert parallel.plan_workers(0, 0, 9, "cpu") == (2, 4)  # memory for two at 3 GB each
 
 
