@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
             from finetune.predict import cmd_predict
 
             cmd_predict(args)
-    except (DatasetError, FileNotFoundError, ValueError) as e:
+    except (DatasetError, FileNotFoundError, ValueError, ImportError) as e:  # ImportError: an optional extra
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # a full disk, a read-only folder: one sentence (models are written atomically)
         resume = (f"; then `python -m finetune train --resume --run {args.run}` continues the run"

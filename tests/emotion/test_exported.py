@@ -115,3 +115,11 @@ def test_the_benchmark_table_is_the_runs_output() -> None:
     for m, d in zip(measured, shown, strict=True):
         assert m[0].strip().lower() == d[0].strip().lower() and m[1].strip() == d[1].strip()
         assert [m[2].strip(), m[3].strip()] == [d[2].strip(), d[3].strip()]  # audio-s/s and the ratio
+
+
+def test_without_onnxruntime_export_says_which_extra_to_install(monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
+    with pytest.raises(SystemExit, match=r"optional extra: pip install -e '\.\[onnx\]'"):
+        main(["export", "--ckpt", str(SHIPPED / "member_2_scratch"), "--out", str(tmp_path / "x")])
