@@ -268,11 +268,17 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
               "each (workers, threads)")
     if estimate is not None:
         device = resolve_device(cfg.device)
-        print(f"      estimate: {estimate(members) / 60:.1f} min on this machine ({device}, "
+        print(f"      estimate: {minutes_text(estimate(members))} min on this machine ({device}, "
               f"{resolve_amp(cfg.amp, device).replace('none', 'fp32')} training steps, "
               f"{torch.get_num_threads()} thread(s)), "
               "from a few timed steps", flush=True)
     return members
+
+
+def minutes_text(seconds: float) -> str:
+    """Minutes with one decimal, or two significant digits below a minute: a short run is never "0.0 min"."""
+    minutes = seconds / 60
+    return f"{minutes:.1f}" if minutes >= 1 else f"{minutes:.2g}"
 
 
 def fit_budget(members: list[Member], cfg: FinetuneConfig, estimate: Callable[[list[Member]], float]

@@ -350,3 +350,10 @@ def test_a_budget_that_drops_seeds_says_how_many_are_left() -> None:
     one = [Member("member_1", "finetune", cfg, [], []), Member("member_1_probe", "probe", cfg, [], [])]
     assert seeds_said(how, one).startswith("1 seed(s), each validating")
     assert seeds_said("2 folds (stratified)", [Member("fold_1", "finetune", cfg, [], [], 0)]) == "2 folds (stratified)"
+
+
+def test_a_short_estimate_is_never_printed_as_zero_minutes() -> None:
+    from finetune.recipe import minutes_text
+    assert minutes_text(90) == "1.5"
+    assert minutes_text(2.4) == "0.04"
+    assert float(minutes_text(0.6)) > 0
