@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,35 @@ from w2v2.training.progress import progress_bar
 
 def class_weights(items: list[Item]) -> torch.Tensor:
     return label_weights(torch.tensor([it.label for it in items]))
+
+
+def corpus_targets(items: list[Item]) -> tuple[list[int], torch.Tensor | None]:
+    """(training targets, table of class masks). Where the items name several corpora and one lacks classes the
+    others have (a CSV's `corpus` column), an absent class is unknown there, never a negative: target = label +
+    6 * row of the table, and the loss sees only that row's classes. Otherwise the labels and None."""
+    labels = item_labels(items)
+    present: dict[str, set[int]] = {}
+    for it in items:
+        present.setdefault(it.corpus or "", set()).add(cast(int, it.label))
+    if len(present) < 2 or all(len(c) == len(set(labels)) for c in present.values()):
+        return labels, None
+    rows = sorted({tuple(sorted(c)) for c in present.values()})
+    table = torch.zeros(len(rows), len(EMOTIONS), dtype=torch.bool)
+    for r, classes in enumerate(rows):
+        table[r, list(classes)] = True
+    index = {corpus: rows.index(tuple(sorted(c))) for corpus, c in present.items()}
+    return [y + len(EMOTIONS) * index[it.corpus or ""] for y, it in zip(labels, items, strict=True)], table
+
+
+def partial_label_note(items: list[Item]) -> str | None:
+    """What `corpus_targets` does, in words for the log; None when every corpus has every class."""
+    if corpus_targets(items)[1] is None:
+        return None
+    present: dict[str, set[int]] = {}
+    for it in items:
+        present.setdefault(it.corpus or "(none)", set()).add(cast(int, it.label))
+    return "partial label sets: " + "; ".join(f"{c} trains on {', '.join(EMOTIONS[k] for k in sorted(v))}"
+                                              for c, v in sorted(present.items()))
 
 
 def oversample(items: list[Item], seed: int) -> list[Item]:
@@ -80,12 +109,14 @@ class Fit:
     overall: Any = None  # a progress bar over several runs (an ensemble), advanced per step
     guard: NonFiniteGuard = field(default_factory=lambda: NonFiniteGuard(
         20, "lower lr_head/lr_backbone or check the data"))
+    targets: list[int] = field(default_factory=list)  # per item: its label, + 6 * its class-mask row (corpus_targets)
+    class_table: torch.Tensor | None = None  # (rows, 6) bool on the device: the classes each corpus trains on
 
 
 def next_batch(fit: Fit, batch: list[int], crop: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """(input, padding mask, labels) of a batch of clip indices: cached CNN features (b, t, c) with a frame
     mask, or waveforms (b, s) with a sample mask, augmented and cropped; None when no clip decoded."""
-    labels = item_labels(fit.items[i] for i in batch)
+    labels = [fit.targets[i] for i in batch] if fit.targets else item_labels(fit.items[i] for i in batch)
     if fit.features is not None:
         return fit.features.batch(batch, labels, fit.rng, fit.gen)
     loaded = [(fit.cache[i], y) for i, y in zip(batch, labels, strict=True)]
@@ -95,6 +126,16 @@ def next_batch(fit: Fit, batch: list[int], crop: int) -> tuple[torch.Tensor, tor
         return None
     wave, padding_mask = collate_waves([w for w, _ in pairs], crop, fit.gen)
     return wave, padding_mask, torch.tensor([y for _, y in pairs])
+
+
+def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
+                         table: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy; with a class-mask table (`corpus_targets`), each row's softmax over its corpus's classes."""
+    if table is None:
+        return F.cross_entropy(logits, targets, weight=weights)
+    n = len(EMOTIONS)
+    logits = logits.masked_fill(~table[targets // n], float("-inf"))
+    return F.cross_entropy(logits, targets % n, weight=weights)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -122,7 +163,7 @@ def train_epoch(fit: Fit, step: int, epoch: int) -> tuple[float, int, float]:
         with fit.amp:
             forward = model.classify_features if fit.features is not None else model
             logits = forward(x, padding_mask, generator=fit.gen).logits
-        loss = F.cross_entropy(logits.float(), labels, weight=fit.weights)
+        loss = masked_cross_entropy(logits.float(), labels, fit.weights, fit.class_table)
         if fit.guard.skip(bool(torch.isfinite(loss)), step):
             bar.write(f"step {step}: non-finite loss, batch skipped")
             continue
@@ -234,8 +275,12 @@ def prepare_fit(cfg: FinetuneConfig, train_items: list[Item], val_cache: AudioCa
     opt, sched = make_optimizer(model, cfg, total_steps)
     autocast_ctx, scaler = autocast(amp, device)
     weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
+    targets, table = corpus_targets(fit_items)
+    if table is not None:
+        (overall.write if overall is not None else print)(partial_label_note(fit_items))
     return (Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device, autocast_ctx,
-                scaler, overall), val_features, total_steps)
+                scaler, overall, targets=targets, class_table=None if table is None else table.to(device)),
+            val_features, total_steps)
 
 
 def restore(run: Path, fit: Fit) -> tuple[list[dict], float, int, int, int, bool, float]:

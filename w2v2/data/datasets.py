@@ -3,7 +3,8 @@
 Layouts (detected automatically, or forced):
 - competition: train.csv (id,path,label[,speaker]), test.csv (id,path), sample_submission.csv (id,label);
 - crema: a folder of CREMA-D files `1001_DFA_ANG_XX.wav` (speaker, sentence, emotion code, level);
-- csv: a CSV `path,label[,speaker]` (label as 0..5, an emotion name or a CREMA-D code);
+- csv: a CSV `path,label[,speaker][,corpus]` (label as 0..5, an emotion name or a CREMA-D code; a corpus trains
+  only on the classes it has);
 - folders: one sub-folder per class (emotion name, CREMA-D code or digit 0..5).
 Paths are relative to the folder holding the CSV. Every problem names the file and the row.
 """
@@ -38,6 +39,7 @@ class Item:
     path: Path
     label: int | None = None
     speaker: str | None = None
+    corpus: str | None = None  # a CSV's `corpus` column: corpora with partial label sets train on their own classes
 
 
 def item_labels(items: Iterable[Item]) -> list[int]:
@@ -102,7 +104,7 @@ def _csv_items(path: Path, subdirs: tuple[str, ...] = ()) -> list[Item]:
             raise DatasetError(f"{where}: empty path")
         items.append(Item(id=getattr(row, "id", "") or Path(row.path).stem,
                           path=_clip_path(path.parent, row.path, *subdirs), label=parse_label(row.label, where),
-                          speaker=(getattr(row, "speaker", "") or None)))
+                          speaker=(getattr(row, "speaker", "") or None), corpus=(getattr(row, "corpus", "") or None)))
     return items
 
 
