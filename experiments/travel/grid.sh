@@ -22,3 +22,10 @@ run "descriptors, channel augmentation (one channel per speaker)" "small $S w2v=
 run "descriptors, trained on all five other corpora (evaluation-only ones too)" "small seeds=3 train=all w2v=0 prosody=2 norm=spk_train_corpus_test"
 run "descriptors, class biases fitted leave-one-corpus-out inside the training corpora" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test calib=bias"
 run "descriptors, normal scores of ranks per speaker / per set instead of mean and sd" "small $S w2v=0 prosody=2 norm=rank_spk_train_corpus_test"
+# Test-time speaker clustering: needs runs/travel/speaker_ge2e.pt (speaker_embed.py) and scipy on PYTHONPATH
+# (PYTHONPATH=/tmp/spkdeps, see speaker_embed.py). The cut of the clustering tree is the one whose clusters best
+# match the true speakers of the training corpora (adjusted Rand index); clusters below min_size clips take the
+# whole set's statistics.
+run "descriptors, per speaker / test set clustered by voice (GE2E), clusters of 25+ clips alone" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=25"
+run "descriptors, per speaker / test set clustered by voice (GE2E), clusters of 60+ clips alone" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=60"
+run "descriptors, per speaker / voice clusters of 25+ clips and per set, probabilities averaged" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=25 hedge=1"

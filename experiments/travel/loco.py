@@ -156,6 +156,9 @@ def run(meta, mean, std, cfg):
                         cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
             with torch.no_grad():
                 logits = net(xte)
+                if cfg.get("hedge"):  # the clusters' and the whole set's standardisation, probabilities averaged
+                    by_set = net(group_standardise(x_all[te], corp[te]))
+                    logits = torch.log((torch.softmax(logits, -1) + torch.softmax(by_set, -1)) / 2)
             if cfg.get("calib") == "bias":
                 inner_pool = [c for c in pool if c != test]
                 logits = logits + inner_bias(x_all, meta, inner_pool, norm, spk, corp, cfg, seed)
@@ -171,6 +174,48 @@ def run(meta, mean, std, cfg):
             u6, _ = uar(ys, p.argmax(1).numpy(), classes)
             results.append(dict(test=test, seed=seed, uar=u, uar6=u6, **{f"r_{k}": v for k, v in rec.items()}))
     return pd.DataFrame(results)
+
+SPEAKER_EMB = "runs/travel/speaker_ge2e.pt"  # experiments/travel/speaker_embed.py
+CFG = {}
+
+
+def ari(a, b):
+    """Adjusted Rand index of two labelings."""
+    _, a = np.unique(a, return_inverse=True); _, b = np.unique(b, return_inverse=True)
+    n = np.zeros((a.max() + 1, b.max() + 1)); np.add.at(n, (a, b), 1)
+    comb = lambda x: (x * (x - 1) / 2).sum()
+    s, sa, sb, tot = comb(n), comb(n.sum(1)), comb(n.sum(0)), len(a) * (len(a) - 1) / 2
+    exp = sa * sb / tot
+    return (s - exp) / (0.5 * (sa + sb) - exp + 1e-12)
+
+
+def voice_clusters(emb, thr):
+    """Average-linkage agglomerative clusters of unit speaker embeddings, cut at cosine distance `thr`."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    if len(emb) < 2:
+        return np.zeros(len(emb), dtype=int)
+    z = linkage(emb.numpy().astype(np.float64), method="average", metric="cosine")
+    return fcluster(z, thr, criterion="distance")
+
+
+def pick_threshold(emb, spk, corp, pool):
+    """The cut with the best mean ARI against the true speakers over the training corpora."""
+    grid = np.arange(0.10, 0.61, 0.025)
+    scores = [np.mean([ari(voice_clusters(emb[corp == c], t), spk[corp == c]) for c in pool]) for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+def cluster_standardise(x, groups, min_size):
+    """Per-cluster standardisation; clusters smaller than min_size by the whole set's statistics."""
+    sizes = {g: (groups == g).sum() for g in np.unique(groups)}
+    merged = np.array([g if sizes[g] >= min_size else -1 for g in groups])
+    out = group_standardise(x, merged)
+    if (merged == -1).any():
+        idx = torch.as_tensor(np.flatnonzero(merged == -1))
+        whole = group_standardise(x, np.zeros(len(x)))
+        out[idx] = whole[idx]
+    return out
+
 
 def normed(x_all, tr, te, norm, spk, corp):
         xtr, xte = x_all[tr], x_all[te]
@@ -196,6 +241,15 @@ def normed(x_all, tr, te, norm, spk, corp):
                 a = (f0 - lo).abs() > (f0 - hi).abs()
                 lo, hi = f0[~a].mean(), f0[a].mean()
             xte = group_standardise(xte, a.numpy())
+        elif norm == "spk_train_cluster_test":  # test set split by clustering voices (GE2E embeddings)
+            emb = torch.load(SPEAKER_EMB)
+            pool = [c for c in np.unique(corp[tr])]
+            thr = CFG.get("thr") or pick_threshold(emb, spk, corp, pool)
+            groups = voice_clusters(emb[te], thr)
+            k = len(np.unique(groups)); true = len(np.unique(spk[te]))
+            print(f"  {corp[te][0]}: cut {thr:.3f}, {k} clusters for {true} speakers, ARI {ari(groups, spk[te]):.2f}",
+                  file=sys.stderr, flush=True)
+            xtr = group_standardise(xtr, spk[tr]); xte = cluster_standardise(xte, groups, CFG.get("min_size", 10))
         elif norm == "rank_spk_train_corpus_test":
             xtr = group_rank(xtr, spk[tr]); xte = group_rank(xte, corp[te])
         elif norm == "mix_train_corpus_test":
@@ -209,6 +263,7 @@ if __name__ == "__main__":
     cfg = {}
     for kv in sys.argv[2:]:
         k, v = kv.split("="); cfg[k] = json.loads(v) if v[0] in "[0123456789" else v
+    CFG.update(cfg)
     meta, mean, std = load(name)
     df = run(meta, mean, std, cfg)
     s = df.groupby("test").agg(uar=("uar", "mean"), sd=("uar", "std"), uar6=("uar6", "mean"),
