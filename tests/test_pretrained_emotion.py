@@ -82,3 +82,23 @@ def test_the_methods_table_is_the_grids_output() -> None:
     spec.loader.exec_module(module)
     table = module.methods_table((root / "experiments/travel/results/methods.txt").read_text())
     assert table in (root / "docs" / "travel.md").read_text() and table.count("\n") >= 15
+
+
+def test_the_init_comparison_in_the_docs_is_its_run_file() -> None:
+    """docs/travel.md's `--init` table: every cell from experiments/results/emotion_init.txt."""
+    root = checkpoint_spec(SHIPPED_CLASSIFIER).parents[2]
+    text = (root / "experiments/results/emotion_init.txt").read_text()
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines() if "test clips" in line]
+    cell = {(r[0].split()[0], r[1]): r for r in rows}
+    docs = (root / "docs" / "travel.md").read_text()
+    section = docs.split("## An emotion backbone for users who train", 1)[1].split("\n## ", 1)[0]
+    for corpus, name in (("savee", "SAVEE"), ("turev-db", "TurEV-DB"), ("urdu", "Urdu")):
+        small, multi = cell[corpus, "pretrained:small"], cell[corpus, "multi-corpus emotion backbone"]
+        line = [c.strip() for c in next(x for x in section.splitlines() if x.startswith(f"| {name} (")).split("|")]
+        assert line[2:6] == [small[2], multi[2], small[3], multi[3]]
+        assert line[6] == f"{small[4]} / {multi[4]}"
+        own = cell[corpus, "none: pretrained:emotion as shipped, per set"][4].split("; ")[1].split()[0]
+        assert own in section
+    gains = [float(cell[c, "multi-corpus emotion backbone"][2].split()[0])
+             - float(cell[c, "pretrained:small"][2].split()[0]) for c in ("savee", "turev-db", "urdu")]
+    assert f"+{sum(gains) / 3:.3f}" in section
