@@ -99,6 +99,8 @@ def test_the_init_comparison_in_the_docs_is_its_run_file() -> None:
         assert line[6] == f"{small[4]} / {multi[4]}"
         own = cell[corpus, "none: pretrained:emotion as shipped, per set"][4].split("; ")[1].split()[0]
         assert own in section
+        rav = cell[corpus, "RAVDESS-fine-tuned backbone (emotion-ravdess member_1)"]
+        assert f"{name} fine-tune {rav[2]}, probe {rav[3]}, ensemble {rav[4]}" in section
     gains = [float(cell[c, "multi-corpus emotion backbone"][2].split()[0])
              - float(cell[c, "pretrained:small"][2].split()[0]) for c in ("savee", "turev-db", "urdu")]
     assert f"+{sum(gains) / 3:.3f}" in section

@@ -3,6 +3,7 @@
 #   bash experiments/emotion_init/arms.sh INIT_NAME INIT_SPEC CORPUS...
 # e.g. bash experiments/emotion_init/arms.sh small pretrained:small savee turev-db urdu
 #      bash experiments/emotion_init/arms.sh multi ckpt:runs/emotion-init/backbone/best savee turev-db urdu
+#      bash experiments/emotion_init/arms.sh ravdess ckpt:w2v2/pretrained/emotion-ravdess/member_1 savee turev-db urdu
 set -euo pipefail
 name=$1; init=$2; shift 2
 for corpus in "$@"; do

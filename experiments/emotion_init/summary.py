@@ -12,7 +12,8 @@ import statistics
 from pathlib import Path
 
 RUNS = Path("runs/emotion-init")
-INITS = {"small": "pretrained:small", "multi": "multi-corpus emotion backbone"}
+INITS = {"small": "pretrained:small", "multi": "multi-corpus emotion backbone",
+         "ravdess": "RAVDESS-fine-tuned backbone (emotion-ravdess member_1)"}
 CORPORA = ("savee", "turev-db", "urdu")
 
 
