@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.batching import BucketBatchSampler, collate_waves
 from w2v2.data.datasets import Dataset, Item, item_labels, no_speaker_split, speaker_split
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.travel import class_masks
 from w2v2.emotion.windows import AudioCache, cached_waves
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device, warmup_decay
@@ -44,28 +45,18 @@ def corpus_targets(items: list[Item]) -> tuple[list[int], torch.Tensor | None]:
     others have (a CSV's `corpus` column), an absent class is unknown there, never a negative: target = label +
     6 * row of the table, and the loss sees only that row's classes. Otherwise the labels and None."""
     labels = item_labels(items)
-    present: dict[str, set[int]] = {}
-    for it in items:
-        present.setdefault(it.corpus or "", set()).add(cast(int, it.label))
-    if len(present) < 2 or all(len(c) == len(set(labels)) for c in present.values()):
+    table, rows = torch.unique(class_masks(labels, [it.corpus or "" for it in items]), dim=0, return_inverse=True)
+    if len(table) < 2:
         return labels, None
-    rows = sorted({tuple(sorted(c)) for c in present.values()})
-    table = torch.zeros(len(rows), len(EMOTIONS), dtype=torch.bool)
-    for r, classes in enumerate(rows):
-        table[r, list(classes)] = True
-    index = {corpus: rows.index(tuple(sorted(c))) for corpus, c in present.items()}
-    return [y + len(EMOTIONS) * index[it.corpus or ""] for y, it in zip(labels, items, strict=True)], table
+    return [y + len(EMOTIONS) * int(r) for y, r in zip(labels, rows, strict=True)], table
 
 
-def partial_label_note(items: list[Item]) -> str | None:
-    """What `corpus_targets` does, in words for the log; None when every corpus has every class."""
-    if corpus_targets(items)[1] is None:
-        return None
-    present: dict[str, set[int]] = {}
-    for it in items:
-        present.setdefault(it.corpus or "(none)", set()).add(cast(int, it.label))
-    return "partial label sets: " + "; ".join(f"{c} trains on {', '.join(EMOTIONS[k] for k in sorted(v))}"
-                                              for c, v in sorted(present.items()))
+def partial_label_note(items: list[Item], targets: list[int], table: torch.Tensor) -> str:
+    """What `corpus_targets` gave (`targets`, `table`), in words for the log."""
+    row = {it.corpus or "(none)": t // len(EMOTIONS) for it, t in zip(items, targets, strict=True)}
+    return "partial label sets: " + "; ".join(
+        f"{c} trains on {', '.join(EMOTIONS[k] for k in table[r].nonzero().flatten().tolist())}"
+        for c, r in sorted(row.items()))
 
 
 def oversample(items: list[Item], seed: int) -> list[Item]:
@@ -277,7 +268,7 @@ def prepare_fit(cfg: FinetuneConfig, train_items: list[Item], val_cache: AudioCa
     weights = class_weights(fit_items).to(device) if cfg.balance == "loss" else None
     targets, table = corpus_targets(fit_items)
     if table is not None:
-        (overall.write if overall is not None else print)(partial_label_note(fit_items))
+        (overall.write if overall is not None else print)(partial_label_note(fit_items, targets, table))
     return (Fit(cfg, model, fit_items, cache, features, sampler, opt, sched, weights, rng, gen, device, autocast_ctx,
                 scaler, overall, targets=targets, class_table=None if table is None else table.to(device)),
             val_features, total_steps)

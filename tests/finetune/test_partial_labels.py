@@ -27,7 +27,8 @@ def test_targets_carry_each_corpus_class_set() -> None:
     assert [t % 6 for t in targets] == [0, 2, 4, 0, 2]
     assert table[rows[0]].nonzero().flatten().tolist() == [0, 2, 4]
     assert table[rows[3]].nonzero().flatten().tolist() == [0, 2]
-    assert partial_label_note(mixed) == "partial label sets: a trains on angry, sad, neutral; b trains on angry, sad"
+    assert partial_label_note(mixed, targets, table) == ("partial label sets: a trains on angry, sad, neutral; "
+                                                          "b trains on angry, sad")
     # one corpus, or corpora with the same classes: plain labels, plain loss
     assert corpus_targets(items([(0, "a"), (2, "b"), (2, "a"), (0, "b")])) == ([0, 2, 2, 0], None)
     assert corpus_targets(items([(0, None), (5, None)])) == ([0, 5], None)
