@@ -22,8 +22,8 @@ import torch
 from einops import einsum
 from safetensors import safe_open
 
-from finetune.probe import layer_means
 from w2v2.data.datasets import Item
+from w2v2.emotion.windows import layer_means
 from w2v2.model import Wav2Vec2ForClassification
 
 

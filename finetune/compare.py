@@ -31,10 +31,11 @@ import torch
 from finetune.config import DEFAULT_HEAD, resolve_run
 from finetune.metrics import HEADLINE, classification_metrics, metrics_line
 from finetune.model import build_classifier
-from finetune.probe import fit_head, layer_means, pooled_logits
+from finetune.probe import fit_head, pooled_logits
 from finetune.train import train
 from w2v2.config import to_dict
 from w2v2.data.datasets import Dataset, Item, item_labels, load_dataset, speaker_split
+from w2v2.emotion.windows import layer_means
 from w2v2.heads import ClassificationHead
 from w2v2.training import resolve_device
 from w2v2.training.cli import deep_merge, parse_with_overrides

@@ -30,33 +30,13 @@ from finetune.outputs import finish, start_run
 from finetune.plots import plot_curves
 from w2v2.checkpoint import save_model
 from w2v2.config import to_dict
-from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.windows import AudioCache, cached_waves, windows
+from w2v2.emotion.windows import AudioCache, layer_means
 from w2v2.heads import ClassificationHead
-from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device
-from w2v2.training.progress import progress_bar
 
 BATCH = 32  # clips per probe update (pooled vectors: cheap)
-
-
-@torch.no_grad()
-def layer_means(model: Wav2Vec2ForClassification, items: list[Item], window_seconds: float, progress: bool = False,
-                desc: str = "features", cache: AudioCache | None = None) -> torch.Tensor:
-    """(n, layers+1, d) on the CPU: each clip's hidden states averaged over its frames (and windows, as
-    prediction does), one clip at a time on the model's device, so that no clip's features depend on
-    padding. `cache`: the items' decoded audio where the caller keeps it for later use."""
-    backbone, out = model.backbone.eval(), []
-    device = next(backbone.parameters()).device
-    waves = cached_waves(cache or AudioCache(items), len(items))
-    for wave in progress_bar(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
-        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None].to(device),
-                                                                   output_hidden_states=True).hidden_states])
-                      for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
-        out.append(torch.stack(per_window).mean(0).cpu())
-    return torch.stack(out)
 
 
 def pooled_logits(head: ClassificationHead, v: torch.Tensor) -> torch.Tensor:

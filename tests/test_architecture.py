@@ -1,7 +1,8 @@
 """The layering rule: the model library (`w2v2/*.py`) imports nothing from the application around it
-(`w2v2.data`, `w2v2.synth`, `w2v2.bench`, `finetune`, `pretrain`), `w2v2.data` nothing from the trainers, and
-the inference layer (`w2v2.emotion`, under the CLI, the web app and the API) nothing from the commands. The
-package's `__init__` is its public face: the model's classes and `EmotionRecognizer`, nothing else."""
+(`w2v2.data`, `w2v2.synth`, `w2v2.bench`, `finetune`, `pretrain`), `w2v2.data` nothing from the trainers,
+the inference layer (`w2v2.emotion`, under the CLI, the web app and the API) nothing from the commands, and
+the application (`finetune/` but its commands) no command. The package's `__init__` is its public face:
+the model's classes and `EmotionRecognizer`, nothing else."""
 
 from __future__ import annotations
 
@@ -54,6 +55,17 @@ def test_data_plumbing_imports_no_trainer_or_tool(path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "w2v2" / "emotion").glob("*.py")), ids=lambda p: p.name)
 def test_the_inference_layer_imports_no_command(path: Path) -> None:
     assert offending(path, ("finetune", "pretrain", "w2v2.synth", "w2v2.bench", "argparse")) == []
+
+
+# the commands: the CLI, the web app (serve) and the measurements that run commands themselves
+COMMANDS = ("finetune.__main__", "finetune.app", "finetune.compare", "finetune.cost", "finetune.gpu_check")
+APPLICATION_MODULES = sorted(p for p in (ROOT / "finetune").glob("*.py")
+                             if f"finetune.{p.stem}" not in COMMANDS and p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("path", APPLICATION_MODULES, ids=lambda p: p.name)
+def test_the_application_imports_no_command(path: Path) -> None:
+    assert offending(path, COMMANDS) == []
 
 
 def test_the_package_exports_the_model_and_the_recognizer_only() -> None:

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from finetune.__main__ import main
-from finetune.probe import layer_means, pooled_logits
+from finetune.probe import pooled_logits
 from w2v2.checkpoint import PRETRAINED_DIR, load_model
 from w2v2.data.datasets import load_dataset
-from w2v2.emotion.windows import AudioCache, cached_waves, predict_probs
+from w2v2.emotion.windows import AudioCache, cached_waves, layer_means, predict_probs
 from w2v2.heads import ClassificationHead
 
 pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out

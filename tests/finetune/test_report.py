@@ -17,14 +17,14 @@ from finetune.__main__ import main
 from finetune.config import FinetuneConfig
 from finetune.metrics import classification_metrics
 from finetune.model import build_classifier
-from finetune.probe import layer_means, pooled_logits
+from finetune.probe import pooled_logits
 from finetune.report import build_report, read_run, render
 from finetune.report_plots import layer_weights_figure
 from w2v2.checkpoint import load_model, save_model
 from w2v2.config import HeadConfig
 from w2v2.data.datasets import Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.windows import AudioCache
+from w2v2.emotion.windows import AudioCache, layer_means
 
 pytestmark = pytest.mark.slow  # CLI runs end to end: make test-fast leaves them out
 

@@ -172,3 +172,19 @@ def predict_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], w
     per_clip = window_probs(model, waves, window_seconds, tta=tta, batch_size=batch_size, progress=progress)
     return torch.stack([p.mean(0) for p in per_clip])
 
+
+@torch.no_grad()
+def layer_means(model: Wav2Vec2ForClassification, items: list[Item], window_seconds: float, progress: bool = False,
+                desc: str = "features", cache: AudioCache | None = None) -> torch.Tensor:
+    """(n, layers+1, d) on the CPU: each clip's hidden states averaged over its frames (and windows, as
+    prediction does), one clip at a time on the model's device, so that no clip's features depend on
+    padding. `cache`: the items' decoded audio where the caller keeps it for later use."""
+    backbone, out = model.backbone.eval(), []
+    device = next(backbone.parameters()).device
+    waves = cached_waves(cache or AudioCache(items), len(items))
+    for wave in progress_bar(waves, desc=desc, unit="clip", disable=not progress or None, leave=False):
+        per_window = [torch.stack([h.mean(1)[0] for h in backbone(w[None].to(device),
+                                                                   output_hidden_states=True).hidden_states])
+                      for w in windows(wave, int(window_seconds * SAMPLE_RATE))]
+        out.append(torch.stack(per_window).mean(0).cpu())
+    return torch.stack(out)
