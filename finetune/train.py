@@ -232,12 +232,16 @@ def train(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: list[str]
             best, best_epoch = metrics["uar"], epoch
             save_model(model, run / "best", extra={"labels": list(EMOTIONS), "finetune": to_dict(cfg),
                                                    "epoch": epoch, "val_uar": best})
-        stop = bool(epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps))
+        # a perfect validation UAR cannot be beaten (better means strictly higher), so every later epoch
+        # would be spent for nothing: the same best/ and the same outputs
+        perfect = best >= 1.0
+        stop = bool(perfect or epoch - best_epoch >= cfg.patience or (cfg.max_steps and step >= cfg.max_steps))
         save_state(run, model, fit.opt, fit.sched, fit.scaler, fit.rng, fit.gen, fit.device,
                    {"epoch": epoch, "step": step, "best": best, "best_epoch": best_epoch, "history": history,
                     "stop": stop, "seconds": time.perf_counter() - start, "skipped": fit.guard.total})
         if stop:
-            say(f"stopping after epoch {epoch} (best epoch {best_epoch})")
+            why = "; validation UAR is 1.000, which no later epoch can beat" if perfect else ""
+            say(f"stopping after epoch {epoch} (best epoch {best_epoch}{why})")
             break
     if overall is not None:  # early stopping: the steps this run will not take
         overall.update(max(0, total_steps - step))

@@ -431,3 +431,26 @@ def test_predicting_more_files_than_shown_writes_them_all_to_a_csv(tmp_path, mon
     main(["predict", str(folder)])
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == SHOWN + 3  # nothing computed is lost
     assert "predictions: predictions.csv (3 more rows than shown above)" in capsys.readouterr().out
+
+
+def test_a_perfect_validation_score_ends_training(synthetic_corpus, tmp_path, monkeypatch, capsys) -> None:
+    """Better means strictly higher, so after a validation UAR of 1.0 no epoch can be kept: the run stops
+    there and says why (the same best/ and outputs as the epochs it skips would give)."""
+    from finetune import train as train_module
+    from finetune.config import resolve_run
+    from w2v2.data.datasets import load_dataset
+
+    real = train_module.validate
+    scores = iter([0.5, 1.0, 0.9, 0.9])
+
+    def scripted(*args, **kwargs):
+        return {**real(*args, **kwargs), "uar": next(scores)}
+
+    monkeypatch.setattr(train_module, "validate", scripted)
+    data = load_dataset(synthetic_corpus(clips=24, speakers=4, seed=2))
+    cfg = resolve_run("configs/finetune/tiny.yaml", ["epochs=4", "patience=4", "batch_size=4", "crop_seconds=1.5"])
+    train_module.train(data, cfg, tmp_path / "run")
+    epochs = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in epochs] == [1, 2]
+    assert "stopping after epoch 2 (best epoch 2; validation UAR is 1.000, which no later epoch can beat)" \
+        in capsys.readouterr().out
