@@ -52,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # parse_known_args: positionals may sit on both sides of options, which plain parse_args refuses
     args, rest = p.parse_known_args(argv)
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
-    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack", "export")):
+    if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack", "export", "demo")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
     if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
@@ -160,6 +160,11 @@ def add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     o.add_argument("run", type=Path, help="run folder: a model, a probe, a k-fold or ensemble parent")
     o.add_argument("--data", type=Path, help="the dataset, where it moved since training (test labels, audio)")
     o.add_argument("--out", type=Path, help="the HTML page (default RUN/report.html)")
+    add_threads(o)
+    about = (f"a synthetic corpus in {DEMO_DATA} and the default recipe with one seed on it, in {DEMO_RUN} "
+             "(a few minutes; make demo)")
+    d = sub.add_parser("demo", help=about, description=about)
+    add_threads(d)
 
 def add_ckpt(p: argparse.ArgumentParser, default: bool = False) -> None:
     p.add_argument("--ckpt", required=not default, type=checkpoint_arg, action="append",
@@ -424,14 +429,14 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:  # a newcomer typing the bare command wants to see what it does, not minutes of training
         print(__doc__)
         return None
-    if argv == ["demo"]:
-        return demo()
     args = parse_args(argv)
     if getattr(args, "threads", None):  # every command the same way (train also records it as threads=N)
         torch.set_num_threads(args.threads)
     try:
         if args.command == "train":
             cmd_train(args)
+        elif args.command == "demo":
+            demo(args.threads)
         elif args.command == "evaluate":
             cmd_evaluate(args)
         elif args.command == "submit":
@@ -472,7 +477,7 @@ def plain_warning(message: Warning | str, category: type[Warning], filename: str
     return f"warning: {message}\n"
 
 
-def demo() -> None:
+def demo(threads: int | None = None) -> None:
     from w2v2.synth import generate_corpus
 
     start = time.perf_counter()
@@ -482,7 +487,7 @@ def demo() -> None:
     print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, and the tiny "
           "model from scratch (30 epochs here instead of 80, to stay within a few minutes), the three averaged ...")
     main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--members", "1", "--overwrite",
-          "scratch.epochs=30", "scratch.patience=10"])
+          "scratch.epochs=30", "scratch.patience=10", *([f"threads={threads}"] if threads else [])])
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
 
 

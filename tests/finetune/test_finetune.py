@@ -413,7 +413,7 @@ def test_evaluate_refuses_a_competition_folder_without_test_labels(synthetic_cor
 def test_the_bare_command_prints_usage_and_trains_nothing(capsys, monkeypatch) -> None:
     import finetune.__main__ as cli
 
-    monkeypatch.setattr(cli, "demo", lambda: pytest.fail("the bare command started the demo"))
+    monkeypatch.setattr(cli, "demo", lambda *a: pytest.fail("the bare command started the demo"))
     main([])
     out = capsys.readouterr().out
     assert "python -m finetune train --data DIR" in out and "python -m finetune demo" in out
@@ -454,3 +454,17 @@ def test_a_perfect_validation_score_ends_training(synthetic_corpus, tmp_path, mo
     assert [h["epoch"] for h in epochs] == [1, 2]
     assert "stopping after epoch 2 (best epoch 2; validation UAR is 1.000, which no later epoch can beat)" \
         in capsys.readouterr().out
+
+
+def test_every_command_takes_the_same_thread_setting(monkeypatch) -> None:
+    import finetune.__main__ as cli
+
+    for command in ("train", "evaluate", "predict", "submit", "serve", "report", "export", "demo"):
+        required = {"train": ["--data", "d"], "evaluate": ["--data", "d"], "submit": ["--data", "d", "--out", "o"],
+                    "report": ["run"], "export": ["--out", "o"], "predict": ["x.wav"]}.get(command, [])
+        assert cli.parse_args([command, *required, "--threads", "3"]).threads == 3, command
+    called = []
+    monkeypatch.setattr(cli, "demo", lambda threads=None: called.append(threads))
+    monkeypatch.setattr(cli.torch, "set_num_threads", lambda n: None)
+    main(["demo", "--threads", "1"])
+    assert called == [1]
