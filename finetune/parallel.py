@@ -12,15 +12,21 @@ Design choices:
   stay whole, in the order things happened, and a test that captures the output sees them;
 - a member that fails, or a stop, ends the run with its own error: members not started are cancelled and
   those in flight stopped; finished members keep their folders and the others their last finished
-  epoch, so `train --resume` continues with the rest.
+  epoch, so `train --resume` continues with the rest. A stop is Ctrl-C or SIGTERM (`kill`, a scheduler,
+  `docker stop`); a parent killed outright (SIGKILL, out of memory) is seen by its workers, which end
+  within a second instead of training on for nobody.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue as queues
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -100,9 +106,17 @@ class QueueWriter:
         pass
 
 
+def _watch_parent(parent: int) -> None:
+    """End this worker when its parent is gone (re-parented: a killed parent runs no clean-up)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _start_worker(queue: Any, threads: int) -> None:
     global _queue
     _queue = queue
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(threads)
     os.environ["W2V2_PROGRESS"] = "off"  # the parent's bar speaks for every member
     sys.stdout = QueueWriter()  # type: ignore[assignment]
@@ -119,7 +133,7 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
     """Run `task(*args, bar)` for each (key, task, args) in `workers` processes of `threads` threads;
     returns each key's result. The parent's `bar` receives the workers' progress and output."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
+    with stop_on_sigterm(), ctx.Manager() as manager:
         queue = manager.Queue()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                  initargs=(queue, threads)) as pool:
@@ -140,6 +154,24 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
                 raise
             relay(queue, bar)
     return results
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Any:
+    """SIGTERM raises SystemExit (as Ctrl-C raises KeyboardInterrupt), so a stopped run stops its workers
+    too; only where a handler can be set (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def relay(queue: Any, bar: Any) -> None:

@@ -3,11 +3,18 @@ failing member stops the run, the members in flight with it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from finetune.parallel import run_side_by_side
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Recorder:
@@ -52,3 +59,59 @@ def test_a_failing_member_stops_the_run_and_the_members_in_flight() -> None:
     with pytest.raises(ValueError, match="member 2: its data is broken"):
         run_side_by_side([("slow", slow, (1,)), ("bad", broken, (2,)), ("never", fine, (3,))], 2, 1, Recorder())
     assert time.perf_counter() - start < 30  # the slow member was stopped, not waited for
+
+
+SCRIPT = """
+import os, sys, time
+from finetune.parallel import run_side_by_side
+
+class Bar:
+    def update(self, n=1): pass
+    def write(self, text): pass
+
+def sleeper(folder, bar):
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    time.sleep(120)
+    return {}
+
+if __name__ == "__main__":
+    run_side_by_side([("a", sleeper, (sys.argv[1],)), ("b", sleeper, (sys.argv[1],))], 2, 1, Bar())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has exited: only its parent's wait is missing
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_stopped_or_killed_run_leaves_no_worker_training(tmp_path, sig) -> None:
+    """`kill` (SIGTERM) stops the members in flight as Ctrl-C does; after a SIGKILL of the parent, which
+    runs no clean-up, the workers see it gone and end."""
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    parent = subprocess.Popen([sys.executable, str(script), str(pids)], cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 60
+    while len(list(pids.iterdir())) < 2:
+        assert time.time() < deadline and parent.poll() is None, "the workers did not start"
+        time.sleep(0.1)
+    workers = [int(p.name) for p in pids.iterdir()]
+    parent.send_signal(sig)
+    parent.wait(timeout=30)
+    deadline = time.time() + 15
+    try:
+        while any(alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(w) for w in workers)
+    finally:  # a failing check leaves nothing sleeping behind
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)
