@@ -29,3 +29,12 @@ run "descriptors, normal scores of ranks per speaker / per set instead of mean a
 run "descriptors, per speaker / test set clustered by voice (GE2E), clusters of 25+ clips alone" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=25"
 run "descriptors, per speaker / test set clustered by voice (GE2E), clusters of 60+ clips alone" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=60"
 run "descriptors, per speaker / voice clusters of 25+ clips and per set, probabilities averaged" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test min_size=25 hedge=1"
+# transductive self-training: the unseen set's most confident clips of each predicted class join training with their
+# predicted labels (all six classes open), then the set is predicted again
+run "descriptors, per speaker / per set, then self-training: the set's 30% most confident clips of each predicted class join training" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test self=0.3 self_w=1"
+run "descriptors, per speaker / per set, then self-training on 50% of each predicted class" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test self=0.5 self_w=1"
+run "descriptors, per speaker / per set, then self-training on 30%, three rounds" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test self=0.3 self_w=1 self_rounds=3"
+run "descriptors, per speaker / per set, then self-training on 50% weighing three corpora, two rounds" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test self=0.5 self_w=3 self_rounds=2"
+# the set's mean and sd weighted so that each predicted class counts the same (a set holding few emotions)
+run "descriptors, per speaker / per set with the set's statistics reweighted to balance its predicted classes" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test balanced=1"
+run "descriptors, per speaker / per set with class-balanced set statistics, three rounds" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test balanced=3"
