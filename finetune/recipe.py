@@ -18,6 +18,8 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -32,7 +34,7 @@ import torch
 from finetune.config import FinetuneConfig, Kind, scratch_config
 from finetune.folds import assign_folds, out_of_fold, read_probs, validation_words
 from finetune.metrics import HEADLINE
-from finetune.model import build_classifier, check_model
+from finetune.model import check_model
 from finetune.outputs import frame_metrics, seed_validation, start_run, write_csv, write_json, write_test_outputs
 from finetune.parallel import available_bytes, plan_workers, run_side_by_side
 from finetune.plots import plot_confusion
@@ -42,8 +44,9 @@ from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.windows import AudioCache
 from w2v2.model import Wav2Vec2ForClassification
-from w2v2.training import autocast, resolve_amp, resolve_device
+from w2v2.training import resolve_amp, resolve_device
 from w2v2.training.progress import progress_bar
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
@@ -162,35 +165,51 @@ def _forward_seconds(model: Wav2Vec2ForClassification, wave: torch.Tensor, featu
     return time.perf_counter() - tick
 
 
-def time_member(cfg: FinetuneConfig, kind: Kind, steps: int = 3) -> dict[str, float]:
-    """Seconds on this machine, from a few timed steps on random audio of one batch of crops: `step` (a
-    training step, on cached CNN features where the run caches them), `forward` and `cnn` (per second
-    of audio: the whole model without gradients, the CNN alone)."""
+class _Quiet:
+    """A stand-in for the run's progress bar while steps are timed: nothing shown, nothing counted."""
+
+    def write(self, text: str) -> None:
+        pass
+
+    def update(self, n: float = 1) -> None:
+        pass
+
+
+def time_member(cfg: FinetuneConfig, kind: Kind, items: list[Item], steps: int = 4) -> dict[str, float]:
+    """Seconds on this machine, timed through the member's own code on a few of its clips: `step`, one
+    training step (decoding, augmentation, crops, the cached CNN features where the run caches them,
+    masking, loss, clipping, the optimizer; the faster of two epochs of `steps` batches after one to
+    warm up); `val` and `predict`, per second of audio, an epoch's validation (on cached features where
+    the run caches them) and the final predictions; `cnn`, per second of audio, the CNN alone (the
+    feature cache). Synthetic steps on random audio had missed a third of a real step and half of the
+    validation (docs/recipe.md)."""
     device = resolve_device(cfg.device)
-    model = build_classifier(replace(cfg, init="scratch") if kind == "scratch" else cfg).to(device)
-    model.freeze(cfg.freeze_feature_encoder)
+    cfg = replace(cfg, init="scratch") if kind == "scratch" else cfg
+    sample = items[:: max(1, len(items) // (cfg.batch_size * steps))][: cfg.batch_size * steps]
+    from finetune.train import prepare_fit, train_epoch, validate
+
+    cache = AudioCache(sample)
+    with contextlib.redirect_stdout(io.StringIO()):  # its "feature cache: ..." line belongs to the run
+        fit, features, _ = prepare_fit(cfg, sample, cache, _Quiet())
+    audio = sum(w.numel() for w in (cache[i] for i in range(len(sample))) if w is not None) / SAMPLE_RATE
+    rate = {}
+    for name, cached in (("val", features), ("predict", None)):
+        validate(fit.model, sample, cache, cached, cfg.window_seconds, "timing", "")  # warm-up
+        tick = time.perf_counter()
+        validate(fit.model, sample, cache, cached, cfg.window_seconds, "timing", "")
+        rate[name] = (time.perf_counter() - tick) / max(audio, 1e-9)
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
     wave = torch.randn(cfg.batch_size, crop, generator=torch.Generator().manual_seed(0)).to(device)
-    audio = cfg.batch_size * cfg.crop_seconds
-    forward = min(_forward_seconds(model, wave, False) for _ in range(2)) / audio
-    cnn = min(_forward_seconds(model, wave, True) for _ in range(2)) / audio
+    cnn = min(_forward_seconds(fit.model, wave, True) for _ in range(2)) / (cfg.batch_size * cfg.crop_seconds)
     if kind == "probe":
-        return {"step": 0.0, "forward": forward, "cnn": cnn}
-    cached = cfg.freeze_feature_encoder and cfg.feature_cache
-    x = model.backbone.encode(wave)[0].detach() if cached else wave
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
-    ctx, _ = autocast(resolve_amp(cfg.amp, device), device)
-    model.train()
-    times = []
-    for _ in range(steps + 1):  # the first step warms up
+        return {"step": 0.0, "cnn": cnn, **rate}
+    train_epoch(fit, 0, 1)  # warm-up: the first steps allocate
+    per_step = []
+    for epoch in (2, 3):  # the faster of two epochs: one slow step (another process, a page fault) is not the rule
         tick = time.perf_counter()
-        with ctx:
-            logits = (model.classify_features(x) if cached else model(x)).logits
-        logits.float().sum().backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - tick)
-    return {"step": min(times[1:]), "forward": forward, "cnn": cnn}
+        _, done, _ = train_epoch(fit, 0, epoch)
+        per_step.append((time.perf_counter() - tick) / max(done, 1))
+    return {"step": min(per_step), "cnn": cnn, **rate}
 
 
 def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float,
@@ -212,16 +231,15 @@ def member_seconds(m: Member, test_seconds: float, clip_seconds: float, timings:
     """Estimated wall time of one member (its timed steps, by kind, kept in `timings`)."""
     key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
     if key not in timings:
-        timings[key] = time_member(m.cfg, m.kind)
+        timings[key] = time_member(m.cfg, m.kind, m.train_items)
     t = timings[key]
     train_audio, val_audio = len(m.train_items) * clip_seconds, len(m.val_items) * clip_seconds
-    predict = (val_audio + test_seconds) * t["forward"]  # finish(): validation and test predictions
-    if m.kind == "probe":
-        return (train_audio + val_audio) * t["forward"] + predict
+    predict = (val_audio + test_seconds) * t["predict"]  # finish(): validation and test predictions
+    if m.kind == "probe":  # one feature pass over its clips (a prediction's cost), then a cheap head
+        return (train_audio + val_audio) * t["predict"] + predict
     cached = m.cfg.freeze_feature_encoder and m.cfg.feature_cache
     views = (m.cfg.cache_views if m.cfg.augment else 1) if cached else 0
-    per_epoch = math.ceil(len(m.train_items) / m.cfg.batch_size) * t["step"] + val_audio * (
-        t["forward"] - t["cnn"] if cached else t["forward"])
+    per_epoch = math.ceil(len(m.train_items) / m.cfg.batch_size) * t["step"] + val_audio * t["val"]
     return (views * train_audio + val_audio) * t["cnn"] * bool(cached) + m.cfg.epochs * per_epoch + predict
 
 

@@ -357,3 +357,33 @@ def test_a_short_estimate_is_never_printed_as_zero_minutes() -> None:
     assert minutes_text(90) == "1.5"
     assert minutes_text(2.4) == "0.04"
     assert float(minutes_text(0.6)) > 0
+
+
+def test_the_estimate_times_each_members_own_training_code_on_its_clips(corpus: Path, monkeypatch) -> None:
+    """The plan's estimate runs a few real steps of the member (its data path, augmentation, cache, loss,
+    optimizer) on a sample of its own training clips, not a synthetic step on random audio."""
+    from finetune import train as train_module
+    from finetune.recipe import member_seconds, plan_members
+    from w2v2.data.datasets import load_dataset
+
+    seen: list[tuple[str, int]] = []
+    real_prepare, real_epoch = train_module.prepare_fit, train_module.train_epoch
+
+    def prepare(cfg, items, *args):
+        seen.append(("prepare", len(items)))
+        assert all(it in members[0].train_items for it in items)
+        return real_prepare(cfg, items, *args)
+
+    def epoch(fit, step, n):
+        seen.append(("epoch", n))
+        return real_epoch(fit, step, n)
+
+    monkeypatch.setattr(train_module, "prepare_fit", prepare)
+    monkeypatch.setattr(train_module, "train_epoch", epoch)
+    members, _ = plan_members(load_dataset(corpus), resolve_run(None, [*FAST, "kinds=[finetune]"]), None)
+    timings: dict = {}
+    seconds = member_seconds(members[0], 10.0, 2.0, timings)
+    (t,) = timings.values()
+    assert seen == [("prepare", 16), ("epoch", 1), ("epoch", 2), ("epoch", 3)]  # 4 batches of 4 clips
+    assert t["step"] > 0 and t["val"] > 0 and t["predict"] > 0
+    assert seconds > len(members[0].train_items) / 4 * t["step"]  # an epoch's steps at least
