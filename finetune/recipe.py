@@ -47,7 +47,7 @@ from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.windows import AudioCache
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_amp, resolve_device
-from w2v2.training.progress import progress_bar
+from w2v2.training.progress import no_progress, progress_bar
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
 
@@ -186,6 +186,11 @@ def time_member(cfg: FinetuneConfig, kind: Kind, items: list[Item], steps: int =
     device = resolve_device(cfg.device)
     cfg = replace(cfg, init="scratch") if kind == "scratch" else cfg
     sample = items[:: max(1, len(items) // (cfg.batch_size * steps))][: cfg.batch_size * steps]
+    with no_progress():  # what is only timed shows no bar and no line
+        return _timed(cfg, kind, sample, device)
+
+
+def _timed(cfg: FinetuneConfig, kind: Kind, sample: list[Item], device: torch.device) -> dict[str, float]:
     from finetune.train import prepare_fit, train_epoch, validate
 
     cache = AudioCache(sample)

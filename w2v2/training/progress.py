@@ -13,6 +13,7 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -95,6 +96,20 @@ class LogProgress:
         LogProgress.open_bars.discard(self)
         if not self.silent and self.lines:  # long work said how far it was: say that it ended
             self.line()
+
+
+@contextlib.contextmanager
+def no_progress() -> Iterator[None]:
+    """Every bar silenced inside (W2V2_PROGRESS=off), e.g. for work that is only being timed."""
+    before = os.environ.get("W2V2_PROGRESS")
+    os.environ["W2V2_PROGRESS"] = "off"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("W2V2_PROGRESS", None)
+        else:
+            os.environ["W2V2_PROGRESS"] = before
 
 
 def progress_bar(iterable: Iterable | None = None, **kwargs: Any) -> Any:
