@@ -157,11 +157,11 @@ def check_memory(m: Member) -> None:
 
 
 @torch.no_grad()
-def _forward_seconds(model: Wav2Vec2ForClassification, wave: torch.Tensor, features: bool) -> float:
-    """Seconds of one no-grad forward (the CNN alone with `features`) of wave (b, s)."""
+def _cnn_seconds(model: Wav2Vec2ForClassification, wave: torch.Tensor) -> float:
+    """Seconds of one no-grad pass of the CNN alone over wave (b, s): what the feature cache costs."""
     model.eval()
     tick = time.perf_counter()
-    model.backbone.encode(wave) if features else model(wave)
+    model.backbone.encode(wave)
     return time.perf_counter() - tick
 
 
@@ -205,7 +205,7 @@ def _timed(cfg: FinetuneConfig, kind: Kind, sample: list[Item], device: torch.de
         rate[name] = (time.perf_counter() - tick) / max(audio, 1e-9)
     crop = int(cfg.crop_seconds * SAMPLE_RATE)
     wave = torch.randn(cfg.batch_size, crop, generator=torch.Generator().manual_seed(0)).to(device)
-    cnn = min(_forward_seconds(fit.model, wave, True) for _ in range(2)) / (cfg.batch_size * cfg.crop_seconds)
+    cnn = min(_cnn_seconds(fit.model, wave) for _ in range(2)) / (cfg.batch_size * cfg.crop_seconds)
     if kind == "probe":
         return {"step": 0.0, "cnn": cnn, **rate}
     train_epoch(fit, 0, 1)  # warm-up: the first steps allocate
