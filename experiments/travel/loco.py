@@ -121,11 +121,22 @@ def inner_bias(x_all, meta, pool, norm, spk, corp, cfg, seed):
         ys.append(torch.as_tensor(mte.label.values)); masks.append(class_mask(mte)); ws.append(sample_weights(mte) / len(pool))
     return fit_bias(torch.cat(logits), torch.cat(ys), torch.cat(masks), torch.cat(ws))
 
-def self_train(xtr, y, mask, w, xte, logits, cfg, seed):
+def balanced(net, raw, logits, rounds):
+    """The set's mean and sd weighted so that each predicted class counts the same (`rounds` times), for a
+    set that holds few emotions; the logits of raw (n, d) standardised so."""
+    for _ in range(rounds):
+        q = torch.softmax(logits, -1)
+        wc = (q / q.mean(0)).sum(1, keepdim=True)
+        mu = (wc * raw).sum(0) / wc.sum()
+        sd = ((wc * (raw - mu) ** 2).sum(0) / wc.sum()).sqrt() + 1e-5
+        logits = net((raw - mu) / sd)
+    return logits
+
+def self_train(xtr, y, mask, w, xte, logits, cfg, seed, corpora):
     """Transductive self-training: the unseen set's most confident clips of each predicted class (the top
     `self` share of each, by that class's probability; all six classes open) join training with their
-    predicted labels, weighing `self_w` times one training corpus; the heads are trained again and the
-    set predicted anew. Returns the new logits of xte."""
+    predicted labels, weighing `self_w` times one of the `corpora` training corpora; the heads are trained
+    again and the set predicted anew. Returns the new logits of xte."""
     p = torch.softmax(logits, -1)
     pred, keep = p.argmax(1), []
     for c in range(6):
@@ -134,7 +145,6 @@ def self_train(xtr, y, mask, w, xte, logits, cfg, seed):
             k = max(1, int(round(cfg["self"] * len(idx))))
             keep.append(idx[p[idx, c].argsort(descending=True)[:k]])
     keep = torch.cat(keep)
-    corpora = cfg["_n_train_corpora"]
     wp = torch.full((len(keep),), float(w.sum()) / corpora * cfg.get("self_w", 1.0) / len(keep))
     net = train(torch.cat([xtr, xte[keep]]), torch.cat([y, pred[keep]]),
                 torch.cat([mask, torch.ones(len(keep), 6, dtype=torch.bool)]), torch.cat([w, wp]),
@@ -167,7 +177,6 @@ def run(meta, mean, std, cfg):
         if cfg.get("ens"):
             wtr, wte = normed(embed(mean, std, list(range(mean.shape[1])), 1), tr, te, norm, spk, corp)
         mtr = meta.iloc[tr].reset_index(drop=True)
-        cfg["_n_train_corpora"] = mtr.corpus.nunique()
         if len(xtr) == 2 * len(tr):
             mtr = pd.concat([mtr, mtr]).reset_index(drop=True)
         y = torch.as_tensor(mtr.label.values); mask = class_mask(mtr)
@@ -182,16 +191,10 @@ def run(meta, mean, std, cfg):
                 if cfg.get("hedge"):  # the clusters' and the whole set's standardisation, probabilities averaged
                     by_set = net(group_standardise(x_all[te], corp[te]))
                     logits = torch.log((torch.softmax(logits, -1) + torch.softmax(by_set, -1)) / 2)
-            for _ in range(cfg.get("balanced", 0)):  # the set's statistics reweighted to balance its predicted classes
-                with torch.no_grad():
-                    q = torch.softmax(logits, -1)
-                    wc = (q / q.mean(0)).sum(1, keepdim=True)
-                    raw = x_all[te]
-                    mu = (wc * raw).sum(0) / wc.sum()
-                    sd = ((wc * (raw - mu) ** 2).sum(0) / wc.sum()).sqrt() + 1e-5
-                    logits = net((raw - mu) / sd)
+            with torch.no_grad():
+                logits = balanced(net, x_all[te], logits, cfg.get("balanced", 0))
             for _ in range(cfg.get("self_rounds", 1) if cfg.get("self") else 0):
-                logits = self_train(xtr, y, mask, w, xte, logits, cfg, seed)
+                logits = self_train(xtr, y, mask, w, xte, logits, cfg, seed, mtr.corpus.nunique())
             if cfg.get("calib") == "bias":
                 inner_pool = [c for c in pool if c != test]
                 logits = logits + inner_bias(x_all, meta, inner_pool, norm, spk, corp, cfg, seed)

@@ -11,19 +11,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, "experiments/travel")
-from loco import CORPORA, SHIP, class_mask, group_standardise, load, normed, sample_weights, train, uar  # noqa: E402
+from loco import CORPORA, SHIP, balanced, class_mask, group_standardise, load, normed, sample_weights, train, uar  # noqa: E402
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-
-
-def balanced(net, raw, logits, rounds):
-    for _ in range(rounds):
-        q = torch.softmax(logits, -1)
-        wc = (q / q.mean(0)).sum(1, keepdim=True)
-        mu = (wc * raw).sum(0) / wc.sum()
-        sd = ((wc * (raw - mu) ** 2).sum(0) / wc.sum()).sqrt() + 1e-5
-        logits = net((raw - mu) / sd)
-    return logits
 
 
 meta, _, _ = load("small")
