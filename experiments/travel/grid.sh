@@ -1,9 +1,14 @@
 #!/bin/bash
 # The methods table of docs/travel.md: leave-one-corpus-out on cached features, 3 seeds each.
 # Needs runs/travel/feats_{small,ravft}.pt (extract.py), prosody2.pt (descriptors.py), prosody2_aug.pt (augdesc.py).
+# openSMILE rows also need runs/travel/smile_{egemaps,compare}.pt (smile.py).
 # Run from the project root: bash experiments/travel/grid.sh > experiments/travel/results/methods.txt
+# (bash experiments/travel/grid.sh --from N >> ...: only the rows from the N-th on, counting from 1)
 S="train=ship seeds=3"
-run() { echo "== $1 | $2"; .venv/bin/python experiments/travel/loco.py $2 2>&1 | tail -8; }
+FROM=1; [ "$1" = --from ] && FROM=$2
+ROW=0
+run() { ROW=$((ROW + 1)); [ $ROW -lt "$FROM" ] && return; echo "== $1 | $2"
+        .venv/bin/python experiments/travel/loco.py $2 2>&1 | tail -8; }
 run "w2v2 pretrained:small, global standardisation" "small $S norm=global"
 run "w2v2 pretrained:small, per speaker / per set" "small $S norm=spk_train_corpus_test"
 run "w2v2 RAVDESS-fine-tuned backbone, per speaker / per set" "ravft $S norm=spk_train_corpus_test"
@@ -38,3 +43,26 @@ run "descriptors, per speaker / per set, then self-training on 50% weighing thre
 # the set's mean and sd weighted so that each predicted class counts the same (a set holding few emotions)
 run "descriptors, per speaker / per set with the set's statistics reweighted to balance its predicted classes" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test balanced=1"
 run "descriptors, per speaker / per set with class-balanced set statistics, three rounds" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test balanced=3"
+# issue 32, round 4: domain adaptation, robust training, other feature sets, speaker statistics shrunk to the set
+run "descriptors, per speaker / per set aligned to the training covariance (CORAL, shrunk 0.5)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test coral=0.5"
+run "descriptors, per speaker / per set aligned to the training covariance (CORAL, shrunk 0.9)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test coral=0.9"
+run "descriptors, group DRO over training corpora (eta 0.01)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test dro=0.01"
+run "descriptors, group DRO over training corpora (eta 0.03)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test dro=0.03"
+run "descriptors, the 120 most consistent across training corpora (min ANOVA F)" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test select=120"
+run "descriptors, shrinkage LDA with class means averaged over corpora" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test lda=0.1"
+run "descriptors, weight decay 1.0" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test wd=1.0"
+run "descriptors, per speaker and per corpus heads averaged" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test ens_corpus=1"
+# openSMILE's standard sets (experiments/travel/smile.py; research licence, never a product dependency)
+run "openSMILE eGeMAPSv02 (88), per speaker / per set" "small $S w2v=0 smile=egemaps norm=spk_train_corpus_test"
+run "openSMILE ComParE_2016 (6,373), per speaker / per set" "small $S w2v=0 smile=compare norm=spk_train_corpus_test"
+run "descriptors + eGeMAPSv02, per speaker / per set" "small $S w2v=0 prosody=2 smile=egemaps norm=spk_train_corpus_test"
+# speakers known: each test speaker's statistics shrunk toward the set's by a prior worth k clips
+run "descriptors, per speaker / per speaker shrunk to the set, prior 10 clips (shipped)" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10"
+run "descriptors, per speaker / per speaker shrunk to the set, prior 20 clips" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=20"
+run "descriptors, per speaker / per speaker shrunk to the set, prior 40 clips" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=40"
+run "descriptors, shrunk per speaker in training too / per speaker shrunk, prior 10" "small $S w2v=0 prosody=2 norm=shrunk k=10"
+run "descriptors, per speaker shrunk (prior 10) and per set, probabilities averaged" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10 hedge_set=1"
+# speakers unknown: voice clusters (GE2E, as above) or two pitch registers, each shrunk toward the set's statistics
+run "descriptors, per speaker / voice clusters (GE2E) shrunk to the set, prior 10 clips" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test k=10"
+run "descriptors, per speaker / voice clusters (GE2E) shrunk to the set, prior 20 clips" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test k=20"
+run "descriptors, per speaker / two pitch registers shrunk to the set, prior 10 clips" "small $S w2v=0 prosody=2 norm=spk_train_pitch_shrunk_test k=10"

@@ -26,6 +26,24 @@ def group_standardise(x, groups, eps=1e-5, scale=True):
         out[idx] = (x[idx] - mu) / (sd + eps) if scale else x[idx] - mu
     return out
 
+def shrunk_standardise(x, groups, sets, k, eps=1e-5):
+    """Per-group standardisation with the group's mean and variance shrunk toward its set's by a prior of
+    k clips: (n * group + k * set) / (n + k). k=0 is per group; large k is per set."""
+    out = torch.empty_like(x)
+    for s_ in np.unique(sets):
+        in_set = sets == s_
+        mu_s, var_s = x[in_set].mean(0), x[in_set].var(0)
+        for g in np.unique(groups[in_set]):
+            idx = torch.as_tensor(np.flatnonzero(in_set & (groups == g)))
+            n = len(idx)
+            mu_g = x[idx].mean(0)
+            var_g = x[idx].var(0, correction=0) if n > 1 else torch.zeros_like(mu_g)
+            mu = (n * mu_g + k * mu_s) / (n + k)
+            var = (n * var_g + k * var_s) / (n + k) if k else x[idx].var(0) if n > 1 else torch.ones_like(mu_g)
+            out[idx] = (x[idx] - mu) / (var.sqrt() + eps)
+    return out
+
+
 def group_rank(x, groups):
     """Each feature replaced by its normal score within its group (rank -> probit): robust to outliers
     and to a group's skew, where mean/sd standardisation is not."""
@@ -61,8 +79,12 @@ def sample_weights(meta):
     w = w / w.sum() * len(meta)
     return torch.as_tensor(w, dtype=torch.float32)
 
-def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2):
+def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2, groups=None):
+    """groups (n,) ints and CFG['dro'] > 0: group DRO (Sagawa et al. 2020), each group's weight growing with
+    its loss, so that the worst training corpus leads."""
     torch.manual_seed(seed)
+    eta = CFG.get("dro", 0) if groups is not None else 0
+    q = torch.ones(int(groups.max()) + 1) / (int(groups.max()) + 1) if eta else None
     d = x.shape[1]
     if hidden:
         net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, hidden), torch.nn.GELU(),
@@ -76,7 +98,16 @@ def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2):
         perm = torch.randperm(n, generator=g)
         for b in perm.split(128):
             logits = net(x[b]).masked_fill(~mask[b], float("-inf"))
-            loss = (F.cross_entropy(logits, y[b], reduction="none") * w[b]).sum() / w[b].sum()
+            per = F.cross_entropy(logits, y[b], reduction="none") * w[b]
+            if eta:
+                gl = torch.zeros_like(q).index_add(0, groups[b], per)
+                gw = torch.zeros_like(q).index_add(0, groups[b], w[b])
+                seen = gw > 0
+                gl = torch.where(seen, gl / gw.clamp_min(1e-8), torch.zeros_like(gl))
+                q = q * torch.exp(eta * gl.detach() * seen); q = q / q.sum()
+                loss = (q * gl).sum() / (q * seen).sum()
+            else:
+                loss = per.sum() / w[b].sum()
             opt.zero_grad(); loss.backward(); opt.step()
     return net.eval()
 
@@ -160,6 +191,9 @@ def run(meta, mean, std, cfg):
         parts.append(embed(mean, std, layers, cfg.get("stats", 1)))
     if cfg.get("prosody", 0):
         parts.append(torch.load("runs/travel/prosody2.pt"))  # experiments/travel/descriptors.py
+    if cfg.get("smile"):  # openSMILE's eGeMAPSv02 / ComParE_2016 functionals (experiments/travel/smile.py)
+        for name in cfg["smile"].split("+"):
+            parts.append(torch.load(f"runs/travel/smile_{name}.pt"))
     x_all = torch.cat(parts, 1)
     spk = meta.speaker.values; corp = meta.corpus.values
     results = []
@@ -183,11 +217,27 @@ def run(meta, mean, std, cfg):
         w = sample_weights(mtr) if cfg.get("balance", 1) else torch.ones(len(mtr))
         classes = sorted(set(meta.label.values[te]))
         ys = meta.label.values[te]
+        if cfg.get("select"):  # keep the descriptors most informative in every training corpus
+            keep = consistent_features(xtr, mtr, cfg["select"])
+            xtr, xte = xtr[:, keep], xte[:, keep]
+        if cfg.get("coral"):
+            xte = coral(xtr, xte, cfg["coral"])
+        groups = torch.as_tensor(pd.factorize(mtr.corpus)[0])
+        if cfg.get("lda") is not None:
+            lda_net = lda(xtr, mtr, float(cfg["lda"]))
         for seed in range(cfg.get("seeds", 3)):
-            net = train(xtr, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
-                        cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
+            net = lda_net if cfg.get("lda") is not None else train(
+                xtr, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
+                cfg.get("lr", 1e-3), cfg.get("dropout", 0.2), groups)
+            if cfg.get("ens_corpus"):  # a second head on per-corpus standardised training, probabilities averaged
+                xc, _ = normed(x_all, tr, te, "corpus", spk, corp)
+                net_c = train(xc, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
+                              cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
             with torch.no_grad():
                 logits = net(xte)
+                if cfg.get("hedge_set"):  # this standardisation's and the whole set's, probabilities averaged
+                    by_set = net(group_standardise(x_all[te], corp[te]))
+                    logits = torch.log((torch.softmax(logits, -1) + torch.softmax(by_set, -1)) / 2)
                 if cfg.get("hedge"):  # the clusters' and the whole set's standardisation, probabilities averaged
                     by_set = net(group_standardise(x_all[te], corp[te]))
                     logits = torch.log((torch.softmax(logits, -1) + torch.softmax(by_set, -1)) / 2)
@@ -199,6 +249,9 @@ def run(meta, mean, std, cfg):
                 inner_pool = [c for c in pool if c != test]
                 logits = logits + inner_bias(x_all, meta, inner_pool, norm, spk, corp, cfg, seed)
             p = torch.softmax(logits, -1)
+            if cfg.get("ens_corpus"):
+                with torch.no_grad():
+                    p = (p + torch.softmax(net_c(xte), -1)) / 2
             if cfg.get("ens"):
                 net2 = train(wtr, y, mask, w, 0, seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2), 1e-3, 0.2)
                 with torch.no_grad():
@@ -210,6 +263,59 @@ def run(meta, mean, std, cfg):
             u6, _ = uar(ys, p.argmax(1).numpy(), classes)
             results.append(dict(test=test, seed=seed, uar=u, uar6=u6, **{f"r_{k}": v for k, v in rec.items()}))
     return pd.DataFrame(results)
+
+def lda(x, meta, shrink):
+    """Linear discriminant analysis across corpora: each class's mean is the average of its mean in every
+    training corpus that has it (each corpus's own speakers standardised), the covariance the pooled
+    within-class one shrunk toward its diagonal; returns a callable giving (n, 6) logits."""
+    d = x.shape[1]
+    means = torch.zeros(6, d); cov = torch.zeros(d, d, dtype=torch.float64); n = 0
+    for l in range(6):
+        per = []
+        for c in meta.corpus.unique():
+            idx = np.flatnonzero((meta.corpus.values == c) & (meta.label.values == l))
+            if len(idx):
+                xc = x[idx]; per.append(xc.mean(0))
+                r = (xc - xc.mean(0)).double(); cov += r.T @ r; n += len(idx)
+        means[l] = torch.stack(per).mean(0) if per else torch.zeros(d)
+    cov = cov / n
+    cov = (1 - shrink) * cov + shrink * torch.diag(torch.diag(cov))
+    prec = torch.linalg.inv(cov).float()
+    wt = means @ prec
+    b = -0.5 * (wt * means).sum(1)
+    return lambda z: z @ wt.T + b
+
+
+def consistent_features(x, meta, k):
+    """The k features whose weakest training corpus still separates its classes best: per corpus, the
+    ratio of between-class to within-class variance (ANOVA F), then the minimum over corpora."""
+    scores = []
+    for c in meta.corpus.unique():
+        idx = np.flatnonzero(meta.corpus.values == c)
+        xc, yc = x[idx], meta.label.values[idx]
+        mu = xc.mean(0)
+        between = sum((yc == l).sum() * (xc[yc == l].mean(0) - mu) ** 2 for l in np.unique(yc))
+        within = sum(((xc[yc == l] - xc[yc == l].mean(0)) ** 2).sum(0) for l in np.unique(yc))
+        scores.append(between / (within + 1e-8))
+    return torch.stack(scores).min(0).values.argsort(descending=True)[:k]
+
+
+def _msqrt(c, inverse=False):
+    e, v = torch.linalg.eigh(c)
+    e = e.clamp_min(1e-6)
+    return (v * (e ** (-0.5 if inverse else 0.5))) @ v.T
+
+
+def coral(xtr, xte, shrink):
+    """CORAL (Sun et al. 2016): the test set whitened by its own covariance and coloured by the training
+    covariance, both shrunk toward their diagonal by `shrink`; means stay as the standardisation left them."""
+    def cov(x):
+        c = torch.cov(x.T.double())
+        return (1 - shrink) * c + shrink * torch.diag(torch.diag(c))
+    mu = xte.mean(0)
+    t = _msqrt(cov(xte), inverse=True) @ _msqrt(cov(xtr))
+    return ((xte - mu).double() @ t).float() + mu
+
 
 SPEAKER_EMB = "runs/travel/speaker_ge2e.pt"  # experiments/travel/speaker_embed.py
 CFG = {}
@@ -285,7 +391,23 @@ def normed(x_all, tr, te, norm, spk, corp):
             k = len(np.unique(groups)); true = len(np.unique(spk[te]))
             print(f"  {corp[te][0]}: cut {thr:.3f}, {k} clusters for {true} speakers, ARI {ari(groups, spk[te]):.2f}",
                   file=sys.stderr, flush=True)
-            xtr = group_standardise(xtr, spk[tr]); xte = cluster_standardise(xte, groups, CFG.get("min_size", 10))
+            xtr = group_standardise(xtr, spk[tr])
+            if CFG.get("k"):  # every cluster, its statistics shrunk toward the set's by a prior of k clips
+                xte = shrunk_standardise(xte, groups, np.zeros(len(groups)), CFG["k"])
+            else:
+                xte = cluster_standardise(xte, groups, CFG.get("min_size", 10))
+        elif norm in ("spk_train_shrunk_test", "shrunk"):  # speakers known, stats shrunk toward the set's
+            k = CFG.get("k", 20)
+            xtr = shrunk_standardise(xtr, spk[tr], corp[tr], k if norm == "shrunk" else 0)
+            xte = shrunk_standardise(xte, spk[te], corp[te], k)
+        elif norm == "spk_train_pitch_shrunk_test":  # two voice registers by median pitch, shrunk to the set
+            xtr = group_standardise(xtr, spk[tr])
+            f0 = x_all[te][:, 51]
+            lo, hi = f0.quantile(0.25), f0.quantile(0.75)
+            for _ in range(20):
+                a = (f0 - lo).abs() > (f0 - hi).abs()
+                lo, hi = f0[~a].mean(), f0[a].mean()
+            xte = shrunk_standardise(xte, a.numpy(), np.zeros(len(a)), CFG.get("k", 10))
         elif norm == "rank_spk_train_corpus_test":
             xtr = group_rank(xtr, spk[tr]); xte = group_rank(xte, corp[te])
         elif norm == "mix_train_corpus_test":

@@ -3,6 +3,8 @@ what standardisation per speaker/set buys on speakers whose voices are offset.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from w2v2.emotion.travel import (
     fit,
     load_travel,
     save_travel,
+    shrunk_standardise,
     standardise,
 )
 
@@ -73,3 +76,38 @@ def test_standardising_by_the_recording_set_recovers_emotions_of_unseen_speakers
     loaded, info = load_travel(tmp_path / "m")
     assert info["trained_on"] == {"train": len(y)}
     assert torch.equal(loaded.probs(xt, ["set"] * len(yt)), model.probs(xt, ["set"] * len(yt)))
+
+
+def test_shrunk_statistics_follow_the_prior_formula() -> None:
+    x = torch.tensor([[0.0], [2.0], [10.0], [14.0], [12.0], [20.0]])
+    groups = ["a", "a", "b", "b", "b", "b"]
+    assert torch.equal(shrunk_standardise(x, groups, 0), standardise(x, groups))
+    mu_set, var_set = 9.666667, float(x.var(unbiased=False))
+    # group a: 2 clips (mean 1, variance 1) shrunk by a prior worth 4 clips of the set
+    mu, var = (2 * 1 + 4 * mu_set) / 6, (2 * 1 + 4 * var_set) / 6
+    z = shrunk_standardise(x, groups, 4)
+    assert torch.allclose(z[:2, 0], (x[:2, 0] - mu) / var ** 0.5, atol=1e-5)
+    # a huge prior is the whole set's standardisation
+    assert torch.allclose(shrunk_standardise(x, groups, 1e9), standardise(x, ["set"] * 6), atol=1e-4)
+
+
+def test_a_speaker_who_keeps_to_one_emotion_keeps_it_with_the_prior() -> None:
+    """Per-speaker statistics remove the emotion of a speaker heard in one mood (talk-show guests); shrunk
+    toward the set's they keep it, and offset voices heard in every mood are still standardised away."""
+    x, y, spk = offset_speakers(12, seed=0)
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0))
+    g = torch.Generator().manual_seed(5)
+    directions = torch.eye(6, 8) * 1.5
+    xt = torch.stack([directions[s] + torch.randn(8, generator=g) * 0.5 for s in range(6) for _ in range(12)])
+    yt = torch.tensor([s for s in range(6) for _ in range(12)])
+    one_mood = [f"guest{s}" for s in range(6) for _ in range(12)]  # speaker s is only ever in emotion s
+    xo, yo, so = offset_speakers(3, seed=2)  # offset voices, every emotion
+
+    def accuracy(prior: float, xs: torch.Tensor, ys: torch.Tensor, speakers: list[str]) -> float:
+        model.cfg = replace(model.cfg, speaker_prior=prior)
+        return float((model.probs(xs, speakers).argmax(1) == ys).float().mean())
+
+    per_speaker, shrunk = accuracy(0, xt, yt, one_mood), accuracy(10, xt, yt, one_mood)
+    assert per_speaker < 0.4 and shrunk > per_speaker + 0.3, (per_speaker, shrunk)
+    assert accuracy(10, xo, torch.tensor(yo), so) > 0.75
+    assert accuracy(1e9, xo, torch.tensor(yo), so) < accuracy(10, xo, torch.tensor(yo), so) - 0.2

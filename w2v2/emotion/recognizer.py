@@ -12,7 +12,8 @@ Design choices:
 - a recording with less than `MIN_SPEECH_SECONDS` of speech (silence, noise, music) is answered
   NO_SPEECH, and so is such a window of a timeline; its six probabilities are still given;
 - how recordings are standardised for the travelling members: `normalise="speaker"` (the default) per
-  speaker where `speakers` are given and as one recording set otherwise, `"set"` the recordings of one
+  speaker where `speakers` are given (each speaker's statistics shrunk toward the whole set's:
+  `TravelConfig.speaker_prior`) and as one recording set otherwise, `"set"` the recordings of one
   call as one set, `"clip"` each alone (so is a call with one recording). Clips without speech stay out
   of a set's statistics;
 - network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);

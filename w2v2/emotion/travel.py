@@ -9,6 +9,9 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
   test time a recording set's clips by the set's (a competition test folder, an evaluated corpus,
   the files of one `predict` call), per speaker where speakers are known. What is left is how a clip
   differs from its speaker's or set's usual voice, which is what emotion changes;
+- a speaker's statistics at test time are shrunk toward the set's, as if the speaker had
+  `speaker_prior` more clips with the set's mean and variance: a speaker with few clips, or one who keeps
+  to one or two emotions, is not standardised out of its emotion (docs/travel.md);
 - a lone clip (or a group of fewer than `min_group` clips) has no norm of its own: it goes to a second
   set of heads trained on descriptors standardised by the pooled training statistics. Standardising a
   lone clip by the training speakers' average instead put every clip of an unseen corpus in one class
@@ -49,7 +52,10 @@ class TravelConfig:
     dropout: float = ranged(0.2, 0, 1, hi_open=True)  # on the standardised descriptors
     batch_size: int = ranged(128, 1)
     heads: int = ranged(3, 1)  # linear classifiers (seeds) of each kind, probabilities averaged
-    min_group: int = ranged(10, 2)  # a smaller recording set (or speaker) is predicted clip by clip
+    min_group: int = ranged(10, 2)  # a smaller recording set is predicted clip by clip
+    # a speaker's mean and variance are shrunk toward its recording set's by a prior worth this many clips
+    # (0: each speaker by its own statistics alone, a speaker under min_group clips clip by clip)
+    speaker_prior: float = ranged(10.0, 0)
     seed: int = ranged(0, 0)
 
 
@@ -59,6 +65,21 @@ def group_rows(groups: Sequence[Hashable]) -> list[torch.Tensor]:
     for i, g in enumerate(groups):
         index.setdefault(g, []).append(i)
     return [torch.tensor(rows) for rows in index.values()]
+
+
+def shrunk_standardise(x: torch.Tensor, groups: Sequence[Hashable], prior: float) -> torch.Tensor:
+    """Rows x (n, d) of one recording set standardised by their group's mean and variance shrunk toward the
+    whole set's: (n_g * group + prior * set) / (n_g + prior). prior=0 is `standardise`."""
+    if prior == 0:
+        return standardise(x, groups)
+    out = torch.empty_like(x)
+    mu_set, var_set = x.mean(0), x.var(0, unbiased=False)
+    for rows in group_rows(groups):
+        n = len(rows)
+        mu = (n * x[rows].mean(0) + prior * mu_set) / (n + prior)
+        var = (n * x[rows].var(0, unbiased=False) + prior * var_set) / (n + prior)
+        out[rows] = (x[rows] - mu) / var.sqrt().clamp(min=1e-5)
+    return out
 
 
 def standardise(x: torch.Tensor, groups: Sequence[Hashable]) -> torch.Tensor:
@@ -91,17 +112,24 @@ class TravelModel(nn.Module):
 
     @torch.no_grad()
     def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None) -> torch.Tensor:
-        """(n, 6) probabilities of raw descriptors x (n, d). groups: each row's recording set or speaker, whose
-        statistics standardise it (None, or a group of fewer than `min_group` rows: the row alone)."""
+        """(n, 6) probabilities of raw descriptors x (n, d). groups: each row's speaker (or one name for the
+        rows of unknown speakers); the rows with a group form one recording set, and each group is standardised
+        by its statistics shrunk toward the set's (`speaker_prior`). A row whose group is None, or every row
+        where the set has fewer than `min_group` rows, is predicted alone; so is a group of n rows where
+        n + speaker_prior < min_group."""
         self.eval()
         x = x.float()
         out = self.mean_softmax(self.clip_heads, (x - self.pool_mean) / self.pool_std)
-        if groups is not None:
-            keep = [i for rows in group_rows(groups) if len(rows) >= self.cfg.min_group
-                    and groups[int(rows[0])] is not None for i in rows.tolist()]
-            if keep:
-                rows = torch.tensor(keep)
-                out[rows] = self.mean_softmax(self.set_heads, standardise(x[rows], [groups[i] for i in keep]))
+        grouped = [i for i, g in enumerate(groups or []) if g is not None]
+        if groups is None or len(grouped) < self.cfg.min_group:
+            return out
+        prior = self.cfg.speaker_prior
+        names = [groups[i] for i in grouped]
+        z = shrunk_standardise(x[grouped], names, prior)  # the set: every row with a group
+        kept = [rows for rows in group_rows(names) if len(rows) + prior >= self.cfg.min_group]
+        if kept:
+            keep = torch.cat(kept)
+            out[torch.tensor(grouped)[keep]] = self.mean_softmax(self.set_heads, z[keep])
         return out
 
 
