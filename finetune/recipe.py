@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from w2v2.training import resolve_amp, resolve_device
 from w2v2.training.progress import no_progress, progress_bar
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
+KIND_WORDS = {"finetune": "fine-tune", "probe": "linear probe", "scratch": "tiny model"}  # a member of each kind
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,32 @@ def _timed(cfg: FinetuneConfig, kind: Kind, sample: list[Item], device: torch.de
     return {"step": min(per_step), "cnn": cnn, **rate}
 
 
+def timing_key(m: Member) -> tuple:
+    """Members with the same key cost the same per step: one timing serves them all."""
+    return (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
+
+
+def _time_task(cfg: FinetuneConfig, kind: Kind, items: list[Item], bar: Any) -> dict[str, float]:
+    return time_member(cfg, kind, items) | {"pid": float(os.getpid())}
+
+
+def time_side_by_side(members: list[Member], timings: dict[tuple, dict[str, float]]) -> None:
+    """Where members will train `workers` at a time, time each kind `workers` times at once in worker
+    processes, as the run will share the cores, and keep the copies' mean in `timings`. Timed alone on an
+    idle machine, a 2-core run's members came out 5-30% slower than their estimate (docs/recipe.md)."""
+    workers, threads = members[0].cfg.workers, members[0].cfg.threads
+    todo = {timing_key(m): m for m in members if timing_key(m) not in timings}
+    if workers < 2 or len(members) < 2 or not todo:
+        return
+    tasks = [(f"{i}:{j}", _time_task, (m.cfg, m.kind, m.train_items)) for i, m in enumerate(todo.values())
+             for j in range(workers)]
+    results = run_side_by_side(tasks, workers, threads, _Quiet())
+    for i, key in enumerate(todo):
+        runs = [results[f"{i}:{j}"] for j in range(workers)]
+        timings[key] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "pid"}
+        timings[key]["side_by_side"] = len({r["pid"] for r in runs})
+
+
 def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: float,
                      timings: dict[tuple, dict[str, float]] | None = None) -> float:
     """Estimated wall time of all members, `workers` at a time (each taking the next member when it is
@@ -234,7 +262,7 @@ def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: f
 def member_seconds(m: Member, test_seconds: float, clip_seconds: float, timings: dict[tuple, dict[str, float]]
                    ) -> float:
     """Estimated wall time of one member (its timed steps, by kind, kept in `timings`)."""
-    key = (m.kind, m.cfg.init, m.cfg.freeze_feature_encoder)
+    key = timing_key(m)
     if key not in timings:
         timings[key] = time_member(m.cfg, m.kind, m.train_items)
     t = timings[key]
@@ -262,11 +290,13 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     if seconds:
         members = fit_crops(members, max(seconds))
     test_hours = audio_hours(data.test) if data.test else 0.0
-    estimate = None
+    estimate = one = None
     if hours is not None and test_hours is not None:
         timings: dict[tuple, dict[str, float]] = {}
-        clip_seconds = hours * 3600 / max(len(data.train), 1)
-        estimate = lambda ms: estimate_seconds(ms, test_hours * 3600, clip_seconds, timings)  # noqa: E731
+        clip_seconds, test_seconds = hours * 3600 / max(len(data.train), 1), test_hours * 3600
+        estimate = lambda ms: estimate_seconds(ms, test_seconds, clip_seconds, timings)  # noqa: E731
+        one = lambda m: member_seconds(m, test_seconds, clip_seconds, timings)  # noqa: E731
+        time_side_by_side(members, timings)
         if cfg.budget_minutes:
             members = fit_budget(members, cfg, estimate)
     kinds = {k: sum(m.kind == k for m in members) for k in ("finetune", "probe", "scratch")}
@@ -289,12 +319,15 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     if len(members) > 1 and members[0].cfg.workers > 1:
         print(f"      side by side: {members[0].cfg.workers} members at a time, {members[0].cfg.threads} thread(s) "
               "each (workers, threads)")
-    if estimate is not None:
+    if estimate is not None and one is not None:
         device = resolve_device(cfg.device)
         print(f"      estimate: {minutes_text(estimate(members))} min on this machine ({device}, "
               f"{resolve_amp(cfg.amp, device).replace('none', 'fp32')} training steps, "
               f"{torch.get_num_threads()} thread(s)), "
               "from a few timed steps", flush=True)
+        per_kind = {m.kind: one(m) for m in members}
+        print("      per member: " + ", ".join(f"{KIND_WORDS[k]} {minutes_text(v)} min" for k, v in per_kind.items()),
+              flush=True)
     return members
 
 

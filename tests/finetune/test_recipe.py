@@ -110,6 +110,11 @@ def test_the_plan_and_estimate_are_printed_before_training(default_run) -> None:
     assert estimate < printed.index("member 1/6: member_1 (finetune, seed 0)")
     minutes = float(printed[estimate:].split()[1])
     assert 0 < minutes < 30
+    # where the time goes: one member of each kind; two seeds of each make up the whole estimate
+    line = printed[printed.index("per member: "):].splitlines()[0].removeprefix("per member: ")
+    each = {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1]) for part in line.split(", ")}
+    assert set(each) == {"fine-tune", "linear probe", "tiny model"} and min(each.values()) > 0
+    assert max(each.values()) <= minutes + 0.05 and minutes <= 2 * sum(each.values()) + 0.05
 
 
 def test_probe_folds_are_an_ensemble_with_out_of_fold_metrics(corpus: Path, tmp_path: Path) -> None:
@@ -387,3 +392,25 @@ def test_the_estimate_times_each_members_own_training_code_on_its_clips(corpus: 
     assert seen == [("prepare", 16), ("epoch", 1), ("epoch", 2), ("epoch", 3)]  # 4 batches of 4 clips
     assert t["step"] > 0 and t["val"] > 0 and t["predict"] > 0
     assert seconds > len(members[0].train_items) / 4 * t["step"]  # an epoch's steps at least
+
+
+def test_members_that_train_side_by_side_are_timed_side_by_side(corpus: Path) -> None:
+    """With two workers, each kind is timed twice at once in two worker processes, as the run will share the
+    cores; with one worker, in this process alone."""
+    from finetune.recipe import estimate_seconds, planned_members, time_side_by_side
+    from w2v2.data.datasets import load_dataset
+
+    data = load_dataset(corpus)
+    members, _ = planned_members(data, resolve_run(None, [*FAST, "workers=2", "kinds=[finetune,scratch]"]), None)
+    assert {m.cfg.workers for m in members} == {2}
+    timings: dict = {}
+    time_side_by_side(members, timings)
+    assert sorted(k[0] for k in timings) == ["finetune", "scratch"]
+    for t in timings.values():
+        assert t["side_by_side"] == 2 and t["step"] > 0 and t["predict"] > 0  # two processes timed it
+    before = dict(timings)
+    assert estimate_seconds(members, 10.0, 2.0, timings) > 0 and timings == before  # the estimate reuses them
+    alone, _ = planned_members(data, resolve_run(None, [*FAST, "workers=1", "kinds=[finetune,scratch]"]), None)
+    timings = {}
+    time_side_by_side(alone, timings)
+    assert timings == {}  # one worker: timed lazily, in this process (member_seconds)
