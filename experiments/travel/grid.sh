@@ -66,3 +66,7 @@ run "descriptors, per speaker shrunk (prior 10) and per set, probabilities avera
 run "descriptors, per speaker / voice clusters (GE2E) shrunk to the set, prior 10 clips" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test k=10"
 run "descriptors, per speaker / voice clusters (GE2E) shrunk to the set, prior 20 clips" "small $S w2v=0 prosody=2 norm=spk_train_cluster_test k=20"
 run "descriptors, per speaker / two pitch registers shrunk to the set, prior 10 clips" "small $S w2v=0 prosody=2 norm=spk_train_pitch_shrunk_test k=10"
+# the lone-clip heads' probabilities (training pool's statistics) mixed into the set's or the speakers'
+run "descriptors, per speaker / per set, with the lone-clip heads' probabilities at weight 0.3" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test hedge_global=0.3"
+run "descriptors, per speaker / per set, with the lone-clip heads' probabilities at weight 0.5" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test hedge_global=0.5"
+run "descriptors, per speaker / per speaker shrunk (prior 10), lone-clip heads at weight 0.2" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10 hedge_global=0.2"

@@ -249,6 +249,12 @@ def run(meta, mean, std, cfg):
                 inner_pool = [c for c in pool if c != test]
                 logits = logits + inner_bias(x_all, meta, inner_pool, norm, spk, corp, cfg, seed)
             p = torch.softmax(logits, -1)
+            if cfg.get("hedge_global"):  # the lone-clip heads (training pool's statistics), probabilities averaged
+                xg, xgte = normed(x_all, tr, te, "global", spk, corp)
+                net_g = train(xg, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
+                              cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
+                with torch.no_grad():
+                    p = (1 - cfg["hedge_global"]) * p + cfg["hedge_global"] * torch.softmax(net_g(xgte), -1)
             if cfg.get("ens_corpus"):
                 with torch.no_grad():
                     p = (p + torch.softmax(net_c(xte), -1)) / 2
