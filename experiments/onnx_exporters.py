@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
-from w2v2.emotion.members import checkpoint_spec
 from w2v2.emotion.exported import _Logits, quiet
-from w2v2.emotion.members import load_classifier
+from w2v2.emotion.members import checkpoint_spec, load_classifier
 
 torch.set_num_threads(1)
 model, _ = load_classifier(checkpoint_spec("pretrained:emotion-ravdess") / "member_1")
@@ -46,7 +46,6 @@ with tempfile.TemporaryDirectory() as tmp, quiet():
     sessions = {k: session(v) for k, v in paths.items()}
     sizes = {k: Path(v).stat().st_size for k, v in paths.items()}
     nodes = {}
-    import onnx
     for k, v in paths.items():
         g = onnx.load(v).graph
         nodes[k] = (len(g.node), sum(n.op_type == "Transpose" for n in g.node))
@@ -68,7 +67,8 @@ for b, seconds in ((8, 8.0), (1, 3.8)):
             times[k].append(time.perf_counter() - t)
     base = float(np.median(times["pytorch fp32"]))
     print(f"batch {b} x {seconds:g} s, one thread, median of 5 (runs interleaved)")
-    print("| runtime | s/batch | audio-s/s | x pytorch | nodes (transposes) | max abs dlogit |\n|---|---|---|---|---|---|")
+    print("| runtime | s/batch | audio-s/s | x pytorch | nodes (transposes) | max abs dlogit |")
+    print("|---|---|---|---|---|---|")
     for k, ts in times.items():
         med = float(np.median(ts))
         diff = 0.0 if k == "pytorch fp32" else float(np.abs(sessions[k].run(None, feed)[0] - ref).max())
