@@ -190,7 +190,8 @@ def add_device(p: argparse.ArgumentParser) -> None:
 def add_normalise(p: argparse.ArgumentParser, speakers: bool) -> None:
     choices = ["speaker", "set", "clip"] if speakers else ["set", "clip"]
     p.add_argument("--normalise", choices=choices, default=choices[0], help="how the travelling model standardises "
-                   + ("per speaker where the data names speakers, else " if speakers else "")
+                   + ("per speaker where the data names speakers (each speaker's statistics shrunk toward the "
+                      "set's), else " if speakers else "")
                    + "the clips of one call together as a recording set, or each clip alone (clip): docs/travel.md")
 
 
