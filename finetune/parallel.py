@@ -133,8 +133,9 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
     """Run `task(*args, bar)` for each (key, task, args) in `workers` processes of `threads` threads;
     returns each key's result. The parent's `bar` receives the workers' progress and output."""
     ctx = multiprocessing.get_context("spawn")
-    with stop_on_sigterm(), ctx.Manager() as manager:
-        queue = manager.Queue()
+    # a plain queue handed to each worker as it starts: a Manager's server process would outlive a killed parent
+    queue = ctx.Queue()
+    with stop_on_sigterm():
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                  initargs=(queue, threads)) as pool:
             futures: dict[Future, str] = {pool.submit(_call, key, task, args): key for key, task, args in tasks}

@@ -79,6 +79,19 @@ if __name__ == "__main__":
 """
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,6 +117,7 @@ def test_a_stopped_or_killed_run_leaves_no_worker_training(tmp_path, sig) -> Non
         assert time.time() < deadline and parent.poll() is None, "the workers did not start"
         time.sleep(0.1)
     workers = [int(p.name) for p in pids.iterdir()]
+    workers += [c for c in children(parent.pid) if c not in workers]  # any helper process of the run too
     parent.send_signal(sig)
     parent.wait(timeout=30)
     deadline = time.time() + 15
