@@ -135,25 +135,24 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
     ctx = multiprocessing.get_context("spawn")
     # a plain queue handed to each worker as it starts: a Manager's server process would outlive a killed parent
     queue = ctx.Queue()
-    with stop_on_sigterm():
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                                 initargs=(queue, threads)) as pool:
-            futures: dict[Future, str] = {pool.submit(_call, key, task, args): key for key, task, args in tasks}
-            results: dict[str, dict] = {}
-            pending: Iterable[Future] = set(futures)
-            try:
-                while pending:
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    relay(queue, bar)
-                    for future in done:
-                        results[futures[future]] = future.result()  # a member's error stops the run
-            except BaseException:  # a member's error or a stop (Ctrl-C) stops the members in flight too:
-                relay(queue, bar)  # each has its last finished epoch on disk, and `train --resume` continues it
-                for process in list((getattr(pool, "_processes", None) or {}).values()):
-                    process.terminate()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            relay(queue, bar)
+    with stop_on_sigterm(), ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                                                initargs=(queue, threads)) as pool:
+        futures: dict[Future, str] = {pool.submit(_call, key, task, args): key for key, task, args in tasks}
+        results: dict[str, dict] = {}
+        pending: Iterable[Future] = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                relay(queue, bar)
+                for future in done:
+                    results[futures[future]] = future.result()  # a member's error stops the run
+        except BaseException:  # a member's error or a stop (Ctrl-C) stops the members in flight too:
+            relay(queue, bar)  # each has its last finished epoch on disk, and `train --resume` continues it
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        relay(queue, bar)
     return results
 
 
