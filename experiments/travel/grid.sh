@@ -70,3 +70,13 @@ run "descriptors, per speaker / two pitch registers shrunk to the set, prior 10 
 run "descriptors, per speaker / per set, with the lone-clip heads' probabilities at weight 0.3" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test hedge_global=0.3"
 run "descriptors, per speaker / per set, with the lone-clip heads' probabilities at weight 0.5" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test hedge_global=0.5"
 run "descriptors, per speaker / per speaker shrunk (prior 10), lone-clip heads at weight 0.2" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10 hedge_global=0.2"
+# issue 32, round 5: the normalisation's centre made independent of the emotions' mix; soft voice neighbourhoods
+run "descriptors, training speakers' statistics class-balanced / per set" "small $S w2v=0 prosody=2 norm=cbal_spk_train_corpus_test"
+run "descriptors, training speakers' statistics class-balanced / per set class-balanced, three rounds" "small $S w2v=0 prosody=2 norm=cbal_spk_train_corpus_test balanced=3"
+run "descriptors, training speakers' statistics class-balanced / per speaker shrunk, prior 10" "small $S w2v=0 prosody=2 norm=cbal_spk_train_shrunk_test k=10"
+run "descriptors, 8 copies per training speaker, each with a random mix of its classes (Dirichlet 1) / per set" "small $S w2v=0 prosody=2 norm=mixspk_train_corpus_test copies=8 epochs=4 alpha=1"
+run "descriptors, 8 copies per training corpus, each with a random mix of its classes (Dirichlet 1) / per set" "small $S w2v=0 prosody=2 norm=mixcorp_train_corpus_test copies=8 epochs=4 alpha=1"
+run "descriptors, per speaker / each clip by its 20 nearest voices (GE2E) shrunk to the set, prior 10" "small $S w2v=0 prosody=2 norm=spk_train_knn_test knn=20 k=10"
+run "descriptors, per speaker / each clip by its 40 nearest voices (GE2E) shrunk to the set, prior 10" "small $S w2v=0 prosody=2 norm=spk_train_knn_test knn=40 k=10"
+run "descriptors, per speaker / per set, nuisance attribute projection of the top direction where corpora disagree per class" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test nap=1"
+run "descriptors, per speaker / per set, nuisance attribute projection of the top 3 such directions" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test nap=3"

@@ -44,6 +44,45 @@ def shrunk_standardise(x, groups, sets, k, eps=1e-5):
     return out
 
 
+def balanced_standardise(x, groups, labels, eps=1e-5):
+    """Per-group standardisation with each of the group's classes weighing the same in its mean and sd
+    (labels known: training speakers), so that the centre does not move with a speaker's mix of emotions."""
+    out = torch.empty_like(x)
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        lab = labels[idx]
+        _, inv, cnt = np.unique(lab, return_inverse=True, return_counts=True)
+        w = torch.as_tensor(1.0 / cnt[inv], dtype=x.dtype)[:, None]
+        w = w / w.sum()
+        xi = x[torch.as_tensor(idx)]
+        mu = (w * xi).sum(0)
+        sd = ((w * (xi - mu) ** 2).sum(0) * len(idx) / max(len(idx) - 1, 1)).sqrt() if len(idx) > 1 else torch.ones_like(mu)
+        out[torch.as_tensor(idx)] = (xi - mu) / (sd + eps)
+    return out
+
+
+def random_mix_standardise(x, groups, labels, copies, alpha, seed=0, eps=1e-5):
+    """`copies` standardised copies of x: in each, every group's mean and sd are weighted by a random mix of
+    its classes (Dirichlet(alpha) over the classes it has), so that the heads learn under the shifting
+    centres that a test set of unknown emotional make-up gives. Returns (copies * n, d)."""
+    rng = np.random.default_rng(seed)
+    outs = []
+    for _ in range(copies):
+        out = torch.empty_like(x)
+        for g in np.unique(groups):
+            idx = np.flatnonzero(groups == g)
+            cls, inv, cnt = np.unique(labels[idx], return_inverse=True, return_counts=True)
+            mix = rng.dirichlet(np.full(len(cls), alpha))
+            w = torch.as_tensor(mix[inv] / cnt[inv], dtype=x.dtype)[:, None]
+            w = w / w.sum()
+            xi = x[torch.as_tensor(idx)]
+            mu = (w * xi).sum(0)
+            sd = (w * (xi - mu) ** 2).sum(0).sqrt() if len(idx) > 1 else torch.ones_like(mu)
+            out[torch.as_tensor(idx)] = (xi - mu) / (sd + eps)
+        outs.append(out)
+    return torch.cat(outs)
+
+
 def group_rank(x, groups):
     """Each feature replaced by its normal score within its group (rank -> probit): robust to outliers
     and to a group's skew, where mean/sd standardisation is not."""
@@ -211,8 +250,8 @@ def run(meta, mean, std, cfg):
         if cfg.get("ens"):
             wtr, wte = normed(embed(mean, std, list(range(mean.shape[1])), 1), tr, te, norm, spk, corp)
         mtr = meta.iloc[tr].reset_index(drop=True)
-        if len(xtr) == 2 * len(tr):
-            mtr = pd.concat([mtr, mtr]).reset_index(drop=True)
+        if len(xtr) > len(tr) and len(xtr) % len(tr) == 0:  # augmented copies of the training clips
+            mtr = pd.concat([mtr] * (len(xtr) // len(tr))).reset_index(drop=True)
         y = torch.as_tensor(mtr.label.values); mask = class_mask(mtr)
         w = sample_weights(mtr) if cfg.get("balance", 1) else torch.ones(len(mtr))
         classes = sorted(set(meta.label.values[te]))
@@ -220,6 +259,8 @@ def run(meta, mean, std, cfg):
         if cfg.get("select"):  # keep the descriptors most informative in every training corpus
             keep = consistent_features(xtr, mtr, cfg["select"])
             xtr, xte = xtr[:, keep], xte[:, keep]
+        if cfg.get("nap"):  # nuisance attribute projection: drop the directions where corpora disagree per class
+            xtr, xte = nap(xtr, xte, mtr, cfg["nap"])
         if cfg.get("coral"):
             xte = coral(xtr, xte, cfg["coral"])
         groups = torch.as_tensor(pd.factorize(mtr.corpus)[0])
@@ -269,6 +310,21 @@ def run(meta, mean, std, cfg):
             u6, _ = uar(ys, p.argmax(1).numpy(), classes)
             results.append(dict(test=test, seed=seed, uar=u, uar6=u6, **{f"r_{k}": v for k, v in rec.items()}))
     return pd.DataFrame(results)
+
+def nap(xtr, xte, meta, r):
+    """Nuisance attribute projection (as in speaker verification): the top `r` directions of the spread of
+    each class's per-corpus mean around its mean over corpora are projected out of both sets."""
+    dev = []
+    for c in range(6):
+        means = [xtr[torch.as_tensor(((meta.corpus == k) & (meta.label == c)).values)].mean(0)
+                 for k in meta.corpus.unique() if ((meta.corpus == k) & (meta.label == c)).any()]
+        if len(means) > 1:
+            m = torch.stack(means)
+            dev.append(m - m.mean(0))
+    u = torch.linalg.svd(torch.cat(dev), full_matrices=False).Vh[:r]  # (r, d)
+    proj = lambda x: x - (x @ u.T) @ u  # noqa: E731
+    return proj(xtr), proj(xte)
+
 
 def lda(x, meta, shrink):
     """Linear discriminant analysis across corpora: each class's mean is the average of its mean in every
@@ -376,6 +432,28 @@ def normed(x_all, tr, te, norm, spk, corp):
             xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, spk[te])
         elif norm == "spk_train_corpus_test":
             xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, corp[te])
+        elif norm == "cbal_spk_train_corpus_test":  # training speakers' statistics class-balanced
+            lab = CFG["_labels"]
+            xtr = balanced_standardise(xtr, spk[tr], lab[tr]); xte = group_standardise(xte, corp[te])
+        elif norm == "cbal_spk_train_shrunk_test":
+            lab = CFG["_labels"]
+            xtr = balanced_standardise(xtr, spk[tr], lab[tr])
+            xte = shrunk_standardise(xte, spk[te], corp[te], CFG.get("k", 10))
+        elif norm in ("mixspk_train_corpus_test", "mixcorp_train_corpus_test"):  # random class mixes
+            lab = CFG["_labels"]
+            groups = spk[tr] if norm.startswith("mixspk") else corp[tr]
+            xtr = random_mix_standardise(xtr, groups, lab[tr], CFG.get("copies", 8), CFG.get("alpha", 1.0))
+            xte = group_standardise(xte, corp[te])
+        elif norm == "spk_train_knn_test":  # each clip by its K nearest voices (GE2E), shrunk toward the set
+            emb = torch.nn.functional.normalize(torch.load(SPEAKER_EMB)[te].float(), dim=1)
+            nn_idx = (emb @ emb.T).topk(min(CFG.get("knn", 20), len(te)), dim=1).indices  # (n, K), itself too
+            xtr = group_standardise(xtr, spk[tr])
+            kk, prior = nn_idx.shape[1], CFG.get("k", 10)
+            mu_s, var_s = xte.mean(0), xte.var(0)
+            nb = xte[nn_idx]  # (n, K, d)
+            mu = (kk * nb.mean(1) + prior * mu_s) / (kk + prior)
+            var = (kk * nb.var(1, correction=0) + prior * var_s) / (kk + prior)
+            xte = (xte - mu) / (var.sqrt() + 1e-5)
         elif norm == "spk_train_ref_test":
             mus = [xtr[spk[tr] == g].mean(0) for g in np.unique(spk[tr])]
             sds = [xtr[spk[tr] == g].std(0) for g in np.unique(spk[tr])]
@@ -429,6 +507,7 @@ if __name__ == "__main__":
         k, v = kv.split("="); cfg[k] = json.loads(v) if v[0] in "[0123456789" else v
     CFG.update(cfg)
     meta, mean, std = load(name)
+    CFG["_labels"] = meta.label.values
     df = run(meta, mean, std, cfg)
     s = df.groupby("test").agg(uar=("uar", "mean"), sd=("uar", "std"), uar6=("uar6", "mean"),
                                neutral=("r_neutral", "mean"))
