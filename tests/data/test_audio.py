@@ -15,15 +15,17 @@ def tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:
     return (0.5 * np.sin(2 * math.pi * freq * t)).astype(np.float32)
 
 
-@pytest.mark.parametrize("ext,sr", [(".wav", 8000), (".flac", 44100), (".ogg", 22050), (".mp3", 48000)])
+@pytest.mark.parametrize("ext,sr", [(".wav", 8000), (".flac", 44100), (".ogg", 22050), (".mp3", 48000),
+                                    (".opus", 48000), (".aiff", 32000), (".caf", 11025), (".au", 16000)])
 def test_any_format_and_rate_becomes_16k_mono(tmp_path, ext: str, sr: int) -> None:
     left = tone(sr, 1.0)
     stereo = np.stack([left, left], axis=1)
     path = tmp_path / f"clip{ext}"
-    sf.write(path, stereo, sr)
+    sf.write(path, stereo, sr, **({"format": "OGG", "subtype": "OPUS"} if ext == ".opus" else {}))
+    assert find_audio(tmp_path) == [path]  # a folder of them is found, not skipped
     wave = load_audio(path)
     assert wave.dtype == torch.float32 and wave.dim() == 1
-    assert abs(wave.numel() - 16000) < 1200  # mp3 adds encoder delay/padding
+    assert abs(wave.numel() - 16000) < 1200  # mp3 and opus add encoder delay/padding
     # The 440 Hz tone survives: its spectral peak sits at 440 Hz.
     spectrum = torch.fft.rfft(wave[:16000] if wave.numel() >= 16000 else wave, n=16000).abs()
     assert abs(spectrum.argmax().item() - 440) <= 2
@@ -43,6 +45,23 @@ def test_bad_files_raise_audio_error_naming_the_file(tmp_path) -> None:
         with pytest.raises(AudioError, match=problem) as info:
             load_audio(path)
         assert str(path) in str(info.value)
+
+
+def test_audio_libsndfile_cannot_read_is_named_with_what_to_do(tmp_path) -> None:
+    """AAC (.m4a from phones), WMA, AMR, video: a folder's such files are named in one warning, not silently
+    dropped; decoding one says which format it is and how to convert it."""
+    sf.write(tmp_path / "ok.wav", tone(16000, 0.5), 16000)
+    for name in ["call.m4a", "memo.AAC", "clip.webm"]:
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    with pytest.warns(UserWarning, match=r"skipped 3 file\(s\) in a format .*cannot read \(.aac, .m4a, .webm\)") as w:
+        assert find_audio(tmp_path) == [tmp_path / "ok.wav"]
+    assert str(tmp_path / "call.m4a") in str(w[0].message) and "ffmpeg -i" in str(w[0].message)
+    with pytest.raises(AudioError, match=r"cannot decode audio .*\.m4a is not a format libsndfile reads: convert"):
+        load_audio(tmp_path / "call.m4a")
+    with pytest.raises(AudioError) as info:  # a corrupt file of a readable format gets no conversion hint
+        (tmp_path / "bad.wav").write_bytes(b"RIFF nothing")
+        load_audio(tmp_path / "bad.wav")
+    assert "ffmpeg" not in str(info.value)
 
 
 def test_find_audio_is_recursive_and_sorted(tmp_path) -> None:

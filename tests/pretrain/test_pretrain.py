@@ -355,7 +355,7 @@ def test_one_audio_file_is_data_and_a_bad_manifest_row_is_named(tmp_path: Path) 
     with pytest.raises(SystemExit, match=rf"{manifest}, row 3: no path"):
         main([f"data.path={manifest}", "optim.max_steps=1", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
     (tmp_path / "notes.bin").write_bytes(bytes(range(128, 256)))
-    with pytest.raises(SystemExit, match=r"notes.bin: neither audio \(.wav, .flac, .ogg, .mp3\) nor a CSV/TSV"):
+    with pytest.raises(SystemExit, match=r"notes.bin: neither audio \(.wav, .*, .mp3, .*\) nor a CSV/TSV"):
         main([f"data.path={tmp_path / 'notes.bin'}", f"run_dir={tmp_path / 'bad'}", *FAST[:-1], "threads=1"])
 
 

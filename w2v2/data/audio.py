@@ -21,7 +21,12 @@ from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
 
 __all__ = ["SAMPLE_RATE"]  # re-exported: the application reads the rate from here or from w2v2.config
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+# what libsndfile decodes, by the names files carry: WAV, FLAC, Ogg (Vorbis, Opus), MP3, AIFF, AU, CAF, W64
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au",
+                    ".caf", ".w64", ".rf64")
+# audio that libsndfile cannot decode (AAC, WMA, AMR, video containers): found, named and skipped with a warning
+UNDECODABLE_EXTENSIONS = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".amr", ".3gp", ".webm", ".mkv", ".mov", ".ac3")
+CONVERT_HINT = "convert it first, e.g. ffmpeg -i IN.m4a -ac 1 -ar 16000 OUT.wav"
 MIN_SAMPLES = FeatureEncoderConfig().receptive_field  # 400: every preset's CNN; shorter input yields no frame
 MIN_SECONDS = MIN_SAMPLES / SAMPLE_RATE  # 25 ms: the shortest crop or window worth a config value
 
@@ -37,6 +42,12 @@ class AudioError(ValueError):
         super().__init__(f"{path}: {problem}")
 
 
+def convert_hint(path: str | Path) -> str:
+    """What to do with a file in a format libsndfile cannot read ("" for any other file)."""
+    suffix = Path(path).suffix.lower()
+    return f"; {suffix} is not a format libsndfile reads: {CONVERT_HINT}" if suffix in UNDECODABLE_EXTENSIONS else ""
+
+
 def find_audio(root: str | Path) -> list[Path]:
     """All audio files below `root` (recursive, sorted), by extension.
 
@@ -48,6 +59,7 @@ def find_audio(root: str | Path) -> list[Path]:
         raise FileNotFoundError(f"{root}: not a directory")
     found: list[Path] = []
     broken: list[Path] = []
+    foreign: list[Path] = []
     seen: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         real = os.stat(folder)
@@ -60,9 +72,16 @@ def find_audio(root: str | Path) -> list[Path]:
             path = Path(folder) / name
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 (found if path.is_file() else broken).append(path)
+            elif path.suffix.lower() in UNDECODABLE_EXTENSIONS:
+                foreign.append(path)
     if broken:
         warnings.warn(f"{root}: skipped {len(broken)} broken link(s) named like audio: "
                       f"{', '.join(map(str, sorted(broken)[:5]))}{' ...' if len(broken) > 5 else ''}", stacklevel=2)
+    if foreign:
+        kinds = ", ".join(sorted({p.suffix.lower() for p in foreign}))
+        warnings.warn(f"{root}: skipped {len(foreign)} file(s) in a format the decoder (libsndfile) cannot read "
+                      f"({kinds}): {', '.join(map(str, sorted(foreign)[:5]))}{' ...' if len(foreign) > 5 else ''}; "
+                      f"{CONVERT_HINT.replace('convert it', 'convert them')}", stacklevel=2)
     return sorted(found)
 
 
@@ -86,7 +105,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
-        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e})") from None
+        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     if data.size == 0:
         raise AudioError(path, "no audio samples (empty file)")
     if not np.isfinite(data).all():
@@ -106,7 +125,7 @@ def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: 
             f.seek(min(int(round(start_s * sr)), max(f.frames - 1, 0)))
             data = f.read(int(round(seconds * sr)), dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
-        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e})") from None
+        raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
     return resample(wave, sr, sample_rate).contiguous()
@@ -117,7 +136,7 @@ def audio_info(path: str | Path) -> tuple[int, int]:
     try:
         info = sf.info(str(path))
     except Exception as e:
-        raise AudioError(path, f"cannot read audio header ({type(e).__name__}: {e})") from None
+        raise AudioError(path, f"cannot read audio header ({type(e).__name__}: {e}){convert_hint(path)}") from None
     return int(info.frames), int(info.samplerate)
 
 
