@@ -328,7 +328,18 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
         per_kind = {m.kind: one(m) for m in members}
         print("      per member: " + ", ".join(f"{KIND_WORDS[k]} {minutes_text(v)} min" for k, v in per_kind.items()),
               flush=True)
+        stops = {m.kind: m.cfg.patience for m in members if m.kind != "probe" and m.cfg.patience < m.cfg.epochs}
+        if stops:  # the default's tiny models: 80 epochs, patience 20 (one stopped at 54 on 5,000 clips)
+            print("      the estimate counts every epoch; " + ", ".join(
+                f"a {KIND_WORDS[k]} stops early after {p} epochs without a better validation UAR"
+                for k, p in stops.items()))
+        if estimate(members) > LONG_SECONDS and not cfg.budget_minutes:
+            print(f"      over {LONG_SECONDS // 60} min: --budget-minutes N fits the run to N minutes (fewer seeds "
+                  "first, then fewer epochs; with --dry-run, the plan only)")
     return members
+
+
+LONG_SECONDS = 3600  # a plan estimated above it names --budget-minutes
 
 
 def minutes_text(seconds: float) -> str:

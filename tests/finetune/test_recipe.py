@@ -414,3 +414,25 @@ def test_members_that_train_side_by_side_are_timed_side_by_side(corpus: Path) ->
     timings = {}
     time_side_by_side(alone, timings)
     assert timings == {}  # one worker: timed lazily, in this process (member_seconds)
+
+
+@pytest.mark.parametrize("budget", [[], ["--budget-minutes", "500"]])
+def test_a_plan_over_an_hour_names_the_budget_and_says_which_kinds_stop_early(corpus: Path, tmp_path: Path,
+                                                                              monkeypatch, capsys, budget) -> None:
+    import finetune.recipe as recipe
+
+    # 50 min a member, two at a time: the default's 6 members of 2 seeds take 150 min
+    monkeypatch.setattr(recipe, "time_side_by_side", lambda members, timings: None)
+    monkeypatch.setattr(recipe, "member_seconds", lambda m, *args: 3000.0)
+    main(["train", "--data", str(corpus), "--run", str(tmp_path / "run"), "--dry-run", "--members", "2",
+          "workers=2", "threads=1"])
+    if budget:
+        main(["train", "--data", str(corpus), "--run", str(tmp_path / "run"), "--dry-run", "--members", "2",
+              "workers=2", "threads=1", *budget])
+    out = capsys.readouterr().out.split("--dry-run: nothing trained")[-2 if budget else 0]
+    assert "estimate: 150.0 min" in out
+    assert "per member: fine-tune 50.0 min, linear probe 50.0 min, tiny model 50.0 min" in out
+    # the tiny model's 80 epochs have patience 20; the fine-tune's 18 epochs have 18: only the tiny one is named
+    assert "the estimate counts every epoch; a tiny model stops early after 20 epochs without" in out
+    assert "a fine-tune stops early" not in out
+    assert ("over 60 min: --budget-minutes N fits the run" in out) == (not budget)
