@@ -84,6 +84,20 @@ def test_no_speech_is_said_for_silence_noise_and_music_and_not_for_speech(travel
     assert all(p.label in EMOTIONS and p.speech_seconds > 0.5 for p in speech)
 
 
+def test_a_lone_clips_answer_does_not_move_with_its_volume_or_a_dc_offset(travel_model) -> None:
+    """A quiet microphone is not a sad speaker: at 1/100 (-40 dB) or 3x a clip's level, or with a recorder's
+    DC offset, a lone clip is still speech and gets the same probabilities."""
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    for f in sorted((corpus / "test").glob("*.wav"))[:4]:
+        wave = load_audio(f)
+        base = rec.predict(wave.numpy(), sample_rate=16000)
+        for name, changed in (("-40 dB", wave * 0.01), ("+10 dB", wave * 3.0), ("DC 0.2", wave + 0.2)):
+            p = rec.predict(changed.numpy(), sample_rate=16000)
+            assert p.label == base.label and p.speech_seconds > 0.5, (f.name, name)
+            assert np.allclose(list(p.probs.values()), list(base.probs.values()), atol=1e-4), (f.name, name)
+
+
 def test_a_timeline_spans_the_recording_and_marks_the_windows_without_speech(travel_model) -> None:
     folder, corpus = travel_model
     rec = EmotionRecognizer.from_pretrained(folder)

@@ -64,7 +64,7 @@ def offset_speakers(n_speakers: int, seed: int) -> tuple[torch.Tensor, list[int]
 
 def test_standardising_by_the_recording_set_recovers_emotions_of_unseen_speakers(tmp_path) -> None:
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0))
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False))
     xt, yt, st = offset_speakers(1, seed=1)  # a new speaker, far from every training voice
     by_set = model.probs(xt, ["set"] * len(yt)).argmax(1)
     alone = model.probs(xt).argmax(1)  # the clip heads, on the training pool's statistics
@@ -95,7 +95,7 @@ def test_a_speaker_who_keeps_to_one_emotion_keeps_it_with_the_prior() -> None:
     """Per-speaker statistics remove the emotion of a speaker heard in one mood (talk-show guests); shrunk
     toward the set's they keep it, and offset voices heard in every mood are still standardised away."""
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0))
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False))
     g = torch.Generator().manual_seed(5)
     directions = torch.eye(6, 8) * 1.5
     xt = torch.stack([directions[s] + torch.randn(8, generator=g) * 0.5 for s in range(6) for _ in range(12)])
@@ -111,3 +111,42 @@ def test_a_speaker_who_keeps_to_one_emotion_keeps_it_with_the_prior() -> None:
     assert per_speaker < 0.4 and shrunk > per_speaker + 0.3, (per_speaker, shrunk)
     assert accuracy(10, xo, torch.tensor(yo), so) > 0.75
     assert accuracy(1e9, xo, torch.tensor(yo), so) < accuracy(10, xo, torch.tensor(yo), so) - 0.2
+
+
+def test_level_free_descriptors_are_the_same_at_any_gain_and_only_the_level_ones_move() -> None:
+    import math
+
+    from w2v2.emotion.descriptors import LOUDNESS_LEVELS, MEL_MEANS, MFCC0_MEAN, clip_descriptors, level_free
+
+    t = torch.arange(32000) / 16000
+    f0 = 140 + 30 * torch.sin(2 * math.pi * 1.5 * t)  # a gliding voice with harmonics, syllables of 0.25 s
+    phase = 2 * math.pi * torch.cumsum(f0, 0) / 16000
+    wave = sum(torch.sin(k * phase) / k for k in range(1, 12)) * (0.6 + 0.4 * torch.sin(2 * math.pi * 4 * t)).clamp(0)
+    wave = 0.1 * wave + 0.001 * torch.randn(32000, generator=torch.Generator().manual_seed(0))
+    base = clip_descriptors(wave)
+    level = set(LOUDNESS_LEVELS) | {MFCC0_MEAN} | set(range(189)[MEL_MEANS])
+    for gain in (0.01, 3.0):
+        moved = clip_descriptors(wave * gain)
+        shift = 2 * math.log(gain)
+        changed = {i for i in range(189) if abs(float(moved[i] - base[i])) > 1e-3 * (1 + abs(float(base[i])))}
+        assert changed <= level, sorted(changed - level)  # nothing else depends on the recording's level
+        assert float(moved[3] - base[3]) == pytest.approx(shift, abs=1e-3)
+        assert float(moved[MFCC0_MEAN] - base[MFCC0_MEAN]) == pytest.approx(math.sqrt(40) * shift, abs=1e-2)
+        assert torch.allclose(level_free(moved), level_free(base), atol=1e-4)
+    assert float(level_free(base)[3]) == 0.0
+    with pytest.raises(ValueError, match="8 descriptors, not 189"):
+        level_free(torch.zeros(2, 8))
+
+
+def test_a_model_saved_before_level_free_clips_loads_with_absolute_levels(tmp_path) -> None:
+    import json
+
+    x, y, spk = offset_speakers(3, seed=0)
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=1, level_free_clips=False))
+    save_travel(model, tmp_path / "m", {})
+    info = json.loads((tmp_path / "m" / "travel.json").read_text())
+    del info["config"]["level_free_clips"]  # as an earlier release wrote it
+    (tmp_path / "m" / "travel.json").write_text(json.dumps(info))
+    loaded, _ = load_travel(tmp_path / "m")
+    assert loaded.cfg.level_free_clips is False
+    assert torch.equal(loaded.probs(x), model.probs(x))

@@ -36,6 +36,29 @@ _MEL = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 
 _DCT = torchaudio.functional.create_dct(13, 40, "ortho")  # (40, 13)
 
 
+# where a recording's gain g shows in clip_descriptors' layout: every log power moves by log(g^2). The
+# loudness track's mean, p10, p50 and p90 move by it, MFCC c0's mean by sqrt(40) times it (orthonormal
+# DCT of 40 log-mel bands), the 40 log-mel means by it; all else (spreads, slopes, ratios, pitch, rhythm) stays
+LOUDNESS_LEVELS = (0, 2, 3, 4)
+LOUDNESS_MEDIAN = 3
+MFCC0_MEAN = 64
+MEL_MEANS = slice(103, 143)
+
+
+def level_free(x: torch.Tensor) -> torch.Tensor:
+    """Descriptors (..., NUM_DESCRIPTORS) less the recording's level: each level-dependent one taken relative
+    to the clip's loudness median, so that the same speech at any gain gives the same numbers (the median
+    itself becomes 0). For a lone clip, whose recording gain is unknown (docs/travel.md)."""
+    if x.shape[-1] != NUM_DESCRIPTORS:
+        raise ValueError(f"level_free: {x.shape[-1]} descriptors, not {NUM_DESCRIPTORS}")
+    out = x.clone()
+    level = x[..., LOUDNESS_MEDIAN:LOUDNESS_MEDIAN + 1]
+    out[..., list(LOUDNESS_LEVELS)] -= level
+    out[..., MFCC0_MEAN] -= math.sqrt(_MEL.shape[1]) * level[..., 0]
+    out[..., MEL_MEANS] -= level
+    return out
+
+
 def power_spectrogram(wave: torch.Tensor) -> torch.Tensor:
     """(t, f) power spectrum of 25 ms Hann frames every 10 ms of wave (s,)."""
     window = torch.hann_window(WIN)
@@ -88,6 +111,19 @@ def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
     wave = wave.float()[: int(SAMPLE_RATE * MAX_SECONDS)]
     if wave.numel() < MIN_CLIP:
         wave = torch.nn.functional.pad(wave, (0, MIN_CLIP - wave.numel()))
+    # computed on the clip at unit RMS, its level added back to the level descriptors: the floors below
+    # (1e-10) are then relative to the clip, and `level_free` descriptors are the same at any gain
+    rms = float(wave.pow(2).mean().sqrt())
+    out = _descriptors(wave / rms if rms > 0 else wave)
+    if rms > 0:
+        shift = 2 * math.log(rms)
+        out[list(LOUDNESS_LEVELS)] += shift
+        out[MFCC0_MEAN] += math.sqrt(_MEL.shape[1]) * shift
+        out[MEL_MEANS] += shift
+    return out
+
+
+def _descriptors(wave: torch.Tensor) -> torch.Tensor:
     power = power_spectrogram(wave)
     f0, peak = autocorrelation_pitch(wave)
     t = min(len(f0), len(power))

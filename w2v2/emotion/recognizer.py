@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
+from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample, without_dc
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.exported import is_onnx
@@ -169,7 +169,7 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         raise ValueError(f"audio of shape {tuple(wave.shape)}: give samples (s,) or (channels, samples)")
     if not bool(wave.isfinite().all()):
         raise ValueError("the audio holds NaN or infinite values")
-    return resample(wave, int(sample_rate)).contiguous()
+    return resample(without_dc(wave), int(sample_rate)).contiguous()
 
 
 def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int = 0) -> list[float]:
