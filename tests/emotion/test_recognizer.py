@@ -98,6 +98,23 @@ def test_a_lone_clips_answer_does_not_move_with_its_volume_or_a_dc_offset(travel
             assert np.allclose(list(p.probs.values()), list(base.probs.values()), atol=1e-4), (f.name, name)
 
 
+def test_silence_before_a_sentence_does_not_outvote_it(travel_model) -> None:
+    """A recording's answer is the mean of its windows with speech: 30 s of silence (7 of its 9 windows)
+    before a sentence used to decide it. Without any speech, every window counts (and it is no speech)."""
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    speech = load_audio(sorted((corpus / "test").glob("*.wav"))[1])
+    recording = torch.cat([torch.zeros(16000 * 30), speech]).numpy()
+    p = rec.predict(recording, sample_rate=16000)
+    df = rec.timeline(recording, sample_rate=16000)
+    talking = df[df.label_name != NO_SPEECH]
+    assert 0 < len(talking) < len(df) / 2
+    assert np.allclose(list(p.probs.values()), talking[PROBS].mean().to_numpy(), atol=1e-5)
+    assert not np.allclose(list(p.probs.values()), df[PROBS].mean().to_numpy(), atol=1e-2)  # all: another
+    quiet = rec.predict(np.zeros(16000 * 20, dtype=np.float32), sample_rate=16000)
+    assert quiet.label == NO_SPEECH and np.allclose(list(quiet.probs.values()), quiet.windows.mean(0).numpy())
+
+
 def test_a_timeline_spans_the_recording_and_marks_the_windows_without_speech(travel_model) -> None:
     folder, corpus = travel_model
     rec = EmotionRecognizer.from_pretrained(folder)

@@ -92,16 +92,10 @@ def resample(wave: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -
     return AF.resample(wave, orig_freq=int(orig_sr), new_freq=int(sample_rate))
 
 
-def without_dc(wave: torch.Tensor) -> torch.Tensor:
-    """The clip less its mean: a recorder's DC offset is never speech, and left in it moves loudness and
-    spectral descriptors (a RAVDESS clip + 0.5 offset was called "disgust" whatever its emotion)."""
-    return wave - wave.mean(dtype=torch.float64).to(wave.dtype) if wave.numel() else wave
-
-
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
     """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
 
-    Channels are averaged and the mean (DC offset) removed. Raises AudioError for a missing, unreadable
+    Channels are averaged. Raises AudioError for a missing, unreadable
     or empty file, and for audio holding NaN/inf values unless nonfinite="zero" (they become 0). Length
     is not checked here: see `MIN_SAMPLES`.
     """
@@ -119,7 +113,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
             raise AudioError(path, "audio contains NaN or infinite values", nonfinite=True)
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
-    return resample(without_dc(wave), sr, sample_rate).contiguous()
+    return resample(wave, sr, sample_rate).contiguous()
 
 
 def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -134,7 +128,7 @@ def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: 
         raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
-    return resample(without_dc(wave), sr, sample_rate).contiguous()
+    return resample(wave, sr, sample_rate).contiguous()
 
 
 def audio_info(path: str | Path) -> tuple[int, int]:

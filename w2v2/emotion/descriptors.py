@@ -109,7 +109,8 @@ def rhythm(voiced: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
 def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
     """(NUM_DESCRIPTORS,) float32 descriptors of a 16 kHz clip (s,) (its first MAX_SECONDS)."""
     wave = wave.float()[: int(SAMPLE_RATE * MAX_SECONDS)]
-    if wave.numel() < MIN_CLIP:
+    wave = wave - wave.mean() if wave.numel() else wave  # a recorder's DC offset is not the voice (+0.5 had made
+    if wave.numel() < MIN_CLIP:  # every RAVDESS clip "disgust")
         wave = torch.nn.functional.pad(wave, (0, MIN_CLIP - wave.numel()))
     # computed on the clip at unit RMS, its level added back to the level descriptors: the floors below
     # (1e-10) are then relative to the clip, and `level_free` descriptors are the same at any gain

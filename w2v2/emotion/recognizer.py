@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample, without_dc
+from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.exported import is_onnx
@@ -169,7 +169,7 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         raise ValueError(f"audio of shape {tuple(wave.shape)}: give samples (s,) or (channels, samples)")
     if not bool(wave.isfinite().all()):
         raise ValueError("the audio holds NaN or infinite values")
-    return resample(without_dc(wave), int(sample_rate)).contiguous()
+    return resample(wave, int(sample_rate)).contiguous()
 
 
 def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int = 0) -> list[float]:
@@ -179,10 +179,13 @@ def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int 
             for s in starts]
 
 
-def answer(windows: torch.Tensor, seconds: float, speech_seconds: float, speech: torch.Tensor | None = None
-           ) -> Prediction:
-    """A recording's Prediction from its windows' probabilities (w, 6): their mean, NO_SPEECH without speech."""
-    mean = windows.mean(0)
+def answer(windows: torch.Tensor, seconds: float, speech_seconds: float, speech: torch.Tensor | None = None,
+           window_speech: Sequence[float] | None = None) -> Prediction:
+    """A recording's Prediction from its windows' probabilities (w, 6): the mean of the windows with speech
+    (`window_speech`, seconds of each; all windows where none has or it is not given), NO_SPEECH without
+    speech. Thirty seconds of silence before a sentence do not outvote it."""
+    talking = [i for i, s in enumerate(window_speech or []) if s >= MIN_SPEECH_SECONDS]
+    mean = windows[talking].mean(0) if talking and len(window_speech or []) == len(windows) else windows.mean(0)
     label = EMOTIONS[int(mean.argmax())] if speech_seconds >= MIN_SPEECH_SECONDS else NO_SPEECH
     return Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)}, seconds, speech_seconds,
                       windows, speech if speech is not None else torch.zeros(0))
@@ -245,7 +248,10 @@ class EmotionRecognizer:
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
         probs = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
-        return [answer(p, wave.numel() / SAMPLE_RATE, s, vad)
+        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)  # a network's own window may differ:
+        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None  # then the counts differ, and all count
+        return [answer(p, wave.numel() / SAMPLE_RATE, s, vad,
+                       speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
                 for wave, p, s, vad in zip(waves, probs, seconds, speech, strict=True)]
 
     @staticmethod
@@ -304,7 +310,8 @@ class EmotionRecognizer:
             upto = starts[k + STREAM_BATCH] - lo if k + STREAM_BATCH < len(starts) else span.numel()
             total += float(voiced[:upto // CHUNK].sum()) * CHUNK / SAMPLE_RATE  # each stretch's own part once
         windows_probs = torch.stack(probs)
-        return answer(windows_probs, n / SAMPLE_RATE, total), window_frame(windows_probs, starts, n, window, speech)
+        return (answer(windows_probs, n / SAMPLE_RATE, total, window_speech=speech),
+                window_frame(windows_probs, starts, n, window, speech))
 
 
 def file_seconds(path: str | Path) -> float:

@@ -55,7 +55,8 @@ def _model() -> torch.jit.ScriptModule:
 def at_level(wave: torch.Tensor) -> torch.Tensor:
     """The clip scaled so that its loud samples (the 99.9th percentile of |x|) sit at `LEVEL`, by at most
     `MAX_GAIN`: the VAD hears a quiet recording as it hears a loud one (at 1/100 of its level, half of
-    four RAVDESS clips were "no speech"). Digital silence stays silence."""
+    four RAVDESS clips were "no speech"), its mean (a DC offset) removed first. Digital silence stays silence."""
+    wave = wave - wave.mean() if wave.numel() else wave  # a DC offset is no sound
     mags = wave.abs()[:: max(1, wave.numel() // 1_000_000)]  # a subsample: the percentile of a long stretch
     loud = float(mags.kthvalue(max(1, int(0.999 * mags.numel()))).values) if mags.numel() else 0.0
     return wave * min(LEVEL / loud, MAX_GAIN) if loud > 0 else wave
