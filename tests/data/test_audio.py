@@ -83,3 +83,14 @@ def test_find_audio_follows_symlinked_folders_once_and_warns_of_broken_links(tmp
     with pytest.warns(UserWarning, match=r"skipped 1 broken link\(s\) named like audio: .*gone.wav"):
         found = [p.relative_to(root).as_posix() for p in find_audio(root)]
     assert found == ["linked/s1/x.wav", "linked/y.flac", "own/z.wav"]
+
+
+def test_stereo_in_opposite_phase_is_its_loudest_channel_not_silence(tmp_path) -> None:
+    from w2v2.data.audio import to_mono
+
+    left = tone(16000, 1.0)
+    sf.write(tmp_path / "anti.wav", np.stack([left, -0.9 * left], axis=1), 16000, subtype="FLOAT")
+    assert torch.allclose(load_audio(tmp_path / "anti.wav"), torch.from_numpy(left), atol=1e-6)
+    both = np.stack([left, 0.5 * left], axis=1)  # an ordinary stereo clip: the channels' mean
+    assert np.allclose(to_mono(both), 0.75 * left)
+    assert np.allclose(to_mono(np.zeros((100, 2), np.float32)), 0)

@@ -92,10 +92,22 @@ def resample(wave: torch.Tensor, orig_sr: int, sample_rate: int = SAMPLE_RATE) -
     return AF.resample(wave, orig_freq=int(orig_sr), new_freq=int(sample_rate))
 
 
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """(frames,) of (frames, channels): the channels' mean, or the loudest channel where the mean cancels
+    (a channel wired in opposite phase: its mean is silence, below a quarter of the loudest channel's RMS)."""
+    if data.shape[1] == 1:
+        return data[:, 0]
+    mix = data.mean(axis=1)
+    rms = np.sqrt((data.astype(np.float64) ** 2).mean(axis=0))
+    if rms.max() > 0 and np.sqrt((mix.astype(np.float64) ** 2).mean()) < 0.25 * rms.max():
+        return data[:, int(rms.argmax())]
+    return mix
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
     """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
 
-    Channels are averaged. Raises AudioError for a missing, unreadable
+    Channels are averaged (`to_mono`). Raises AudioError for a missing, unreadable
     or empty file, and for audio holding NaN/inf values unless nonfinite="zero" (they become 0). Length
     is not checked here: see `MIN_SAMPLES`.
     """
@@ -112,7 +124,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
         if nonfinite != "zero":
             raise AudioError(path, "audio contains NaN or infinite values", nonfinite=True)
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+    wave = torch.from_numpy(to_mono(data))
     return resample(wave, sr, sample_rate).contiguous()
 
 
@@ -127,7 +139,7 @@ def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: 
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
         raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
+    wave = torch.from_numpy(to_mono(data).copy())
     return resample(wave, sr, sample_rate).contiguous()
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample
+from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample, to_mono
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.exported import is_onnx
@@ -164,7 +164,7 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         raise ValueError("an audio array needs its sample_rate")
     wave = torch.as_tensor(audio, dtype=torch.float32)
     if wave.dim() == 2:  # channels first or last: the shorter side is the channels
-        wave = wave.mean(0) if wave.shape[0] <= wave.shape[1] else wave.mean(1)
+        wave = torch.from_numpy(to_mono((wave.T if wave.shape[0] <= wave.shape[1] else wave).numpy()).copy())
     if wave.dim() != 1 or wave.numel() == 0:
         raise ValueError(f"audio of shape {tuple(wave.shape)}: give samples (s,) or (channels, samples)")
     if not bool(wave.isfinite().all()):
