@@ -1,6 +1,7 @@
 """How many labelled corpus clips the speech detector would answer "no speech" (w2v2.emotion.speech as it
-is now), from runs/travel/vad_corpora.csv (vad_corpora.py, speech at p > 0.5) re-scored where needed, and
-the same for made sounds (silence, noise, music): python experiments/travel/vad_table.py"""
+is now), from runs/travel/vad_corpora.csv (vad_corpora.py, run with the detector as it is now) re-scored where
+needed, and the same for made sounds (silence, noise, music, hum), also at 1/100 of their level (the
+detector hears every clip at one level): python experiments/travel/vad_table.py"""
 import sys
 
 import pandas as pd
@@ -24,6 +25,8 @@ print(f"all: {int(d.no_speech.sum())} of {len(d)} ({d.no_speech.mean():.2%})")
 print(d[d.no_speech][["corpus", "path", "seconds", "now"]].to_string(index=False))
 for name, x in [("digital silence 3 s", torch.zeros(48000)), ("white noise 5 s", white_noise(5)),
                 ("loud white noise 5 s", white_noise(5, 1, 0.8)), ("music 10 s", music(10)),
-                ("music 10 s, other seed", music(10, 1)), ("music 30 s", music(30, 2)), ("50 Hz hum 5 s", hum(5))]:
+                ("music 10 s, other seed", music(10, 1)), ("music 30 s", music(30, 2)), ("50 Hz hum 5 s", hum(5)),
+                ("white noise 5 s at 1/100", white_noise(5) * 0.01), ("music 10 s at 1/100", music(10) * 0.01),
+                ("music 10 s, other seed, at 1/10", music(10, 1) * 0.1), ("50 Hz hum 5 s at 1/100", hum(5) * 0.01)]:
     s = speech_seconds(x)
     print(f"{name}: {s:.2f} s of speech -> {'no speech' if s < MIN_SPEECH_SECONDS else 'speech'}")

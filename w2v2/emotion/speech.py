@@ -8,8 +8,8 @@ Design choices:
 - silero-vad over an energy rule: energy cannot tell white noise or music from a voice, and silero
   is small (one LSTM), runs on one CPU thread and is kept up to date;
 - a low threshold: silero's own 0.5 missed 2.9% of the labelled corpora's clips (shouted anger, sad
-  near-whispers score low); at 0.1 and 0.1 s, 0.37% (26 of 6,942), while silence, white noise, hum and
-  music stay below (docs/travel.md);
+  near-whispers score low); at 0.1 and 0.1 s (and the level below), 0.23% (16 of 6,942), while silence,
+  white noise, hum and music stay below at any level (docs/travel.md);
 - every clip heard at one level (its loud samples scaled to 0.7, by at most +60 dB): silero's scores
   fall with the level, and a quiet recording is still speech; silence stays silence;
 - an absolute amount of speech, not a share: a 20 s recording with 2 s of speech has speech, and
