@@ -80,3 +80,13 @@ run "descriptors, per speaker / each clip by its 20 nearest voices (GE2E) shrunk
 run "descriptors, per speaker / each clip by its 40 nearest voices (GE2E) shrunk to the set, prior 10" "small $S w2v=0 prosody=2 norm=spk_train_knn_test knn=40 k=10"
 run "descriptors, per speaker / per set, nuisance attribute projection of the top direction where corpora disagree per class" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test nap=1"
 run "descriptors, per speaker / per set, nuisance attribute projection of the top 3 such directions" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test nap=3"
+# recording level: test clips at random gains within +-20 dB; descriptors relative to each clip's own level
+run "descriptors, lone clip (training pool's statistics), test clips at random gains within +-20 dB" "small $S w2v=0 prosody=2 norm=global gain_db=20"
+run "descriptors, lone clip, each clip's descriptors relative to its own level (shipped for lone clips)" "small $S w2v=0 prosody=2 norm=global level_free=1"
+run "descriptors, lone clip relative to its own level, test clips at random gains within +-20 dB" "small $S w2v=0 prosody=2 norm=global level_free=1 gain_db=20"
+run "descriptors, lone clip, training at random gains within +-10 dB (4 copies)" "small $S w2v=0 prosody=2 norm=global train_gain_db=10 epochs=8"
+run "descriptors, lone clip, training at random gains within +-10 dB, test within +-20 dB" "small $S w2v=0 prosody=2 norm=global train_gain_db=10 epochs=8 gain_db=20"
+run "descriptors, per speaker / per set, test clips at random gains within +-20 dB" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test gain_db=20"
+run "descriptors, per speaker / per set, relative to each clip's own level" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test level_free=1"
+run "descriptors, per speaker / per set, relative to each clip's own level, test within +-20 dB" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test level_free=1 gain_db=20"
+run "descriptors, per speaker / per speaker shrunk (prior 10), relative to each clip's own level" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10 level_free=1"

@@ -1,6 +1,6 @@
 """Leave-one-corpus-out on cached per-clip features (the methods table of docs/travel.md).
 Run from the project root: python experiments/travel/loco.py FEATS key=value ..."""
-import sys, json, itertools
+import sys, json, itertools, math
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 
 CORPORA = ["ravdess", "ased", "indian-emospeech", "savee", "turev-db", "urdu"]
@@ -421,8 +421,49 @@ def cluster_standardise(x, groups, min_size):
     return out
 
 
+LOUD_LOC = [0, 2, 3, 4]  # loudness mean, p10, p50, p90 (w2v2.emotion.descriptors' order)
+MFCC0, MEL_MEANS = 64, slice(103, 143)
+
+
+def level_free(x):
+    """The descriptors less the clip's recording level: loudness, c0 and the mel means move with a gain by
+    the same log power (c0 by sqrt(40) times it); each is taken relative to the loudness median (x[:, 3])."""
+    x = x.clone()
+    level = x[:, 3:4].clone()
+    x[:, LOUD_LOC] -= level
+    x[:, MFCC0] -= 40 ** 0.5 * level[:, 0]
+    x[:, MEL_MEANS] -= level
+    return x
+
+
 def normed(x_all, tr, te, norm, spk, corp):
+        if CFG.get("train_gain_db") and not CFG.get("_copy"):  # 4 copies of training at random gains
+            g, outs = torch.Generator().manual_seed(1), []
+            CFG["_copy"] = True
+            try:
+                for _ in range(4):
+                    shift = (torch.rand(len(tr), 1, generator=g) * 2 - 1) * CFG["train_gain_db"] / 10 * math.log(10)
+                    x = x_all.clone()
+                    idx = torch.as_tensor(tr)
+                    x[idx[:, None], torch.as_tensor(LOUD_LOC)] += shift
+                    x[idx, MFCC0] += 40 ** 0.5 * shift[:, 0]
+                    x[idx, MEL_MEANS] += shift
+                    xtr, xte = normed(x, tr, te, norm, spk, corp)
+                    outs.append(xtr)
+            finally:
+                CFG["_copy"] = False
+            return torch.cat(outs), xte
         xtr, xte = x_all[tr], x_all[te]
+        if CFG.get("gain_db"):  # every test clip at a random gain of +-gain_db (a studio's or a phone's level)
+            g = torch.Generator().manual_seed(0)
+            db = (torch.rand(len(te), 1, generator=g) * 2 - 1) * CFG["gain_db"]
+            shift = db / 10 * math.log(10)  # log power
+            xte = xte.clone()
+            xte[:, LOUD_LOC] += shift
+            xte[:, MFCC0] += 40 ** 0.5 * shift[:, 0]
+            xte[:, MEL_MEANS] += shift
+        if CFG.get("level_free"):
+            xtr, xte = level_free(xtr), level_free(xte)
         if norm == "global":
             mu, sd = xtr.mean(0), xtr.std(0) + 1e-5
             xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
