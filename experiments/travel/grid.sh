@@ -90,3 +90,10 @@ run "descriptors, per speaker / per set, test clips at random gains within +-20 
 run "descriptors, per speaker / per set, relative to each clip's own level" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test level_free=1"
 run "descriptors, per speaker / per set, relative to each clip's own level, test within +-20 dB" "small $S w2v=0 prosody=2 norm=spk_train_corpus_test level_free=1 gain_db=20"
 run "descriptors, per speaker / per speaker shrunk (prior 10), relative to each clip's own level" "small $S w2v=0 prosody=2 norm=spk_train_shrunk_test k=10 level_free=1"
+# rhythm between the first and last sounding frame (trim_rhythm.py), against the same descriptors untrimmed
+run "descriptors as now (unit RMS, DC removed), per speaker / per set" "small $S w2v=0 prosody=now norm=spk_train_corpus_test"
+run "descriptors as now, per speaker / per speaker shrunk, prior 10" "small $S w2v=0 prosody=now norm=spk_train_shrunk_test k=10"
+run "descriptors as now, lone clip relative to its own level" "small $S w2v=0 prosody=now norm=global level_free=1"
+run "descriptors, rhythm without leading and trailing silence (shipped), per speaker / per set" "small $S w2v=0 prosody=trim norm=spk_train_corpus_test"
+run "descriptors, rhythm without leading and trailing silence, per speaker / per speaker shrunk, prior 10" "small $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10"
+run "descriptors, rhythm without leading and trailing silence, lone clip relative to its own level" "small $S w2v=0 prosody=trim norm=global level_free=1"

@@ -1,6 +1,6 @@
 """What each shipped travelling model answers, lone clip by lone clip, when the evaluation-only corpora
 are recorded quieter: the share of each emotion at 0, -20 and -40 dB (a gain applied exactly to the
-descriptors: every log power moves by it). Needs the descriptors of runs/loco-level (its train command in
+descriptors: every log power moves by it). Needs the descriptors of runs/loco-trim (its train command in
 the card) and the previous model's folder, e.g.
   mkdir -p /tmp/prev && for f in travel.json travel.safetensors; do
     git show 8d661d4:w2v2/pretrained/emotion/$f > /tmp/prev/$f; done
@@ -14,7 +14,7 @@ from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import LOUDNESS_LEVELS, MEL_MEANS, MFCC0_MEAN
 from w2v2.emotion.travel import load_travel
 
-cache = torch.load("runs/loco-level/descriptors.pt", weights_only=False)
+cache = torch.load(sys.argv[2] if len(sys.argv) > 2 else "runs/loco-trim/descriptors.pt", weights_only=False)
 models = {"previous (absolute levels)": load_travel(sys.argv[1])[0],
           "shipped (level-free lone clips)": load_travel("w2v2/pretrained/emotion")[0]}
 

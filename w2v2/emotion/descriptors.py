@@ -11,7 +11,8 @@ Design choices:
 - pitch by normalised autocorrelation over 40 ms frames (60-500 Hz), voiced where its peak is > 0.5:
   crude next to RAPT or pYIN, but it moves with the voice, which is what functionals of it need;
 - "sounding" frames are those within 35 dB of the clip's loudest: leading and trailing silence
-  (which differs from corpus to corpus) does not enter the statistics;
+  (which differs from corpus to corpus) does not enter the statistics, nor the rhythm (measured
+  between the first and last sounding frame);
 - the descriptors are not normalised here: `w2v2.emotion.travel` standardises them per speaker or per
   recording set, which is where cross-corpus robustness comes from (docs/travel.md).
 """
@@ -97,7 +98,12 @@ def run_lengths(mask: torch.Tensor) -> torch.Tensor:
 
 
 def rhythm(voiced: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
-    """(6,): voiced and sounding shares, voiced segments per second, their mean length and sd, mean pause."""
+    """(6,): voiced and sounding shares, voiced segments per second, their mean length and sd, mean pause;
+    between the first and the last sounding frame (leading and trailing silence, which differ from corpus
+    to corpus and fill a window around a short sentence, are not the speaker's rhythm)."""
+    idx = sounding.nonzero()[:, 0]
+    if len(idx):
+        voiced, sounding = voiced[int(idx[0]):int(idx[-1]) + 1], sounding[int(idx[0]):int(idx[-1]) + 1]
     segments, pauses = run_lengths(voiced), run_lengths(~sounding)
     seconds = voiced.numel() * HOP / SAMPLE_RATE
     return torch.tensor([voiced.float().mean(), sounding.float().mean(), len(segments) / seconds,
