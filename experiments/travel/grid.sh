@@ -97,3 +97,15 @@ run "descriptors as now, lone clip relative to its own level" "small $S w2v=0 pr
 run "descriptors, rhythm without leading and trailing silence (shipped), per speaker / per set" "small $S w2v=0 prosody=trim norm=spk_train_corpus_test"
 run "descriptors, rhythm without leading and trailing silence, per speaker / per speaker shrunk, prior 10" "small $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10"
 run "descriptors, rhythm without leading and trailing silence, lone clip relative to its own level" "small $S w2v=0 prosody=trim norm=global level_free=1"
+# spectral tracks over voiced frames; "sounding" within 25 dB; descriptor groups left out; both standardisations
+# as inputs (name `meta` and the prosody_{trim,voiced,db25}.pt files: experiments/travel/voiced_spectrum.py)
+run "descriptors, spectral tracks over voiced frames only, per speaker / per set" "meta $S w2v=0 prosody=voiced norm=spk_train_corpus_test"
+run "descriptors, spectral tracks over voiced frames only, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=voiced norm=spk_train_shrunk_test k=10"
+run "descriptors, sounding frames within 25 dB of the loudest (not 35), per speaker / per set" "meta $S w2v=0 prosody=db25 norm=spk_train_corpus_test"
+run "descriptors, sounding frames within 25 dB, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=db25 norm=spk_train_shrunk_test k=10"
+run "descriptors without the 8 loudness functionals, per speaker / per set" "meta $S w2v=0 prosody=trim drop=loud norm=spk_train_corpus_test"
+run "descriptors without the 8 loudness functionals, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim drop=loud norm=spk_train_shrunk_test k=10"
+run "descriptors without loudness and voicing-strength functionals, per speaker / per set" "meta $S w2v=0 prosody=trim drop=loud+peak norm=spk_train_corpus_test"
+run "descriptors without loudness and voicing-strength functionals, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim drop=loud+peak norm=spk_train_shrunk_test k=10"
+run "descriptors, per speaker / per set, and the clip relative to its level by the pool's statistics as more inputs" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test concat_global=1 level_free_global=1"
+run "descriptors, per speaker / per speaker shrunk (prior 10), and the same lone-clip inputs" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 concat_global=1 level_free_global=1"

@@ -229,11 +229,15 @@ def run(meta, mean, std, cfg):
         layers = cfg.get("layers", list(range(mean.shape[1])))
         parts.append(embed(mean, std, layers, cfg.get("stats", 1)))
     if cfg.get("prosody", 0):
-        parts.append(torch.load("runs/travel/prosody2.pt"))  # experiments/travel/descriptors.py
+        name = {2: "prosody2"}.get(cfg["prosody"], f"prosody_{cfg['prosody']}")
+        parts.append(torch.load(f"runs/travel/{name}.pt"))  # experiments/travel/descriptors.py, trim_rhythm.py
     if cfg.get("smile"):  # openSMILE's eGeMAPSv02 / ComParE_2016 functionals (experiments/travel/smile.py)
         for name in cfg["smile"].split("+"):
             parts.append(torch.load(f"runs/travel/smile_{name}.pt"))
     x_all = torch.cat(parts, 1)
+    if cfg.get("drop"):  # leave descriptor groups out (w2v2.emotion.descriptors' layout; descriptors alone)
+        gone = set().union(*(range(*GROUPS[g]) for g in cfg["drop"].split("+")))
+        x_all = x_all[:, [i for i in range(x_all.shape[1]) if i not in gone]]
     spk = meta.speaker.values; corp = meta.corpus.values
     results = []
     for test in CORPORA:
@@ -241,6 +245,9 @@ def run(meta, mean, std, cfg):
         tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != test])); te = np.flatnonzero(corp == test)
         norm = cfg.get("norm", "speaker")
         xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        if cfg.get("concat_global"):  # the clip by the training pool's statistics too, as more inputs to one head
+            gtr, gte = normed(level_free(x_all) if cfg.get("level_free_global") else x_all, tr, te, "global", spk, corp)
+            xtr, xte = torch.cat([xtr, gtr], 1), torch.cat([xte, gte], 1)
         if cfg.get("aug"):
             xa = torch.load("runs/travel/prosody2_aug.pt")["x"]
             spk_aug = np.array([s + ":aug" for s in spk])
@@ -379,6 +386,9 @@ def coral(xtr, xte, shrink):
     return ((xte - mu).double() @ t).float() + mu
 
 
+GROUPS = dict(loud=(0, 8), centroid=(8, 16), alpha=(16, 24), hammarberg=(24, 32), flux=(32, 40), peak=(40, 48),
+              pitch=(48, 56), dpitch=(56, 64), mfcc=(64, 77), mfccsd=(77, 90), dmfcc=(90, 103), mel=(103, 143),
+              melsd=(143, 183), rhythm=(183, 189))
 SPEAKER_EMB = "runs/travel/speaker_ge2e.pt"  # experiments/travel/speaker_embed.py
 CFG = {}
 
