@@ -109,3 +109,7 @@ run "descriptors without loudness and voicing-strength functionals, per speaker 
 run "descriptors without loudness and voicing-strength functionals, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim drop=loud+peak norm=spk_train_shrunk_test k=10"
 run "descriptors, per speaker / per set, and the clip relative to its level by the pool's statistics as more inputs" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test concat_global=1 level_free_global=1"
 run "descriptors, per speaker / per speaker shrunk (prior 10), and the same lone-clip inputs" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 concat_global=1 level_free_global=1"
+# per speaker only in the descriptors whose variance is mostly between training speakers (within corpora), per set elsewhere
+run "descriptors, per speaker / per speaker shrunk where the training speakers' share of variance > 0.2, per set elsewhere" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.2"
+run "descriptors, per speaker / the same with the share > 0.3" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.3"
+run "descriptors, per speaker / the same with the share > 0.4" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.4"

@@ -44,6 +44,16 @@ def shrunk_standardise(x, groups, sets, k, eps=1e-5):
     return out
 
 
+def speaker_share(x, groups):
+    """(d,): each column's share of variance between the groups' means (the rest is within groups)."""
+    mu = x.mean(0)
+    between = torch.zeros_like(mu)
+    for g in np.unique(groups):
+        idx = torch.as_tensor(np.flatnonzero(groups == g))
+        between += len(idx) * (x[idx].mean(0) - mu) ** 2
+    return between / ((x - mu) ** 2).sum(0).clamp_min(1e-12)
+
+
 def balanced_standardise(x, groups, labels, eps=1e-5):
     """Per-group standardisation with each of the group's classes weighing the same in its mean and sd
     (labels known: training speakers), so that the centre does not move with a speaker's mix of emotions."""
@@ -495,6 +505,12 @@ def normed(x_all, tr, te, norm, spk, corp):
             groups = spk[tr] if norm.startswith("mixspk") else corp[tr]
             xtr = random_mix_standardise(xtr, groups, lab[tr], CFG.get("copies", 8), CFG.get("alpha", 1.0))
             xte = group_standardise(xte, corp[te])
+        elif norm == "spk_train_hybrid_test":  # per speaker (shrunk) only where the training speakers differ
+            share = speaker_share(group_standardise(xtr, corp[tr]), spk[tr])  # between-speaker share, within corpora
+            xtr = group_standardise(xtr, spk[tr])
+            by_spk = shrunk_standardise(xte, spk[te], corp[te], CFG.get("k", 10))
+            by_set = group_standardise(xte, corp[te])
+            xte = torch.where(share > CFG.get("tau", 0.5), by_spk, by_set)
         elif norm == "spk_train_knn_test":  # each clip by its K nearest voices (GE2E), shrunk toward the set
             emb = torch.nn.functional.normalize(torch.load(SPEAKER_EMB)[te].float(), dim=1)
             nn_idx = (emb @ emb.T).topk(min(CFG.get("knn", 20), len(te)), dim=1).indices  # (n, K), itself too
