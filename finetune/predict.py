@@ -111,10 +111,19 @@ def check_outputs(args: argparse.Namespace, files: list[Path]) -> None:
 SHOWN = 20  # rows printed; more files go to a CSV (--out, or predictions.csv here) so that none is lost
 
 
+def free_name(path: Path) -> Path:
+    """path, or the first of path-2, path-3, ... (before the suffix) that does not exist: a default output
+    never replaces a file."""
+    candidate, k = path, 2
+    while candidate.exists():
+        candidate, k = path.with_name(f"{path.stem}-{k}{path.suffix}"), k + 1
+    return candidate
+
+
 def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     files = expand(args.inputs)
     if not args.out and len(files) > SHOWN:
-        args.out = Path("predictions.csv")
+        args.out = free_name(Path("predictions.csv"))
     check_outputs(args, files)
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")

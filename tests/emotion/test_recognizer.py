@@ -155,3 +155,19 @@ def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel
     rows = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "streamed.csv")
     assert np.allclose(rows[0][PROBS], rows[1][PROBS], atol=1e-4) and rows[1].label_name[0] in EMOTIONS
     assert abs(rows[0].speech_s[0] - rows[1].speech_s[0]) < 0.5  # the VAD ran on stretches, not the whole
+
+
+def test_a_long_recording_is_not_its_own_set_nor_moved_by_a_silent_file(travel_model) -> None:
+    """Two files, one of them 60 s long (14 windows): no set of ten recordings, so each is predicted alone;
+    a file without speech is in no set at all."""
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    clips = [load_audio(f) for f in sorted((corpus / "test").glob("*.wav"))[:30]]
+    long = torch.cat(clips)[: 16000 * 60].numpy()
+    short = clips[0].numpy()
+    alone_long, alone_short = rec.predict(long, sample_rate=16000), rec.predict(short, sample_rate=16000)
+    for others in ([np.zeros(48000, dtype=np.float32)], [short]):
+        together = rec.predict_many([long, *others], sample_rate=16000)
+        assert together[0].probs == pytest.approx(alone_long.probs, abs=1e-6)
+    assert rec.predict_many([long, short], sample_rate=16000)[1].probs == pytest.approx(alone_short.probs, abs=1e-6)
+    assert rec.predict_many([long, np.zeros(48000, dtype=np.float32)], sample_rate=16000)[1].label == NO_SPEECH

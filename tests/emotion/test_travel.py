@@ -150,3 +150,26 @@ def test_a_model_saved_before_level_free_clips_loads_with_absolute_levels(tmp_pa
     loaded, _ = load_travel(tmp_path / "m")
     assert loaded.cfg.level_free_clips is False
     assert torch.equal(loaded.probs(x), model.probs(x))
+
+
+def test_a_recording_counts_once_however_many_windows_it_is_cut_into() -> None:
+    x, y, spk = offset_speakers(12, seed=0)
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=5, level_free_clips=False))
+    xt, _, _ = offset_speakers(1, seed=1)
+    xt = xt[:12]  # twelve recordings of one window each
+    once = model.probs(xt, ["set"] * 12)
+    # the first recording cut into 7 windows (the same window 7 times): the others' answers do not move
+    long = torch.cat([xt[:1].repeat(7, 1), xt[1:]])
+    cut = model.probs(long, ["set"] * 18, [0] * 7 + list(range(1, 12)))
+    assert torch.allclose(cut[7:], once[1:], atol=1e-6)
+    assert torch.allclose(cut[:7], once[:1].expand(7, -1), atol=1e-6)
+    # counted as 18 recordings, the long one would have outweighed the rest
+    assert not torch.allclose(model.probs(long, ["set"] * 18)[7:], once[1:], atol=1e-3)
+    # one recording of 22 windows is no set: its windows are not each other's norm
+    windows = xt[:1].repeat(22, 1) + torch.randn(22, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.probs(windows, ["set"] * 22, [0] * 22), model.probs(windows))
+    # nor are nine recordings (min_group 10), however many windows they have
+    nine = torch.cat([windows, xt[1:9]])
+    assert torch.equal(model.probs(nine, ["set"] * 30, [0] * 22 + list(range(1, 9))), model.probs(nine))
+    with pytest.raises(ValueError, match="recordings"):
+        model.probs(xt, ["set"] * 12, [0])

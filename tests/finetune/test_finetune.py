@@ -431,6 +431,14 @@ def test_predicting_more_files_than_shown_writes_them_all_to_a_csv(tmp_path, mon
     main(["predict", str(folder)])
     assert len(pd.read_csv(tmp_path / "predictions.csv")) == SHOWN + 3  # nothing computed is lost
     assert "predictions: predictions.csv (3 more rows than shown above)" in capsys.readouterr().out
+    main(["predict", str(folder)])  # again: the first file stays, the second goes beside it
+    assert len(pd.read_csv(tmp_path / "predictions.csv")) == SHOWN + 3
+    assert len(pd.read_csv(tmp_path / "predictions-2.csv")) == SHOWN + 3
+    assert "predictions: predictions-2.csv" in capsys.readouterr().out
+    (tmp_path / "predictions.csv").write_text("precious")
+    main(["predict", str(folder)])
+    assert (tmp_path / "predictions.csv").read_text() == "precious"
+    assert (tmp_path / "predictions-3.csv").exists()
 
 
 def test_a_perfect_validation_score_ends_training(synthetic_corpus, tmp_path, monkeypatch, capsys) -> None:

@@ -15,7 +15,8 @@ Design choices:
   speaker where `speakers` are given (each speaker's statistics shrunk toward the whole set's:
   `TravelConfig.speaker_prior`) and as one recording set otherwise, `"set"` the recordings of one
   call as one set, `"clip"` each alone (so is a call with one recording). Clips without speech stay out
-  of a set's statistics;
+  of a set's statistics; each recording counts once in them however many windows it has, and a set of
+  fewer than `TravelConfig.min_group` recordings with speech is predicted clip by clip;
 - network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
   `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are;
@@ -133,11 +134,14 @@ class TravelMember:
         window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)
         hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
         per_clip = [windows(w, window, hop) for w in waves]
-        # the windows of a group's clips are standardised together; a lone clip's windows each alone (a long
-        # recording's windows are not each other's norm: its emotion would be standardised away)
+        # the windows of a group's clips are standardised together, each clip counting once; a lone clip's
+        # windows each alone (a long recording's windows are not each other's norm: its emotion would be
+        # standardised away)
         row_groups = [g for segs, g in zip(per_clip, groups, strict=True) for _ in segs]
+        row_clips = [i for i, segs in enumerate(per_clip) for _ in segs]
         probs = torch.stack([self.model.probs(torch.stack([clip_descriptors(speed_view(s, speed))
-                                                           for segs in per_clip for s in segs]), row_groups)
+                                                           for segs in per_clip for s in segs]), row_groups,
+                                              row_clips)
                              for speed in tta or (1.0,)]).mean(0)
         return list(probs.split([len(segs) for segs in per_clip]))
 
@@ -260,7 +264,7 @@ class EmotionRecognizer:
         """Each clip's normalisation group: None alone, else its speaker or the whole set ("set")."""
         if normalise not in ("speaker", "set", "clip"):
             raise ValueError(f"normalise={normalise!r}: 'speaker', 'set' or 'clip'")
-        if normalise == "clip" or n < 2:
+        if normalise == "clip" or sum(speech) < 2:  # a clip without speech is in no set: it cannot make one
             return [None] * n
         names = list(speakers) if speakers is not None and normalise == "speaker" else [None] * n
         return [(f"speaker:{names[i]}" if names[i] is not None else "set") if speech[i] else None for i in range(n)]

@@ -12,6 +12,9 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
 - a speaker's statistics at test time are shrunk toward the set's, as if the speaker had
   `speaker_prior` more clips with the set's mean and variance: a speaker with few clips, or one who keeps
   to one or two emotions, is not standardised out of its emotion (docs/travel.md);
+- a recording counts once in a set's or speaker's statistics however many windows it is cut into, and
+  `min_group` counts recordings, not windows: one long file never becomes its own norm (its emotion
+  would be standardised away), nor outweighs the short clips beside it;
 - a lone clip (or a group of fewer than `min_group` clips) has no norm of its own: it goes to a second
   set of heads trained on descriptors standardised by the pooled training statistics. Standardising a
   lone clip by the training speakers' average instead put every clip of an unseen corpus in one class
@@ -76,26 +79,40 @@ def group_rows(groups: Sequence[Hashable]) -> list[torch.Tensor]:
     return [torch.tensor(rows) for rows in index.values()]
 
 
-def shrunk_standardise(x: torch.Tensor, groups: Sequence[Hashable], prior: float) -> torch.Tensor:
+def _weighted_stats(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted mean and (population) variance of rows x (n, d) with weights w (n,)."""
+    w = (w / w.sum())[:, None]
+    mu = (w * x).sum(0)
+    return mu, (w * (x - mu) ** 2).sum(0)
+
+
+def shrunk_standardise(x: torch.Tensor, groups: Sequence[Hashable], prior: float,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     """Rows x (n, d) of one recording set standardised by their group's mean and variance shrunk toward the
-    whole set's: (n_g * group + prior * set) / (n_g + prior). prior=0 is `standardise`."""
+    whole set's: (n_g * group + prior * set) / (n_g + prior). weights (n,): what each row counts for (a
+    window of a recording cut into k windows: 1/k, so that every recording counts once; default 1); n_g is
+    the group's total weight. prior=0 is `standardise`."""
     if prior == 0:
-        return standardise(x, groups)
+        return standardise(x, groups, weights)
+    w = torch.ones(len(x)) if weights is None else weights.float()
     out = torch.empty_like(x)
-    mu_set, var_set = x.mean(0), x.var(0, unbiased=False)
+    mu_set, var_set = _weighted_stats(x, w)
     for rows in group_rows(groups):
-        n = len(rows)
-        mu = (n * x[rows].mean(0) + prior * mu_set) / (n + prior)
-        var = (n * x[rows].var(0, unbiased=False) + prior * var_set) / (n + prior)
+        n = float(w[rows].sum())
+        mu_g, var_g = _weighted_stats(x[rows], w[rows])
+        mu = (n * mu_g + prior * mu_set) / (n + prior)
+        var = (n * var_g + prior * var_set) / (n + prior)
         out[rows] = (x[rows] - mu) / var.sqrt().clamp(min=1e-5)
     return out
 
 
-def standardise(x: torch.Tensor, groups: Sequence[Hashable]) -> torch.Tensor:
-    """Rows x (n, d) standardised by their group's mean and standard deviation."""
+def standardise(x: torch.Tensor, groups: Sequence[Hashable], weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows x (n, d) standardised by their group's mean and standard deviation (rows weighted by `weights`)."""
+    w = torch.ones(len(x)) if weights is None else weights.float()
     out = torch.empty_like(x)
     for rows in group_rows(groups):
-        out[rows] = (x[rows] - x[rows].mean(0)) / x[rows].std(0, unbiased=False).clamp(min=1e-5)
+        mu, var = _weighted_stats(x[rows], w[rows])
+        out[rows] = (x[rows] - mu) / var.sqrt().clamp(min=1e-5)
     return out
 
 
@@ -124,22 +141,34 @@ class TravelModel(nn.Module):
         return torch.stack([torch.softmax(head(z), -1) for head in heads]).mean(0)
 
     @torch.no_grad()
-    def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None) -> torch.Tensor:
+    def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None,
+              recordings: Sequence[Hashable] | None = None) -> torch.Tensor:
         """(n, 6) probabilities of raw descriptors x (n, d). groups: each row's speaker (or one name for the
         rows of unknown speakers); the rows with a group form one recording set, and each group is standardised
-        by its statistics shrunk toward the set's (`speaker_prior`). A row whose group is None, or every row
-        where the set has fewer than `min_group` rows, is predicted alone; so is a group of n rows where
-        n + speaker_prior < min_group."""
+        by its statistics shrunk toward the set's (`speaker_prior`). recordings: each row's recording (the
+        windows of one file share it; default: every row its own), so that a recording counts once in the
+        statistics and in the counts below, however long it is. Every row is predicted alone where the set
+        holds fewer than `min_group` recordings, and so are a group's rows where its n recordings have
+        n + speaker_prior < min_group; so is a row whose group is None."""
         self.eval()
         x = x.float()
         out = self.mean_softmax(self.clip_heads, (self.clip_input(x) - self.pool_mean) / self.pool_std)
         grouped = [i for i, g in enumerate(groups or []) if g is not None]
-        if groups is None or len(grouped) < self.cfg.min_group:
+        recs = list(range(len(x))) if recordings is None else list(recordings)
+        if len(recs) != len(x):
+            raise ValueError(f"recordings: {len(recs)} entries for {len(x)} rows")
+        if groups is None or len({recs[i] for i in grouped}) < self.cfg.min_group:
             return out
         prior = self.cfg.speaker_prior
         names = [groups[i] for i in grouped]
-        z = shrunk_standardise(x[grouped], names, prior)  # the set: every row with a group
-        kept = [rows for rows in group_rows(names) if len(rows) + prior >= self.cfg.min_group]
+        per_recording = {r: 0 for r in recs}
+        for r in recs:
+            per_recording[r] += 1
+        weights = torch.tensor([1.0 / per_recording[recs[i]] for i in grouped])
+        z = shrunk_standardise(x[grouped], names, prior, weights)  # the set: every row with a group
+        recordings_in = [float(weights[rows].sum()) for rows in group_rows(names)]  # each group's recordings
+        kept = [rows for rows, n in zip(group_rows(names), recordings_in, strict=True)
+                if n + prior >= self.cfg.min_group - 1e-6]
         if kept:
             keep = torch.cat(kept)
             out[torch.tensor(grouped)[keep]] = self.mean_softmax(self.set_heads, z[keep])
