@@ -113,3 +113,13 @@ run "descriptors, per speaker / per speaker shrunk (prior 10), and the same lone
 run "descriptors, per speaker / per speaker shrunk where the training speakers' share of variance > 0.2, per set elsewhere" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.2"
 run "descriptors, per speaker / the same with the share > 0.3" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.3"
 run "descriptors, per speaker / the same with the share > 0.4" "meta $S w2v=0 prosody=trim norm=spk_train_hybrid_test k=10 tau=0.4"
+# long recordings: 8 s windows of several clips of one speaker in one emotion (concat_windows.py); pauses cut short (pause_cap.py)
+run "windows of joined clips (one speaker, one emotion) as the unseen corpus, lone clip relative to its level" "meta $S w2v=0 prosody=trim norm=global level_free=1 concat_test=1"
+run "windows of joined clips as the unseen corpus, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test concat_test=1"
+run "windows of joined clips, the training corpora's windows in training too, lone clip" "meta $S w2v=0 prosody=trim norm=global level_free=1 concat_test=1 concat_train=1"
+run "windows of joined clips, the training corpora's windows in training too, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test concat_test=1 concat_train=1"
+run "single clips, the training corpora's windows of joined clips in training too, lone clip" "meta $S w2v=0 prosody=trim norm=global level_free=1 concat_train=1"
+run "single clips, the training corpora's windows of joined clips in training too, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test concat_train=1"
+run "descriptors, pauses inside the speech cut to 0.5 s before the rhythm, per speaker / per set" "meta $S w2v=0 prosody=cap50 norm=spk_train_corpus_test"
+run "descriptors, pauses cut to 0.5 s, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=cap50 norm=spk_train_shrunk_test k=10"
+run "descriptors, pauses cut to 0.5 s, lone clip relative to its level" "meta $S w2v=0 prosody=cap50 norm=global level_free=1"

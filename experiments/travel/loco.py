@@ -245,6 +245,13 @@ def run(meta, mean, std, cfg):
         for name in cfg["smile"].split("+"):
             parts.append(torch.load(f"runs/travel/smile_{name}.pt"))
     x_all = torch.cat(parts, 1)
+    kind = np.array(["clip"] * len(meta))
+    if cfg.get("concat_test") or cfg.get("concat_train"):  # 8 s windows of joined clips (concat_windows.py)
+        cm = torch.load("runs/travel/concat_meta.pt", weights_only=False)
+        meta = pd.concat([meta[["corpus", "label", "speaker"]], cm[["corpus", "label", "speaker"]]], ignore_index=True)
+        x_all = torch.cat([x_all, torch.load("runs/travel/concat_trim.pt")])
+        kind = np.array(["clip"] * (len(meta) - len(cm)) + ["window"] * len(cm))
+        CFG["_labels"] = meta.label.values
     if cfg.get("drop"):  # leave descriptor groups out (w2v2.emotion.descriptors' layout; descriptors alone)
         gone = set().union(*(range(*GROUPS[g]) for g in cfg["drop"].split("+")))
         x_all = x_all[:, [i for i in range(x_all.shape[1]) if i not in gone]]
@@ -252,7 +259,9 @@ def run(meta, mean, std, cfg):
     results = []
     for test in CORPORA:
         pool = SHIP if cfg.get("train", "ship") == "ship" else CORPORA
-        tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != test])); te = np.flatnonzero(corp == test)
+        train_kind = (kind == "clip") | bool(cfg.get("concat_train"))
+        tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != test]) & train_kind)
+        te = np.flatnonzero((corp == test) & (kind == ("window" if cfg.get("concat_test") else "clip")))
         norm = cfg.get("norm", "speaker")
         xtr, xte = normed(x_all, tr, te, norm, spk, corp)
         if cfg.get("concat_global"):  # the clip by the training pool's statistics too, as more inputs to one head
