@@ -31,7 +31,7 @@ import torch
 
 from finetune.config import FinetuneConfig, resolve_run
 from finetune.metrics import HEADLINE, classification_metrics, metrics_line
-from finetune.outputs import check_output_file, prepare_run
+from finetune.outputs import check_output_file, check_run, prepare_run
 from w2v2.checkpoint import NO_SPACE, atomic_write, describe_os_error
 from w2v2.config import check_range, merge, parse_overrides
 from w2v2.data.datasets import LAYOUTS, DatasetError, check_files, item_labels, labelled_test, load_dataset
@@ -92,8 +92,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "from scratch; `kinds=[...]` chooses) (default 3; 1 for --init scratch)")
     t.add_argument("--folds", type=count("--folds", 2), help="K speaker-disjoint folds instead of seeds, each "
                    "validated on its K-th of the clips: out-of-fold metrics, ensemble submission")
-    t.add_argument("--budget-minutes", type=float, help="fit the recipe to this many minutes of this machine's "
-                   "time (estimated from a few timed steps): fewer seeds first, then fewer epochs")
+    t.add_argument("--budget-minutes", type=minutes("--budget-minutes"), help="fit the recipe to this many "
+                   "minutes of this machine's time (estimated from a few timed steps, which take under a minute "
+                   "more): fewer seeds first, then fewer epochs")
     t.add_argument("--probe", action="store_true", help="members are linear probes of the frozen backbone of "
                    "--init only (no fine-tuning; cached features, the cheapest member)")
     t.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
@@ -105,9 +106,10 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     """`evaluate`, `predict`, `submit`, `serve`: the shipped model unless --ckpt names one."""
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
     add_ckpt(e, default=True)
-    e.add_argument("--data", required=True, type=Path)
-    e.add_argument("--layout", choices=LAYOUTS)
-    e.add_argument("--skip-bad", action="store_true")
+    e.add_argument("--data", required=True, type=Path, help="labelled dataset folder or CSV (layout detected; "
+                   "a competition folder's train split)")
+    e.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
+    e.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     e.add_argument("--out", type=Path, help="write the metrics JSON here")
     add_normalise(e, speakers=True)
     add_tta(e)
@@ -116,7 +118,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     add_ckpt(r, default=True)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
-    r.add_argument("--window-seconds", type=seconds("--window-seconds"), default=8.0)
+    r.add_argument("--window-seconds", type=seconds("--window-seconds"), default=8.0,
+                   help="long files are cut into windows this long, overlapping by half (default 8)")
     r.add_argument("--hop-seconds", type=seconds("--hop-seconds"), help="window hop (default: half a window)")
     r.add_argument("--timeline", type=Path, metavar="DIR", help="per file, DIR/NAME.csv of each window's "
                    "probabilities (start_s,end_s,p_angry,...) and DIR/NAME.png, the six over time")
@@ -192,7 +195,8 @@ def add_normalise(p: argparse.ArgumentParser, speakers: bool) -> None:
     p.add_argument("--normalise", choices=choices, default=choices[0], help="how the travelling model standardises "
                    + ("per speaker where the data names speakers (each speaker's statistics shrunk toward the "
                       "set's), else " if speakers else "")
-                   + "the clips of one call together as a recording set, or each clip alone (clip): docs/travel.md")
+                   + "the clips of one call together as a recording set (set: 10 or more recordings with speech), "
+                   f"or each clip alone (clip); default {choices[0]}: docs/travel.md")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
@@ -220,6 +224,19 @@ def tta_speeds(text: str) -> tuple[float, ...]:
         return check_range(FinetuneConfig, "tta", tuple(float(v) for v in text.split(",")), "--tta")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def minutes(flag: str) -> Callable[[str], float]:
+    """A positive number of minutes."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{flag} {text}: give a number of minutes above 0")
+        return value
+    return parse
 
 
 def count(flag: str, least: int) -> Callable[[str], int]:
@@ -268,8 +285,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
         data_path, layout = Path(args.data[0]), args.layout
         val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
-    if not args.resume and not args.dry_run:
-        prepare_run(run, args.overwrite)
+    args.run = run  # named, so that an interrupted run can say how to resume it
+    if not args.resume:  # a dry run checks the folder as the run would, and touches nothing
+        check_run(run, args.overwrite) if args.dry_run else prepare_run(run, args.overwrite)
     data = load_dataset(data_path, layout)
     data.train = checked(data.train, args.skip_bad, "training")
     emotions = sorted({it.label for it in data.train if it.label is not None})
@@ -311,7 +329,7 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     if not args.overwrite and (run / "model").exists():
         raise SystemExit(f"error: {run} holds a trained model; --overwrite replaces it, or choose another --run")
     return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
-                        test_specs=args.test_data, skip_bad=args.skip_bad)
+                        test_specs=args.test_data, skip_bad=args.skip_bad, dry_run=args.dry_run)
 
 
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:
@@ -383,6 +401,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         print(f"{'over its ' + str(len(classes)) + ' classes':>40}: " if len(recognizer.members) > 1
               else f"over its {len(classes)} classes ({', '.join(EMOTIONS[c] for c in classes)}): ", end="")
         print(metrics_line(metrics["own_classes"]))
+    final = metrics.get("own_classes", metrics)
+    print("recall per class: " + "  ".join(f"{name} {r:.2f}" for name, r in final["per_class_recall"].items()
+                                           if r is not None))
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics
@@ -467,6 +488,10 @@ def main(argv: list[str] | None = None) -> None:
             cmd_predict(args)
     except (DatasetError, FileNotFoundError, ValueError, ImportError) as e:  # ImportError: an optional extra
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:  # Ctrl-C: one line, and how to go on (every finished epoch is on disk)
+        resume = (f": `python -m finetune train --resume --run {args.run}` continues the run after its last "
+                  "finished epoch" if args.command == "train" and getattr(args, "run", None) else "")
+        raise SystemExit(f"interrupted{resume}") from None
     except OSError as e:  # a full disk, a read-only folder: one sentence (models are written atomically)
         resume = (f"; then `python -m finetune train --resume --run {args.run}` continues the run"
                   if args.command == "train" and getattr(args, "run", None) and e.errno in NO_SPACE else "")

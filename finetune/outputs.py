@@ -94,9 +94,9 @@ def previous_outputs(run: Path) -> list[Path]:
                   or (p.is_dir() and MEMBER_NAME.fullmatch(p.name)))
 
 
-def prepare_run(run: Path, overwrite: bool) -> None:
-    """A writable run folder holding no earlier run's outputs. An earlier run (finished, or killed:
-    no metrics.json) is refused, or with `overwrite` its outputs are removed first; other files stay."""
+def check_run(run: Path, overwrite: bool) -> list[Path]:
+    """What `prepare_run` refuses, without touching anything (`--dry-run`): a file, or an earlier run's
+    outputs without `overwrite`. Returns those outputs (what --overwrite would remove)."""
     if run.exists() and not run.is_dir():
         raise OutputError(f"--run {run}: is a file, not a folder")
     old = previous_outputs(run) if run.is_dir() else []
@@ -105,6 +105,13 @@ def prepare_run(run: Path, overwrite: bool) -> None:
         resume = "" if (run / "metrics.json").is_file() else " pass --resume to continue it after its last epoch,"
         raise OutputError(f"--run {run}: already holds {state} ({', '.join(p.name for p in old)});{resume} pass "
                           "--overwrite to replace it with a new run from epoch 1, or choose another --run")
+    return old
+
+
+def prepare_run(run: Path, overwrite: bool) -> None:
+    """A writable run folder holding no earlier run's outputs. An earlier run (finished, or killed:
+    no metrics.json) is refused, or with `overwrite` its outputs are removed first; other files stay."""
+    old = check_run(run, overwrite)
     for p in old:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     if old:

@@ -153,6 +153,9 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         relay(queue, bar)
+    # a worker's queue flushes from a thread of its own: the last lines of a member that finished just now
+    # may reach the pipe only as its process exits (at the pool's shutdown above); read them too
+    relay(queue, bar)
     return results
 
 

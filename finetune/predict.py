@@ -36,6 +36,9 @@ def expand(inputs: list[Path]) -> list[Path]:
     for p in inputs:
         if p.is_dir():
             files += find_audio(p)
+        elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
+            raise ValueError(f"{p}: a table, not audio: predict takes audio files and folders (`evaluate --data "
+                             f"{p}` scores a labelled CSV's clips, `submit --data DIR` a competition folder)")
         elif p.suffix.lower() in AUDIO_EXTENSIONS or p.is_file():
             files.append(p)
         else:

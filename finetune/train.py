@@ -36,6 +36,11 @@ from w2v2.training import NonFiniteGuard, autocast, resolve_amp, resolve_device,
 from w2v2.training.progress import progress_bar
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 validation speaker', '2 validation speakers'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def class_weights(items: list[Item]) -> torch.Tensor:
     return label_weights(torch.tensor([it.label for it in items]))
 
@@ -190,7 +195,7 @@ def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | No
     why_random = None if val_speakers else no_speaker_split(data.train)
     print(f"{len(train_items)} training / {len(val_items)} validation clips"
           + (f" ({why_random}: stratified random split, validation speakers may also be in training)" if why_random
-             else f" ({len({it.speaker for it in val_items})} validation speakers, none in training)"))
+             else f" ({plural(len({it.speaker for it in val_items}), 'validation speaker')}, none in training)"))
     return train_items, val_items
 
 

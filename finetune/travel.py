@@ -40,13 +40,19 @@ class Corpus:
         return sorted({int(it.label) for it in self.items if it.label is not None})
 
 
+GENERIC_TABLES = {"labels", "train", "data", "metadata", "annotations", "index"}  # say nothing of the corpus
+
+
 def corpus_spec(text: str) -> tuple[str, Path]:
-    """NAME=PATH or PATH (named after its folder, a -16k suffix dropped) -> (name, path)."""
+    """NAME=PATH or PATH (a folder named after itself, a CSV after its file, or after its folder where the file
+    name is generic like labels.csv; a -16k suffix dropped) -> (name, path)."""
     name, sep, path = text.partition("=")
     if sep and name and "/" not in name:
         return name, Path(path)
     p = Path(text)
-    return (p.parent.name if p.suffix == ".csv" else p.name).removesuffix("-16k"), p
+    if p.suffix.lower() == ".csv":
+        return (p.parent.name if p.stem.lower() in GENERIC_TABLES else p.stem).removesuffix("-16k"), p
+    return p.name.removesuffix("-16k"), p
 
 
 def load_corpora(specs: list[str], layout: str | None = None, skip_bad: bool = False) -> list[Corpus]:
@@ -158,9 +164,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
                  seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None,
-                 skip_bad: bool = False) -> dict:
+                 skip_bad: bool = False, dry_run: bool = False) -> dict:
     """Train on the corpora of `specs`; score held-out ones (`test_corpus`: a name or all) and the test-only
-    corpora of `test_specs`; save the model trained on all of `specs`."""
+    corpora of `test_specs`; save the model trained on all of `specs` (`dry_run`: the plan alone)."""
     start = time.perf_counter()
     cfg = cfg or TravelConfig()
     corpora = load_corpora(specs, layout, skip_bad)
@@ -177,6 +183,9 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
     print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
           + (f"; scored unseen: {', '.join(scored)} ({seeds} seeds)" if scored else ""))
+    if dry_run:
+        print(f"--dry-run: nothing computed or written (the run would write {run})")
+        return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
     run.mkdir(parents=True, exist_ok=True)
     every, feats = descriptors(corpora + test_only, run / DESCRIPTORS)
     corpora, test_only = every[:len(corpora)], every[len(corpora):]  # without clips that would not decode

@@ -65,7 +65,8 @@ def test_audio_libsndfile_cannot_read_is_named_with_what_to_do(tmp_path) -> None
 
 
 def test_find_audio_is_recursive_and_sorted(tmp_path) -> None:
-    for name in ["b/x.wav", "a.FLAC", "c/d/e.mp3", "notes.txt"]:
+    for name in ["b/x.wav", "a.FLAC", "c/d/e.mp3", "notes.txt", "._a.FLAC", "b/._x.wav", "__MACOSX/b/._x.wav",
+                 "__MACOSX/y.wav"]:  # a zip made on a Mac: its metadata files are not audio
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     assert [p.relative_to(tmp_path).as_posix() for p in find_audio(tmp_path)] == ["a.FLAC", "b/x.wav", "c/d/e.mp3"]

@@ -67,10 +67,12 @@ def test_predict_gives_labels_and_probabilities_also_for_long_files(corpus: Path
     assert (df.label[~speech] == -1).all() and speech[:-1].all()  # the clips of speech keep their emotion
 
 
-def test_evaluate_scores_a_competition_folder_with_test_labels(corpus: Path, run: Path, tmp_path) -> None:
+def test_evaluate_scores_a_competition_folder_with_test_labels(corpus: Path, run: Path, tmp_path, capsys) -> None:
     main(["evaluate", "--ckpt", str(run), "--data", str(corpus), "--out", str(tmp_path / "m.json")])
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n"] == len(pd.read_csv(corpus / "test.csv"))
+    shown = "recall per class: " + "  ".join(f"{k} {v:.2f}" for k, v in m["per_class_recall"].items() if v is not None)
+    assert shown in capsys.readouterr().out  # printed, not only in --out
 
 
 def test_hf_init_predicts_like_transformers(tmp_path) -> None:
@@ -476,3 +478,35 @@ def test_every_command_takes_the_same_thread_setting(monkeypatch) -> None:
     monkeypatch.setattr(cli.torch, "set_num_threads", lambda n: None)
     main(["demo", "--threads", "1"])
     assert called == [1]
+
+
+def test_predict_given_a_csv_says_it_takes_audio(tmp_path) -> None:
+    table = tmp_path / "train.csv"
+    table.write_text("id,path,label\na,a.wav,0\n")
+    with pytest.raises(SystemExit, match=r"train.csv: a table, not audio: .*evaluate --data"):
+        main(["predict", str(table)])
+
+
+def test_budget_zero_is_refused_and_a_dry_run_checks_the_run_folder(synthetic_corpus, tmp_path, capsys) -> None:
+    corpus = synthetic_corpus(24, 4, 0)
+    for bad in ("0", "-3", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            main(["train", "--data", str(corpus), "--budget-minutes", bad, "--dry-run"])
+        err = capsys.readouterr().err
+        assert f"--budget-minutes {bad}: give a number of minutes above 0" in err
+    a_file = tmp_path / "runfile"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        main(["train", "--data", str(corpus), "--run", str(a_file), "--dry-run"])
+    assert a_file.read_text() == "mine"
+
+
+def test_ctrl_c_ends_in_one_line_that_says_how_to_resume(synthetic_corpus, tmp_path, monkeypatch) -> None:
+    from finetune import recipe
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recipe, "train_recipe", interrupted)
+    with pytest.raises(SystemExit, match=r"^interrupted: `python -m finetune train --resume --run .*r` continues"):
+        main(["train", "--data", str(synthetic_corpus(24, 4, 0)), "--run", str(tmp_path / "r")])

@@ -90,7 +90,8 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
         real(run, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "save_state", killed_in_member_2)  # in this process: workers=1
-    with pytest.raises(KeyboardInterrupt):  # ("whole" trained its members side by side, where cores allow)
+    with pytest.raises(SystemExit, match=r"^interrupted: `python -m finetune train --resume --run .*killed`"):
+        # ("whole" trained its members side by side, where cores allow)
         main(["train", "--data", str(corpus), "--run", str(tmp_path / "killed"), *settings, "workers=1"])
     monkeypatch.undo()
     first = tmp_path / "killed" / "member_1" / "metrics.json"

@@ -29,6 +29,8 @@ def test_corpus_names_come_from_the_folder_or_the_flag(tmp_path) -> None:
     assert corpus_spec("../shared/data/ased-16k") == ("ased", Path("../shared/data/ased-16k"))
     assert corpus_spec("mine=data/x") == ("mine", Path("data/x"))
     assert corpus_spec("data/set/labels.csv")[0] == "set"
+    assert corpus_spec("data/ravdess40.csv")[0] == "ravdess40"  # two CSVs of one folder get two names
+    assert corpus_spec("data/savee-16k.csv")[0] == "savee"
 
 
 def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthetic_corpus, tmp_path, capsys) -> None:
@@ -85,3 +87,12 @@ def test_a_broken_clip_is_named_before_any_work_and_skip_bad_leaves_it_out(synth
     main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), "travel.epochs=2",
           "--skip-bad"])
     assert load_travel(tmp_path / "r" / "model")[1]["trained_on"] == {full.name: 72, "three": 36}
+
+
+def test_a_dry_run_of_several_corpora_prints_the_plan_and_writes_nothing(synthetic_corpus, tmp_path, capsys) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    run = tmp_path / "r"
+    main(["train", "--data", str(full), "--data", f"again={full}", "--run", str(run), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "each corpus weighs the same" in out and "--dry-run: nothing computed or written" in out
+    assert not run.exists()  # no descriptors, no model: the real run is not refused afterwards

@@ -49,7 +49,8 @@ def convert_hint(path: str | Path) -> str:
 
 
 def find_audio(root: str | Path) -> list[Path]:
-    """All audio files below `root` (recursive, sorted), by extension.
+    """All audio files below `root` (recursive, sorted), by extension; macOS metadata ("._a.wav",
+    __MACOSX/) left out.
 
     Symlinked folders are followed (a corpus assembled from links is common; Path.rglob skips them
     silently), each real folder once, so a link back up the tree is not a loop and a folder linked
@@ -68,7 +69,10 @@ def find_audio(root: str | Path) -> list[Path]:
             continue
         seen.add((real.st_dev, real.st_ino))
         dirs.sort()  # the first name a folder is reached by is the same on every run
+        dirs[:] = [d for d in dirs if d != "__MACOSX"]  # a zip made on a Mac: its resource forks, not audio
         for name in files:
+            if name.startswith("._"):  # macOS metadata beside a copied file ("._a.wav"), never audio
+                continue
             path = Path(folder) / name
             if path.suffix.lower() in AUDIO_EXTENSIONS:
                 (found if path.is_file() else broken).append(path)
