@@ -58,7 +58,9 @@ def test_a_csv_with_corpora_fine_tunes_on_each_corpus_classes(synthetic_corpus, 
     df = df[(df.corpus == "full") | df.label.isin([0, 2, 5])]
     (tmp_path / "mixed").mkdir()
     df[["path", "label", "speaker", "corpus"]].to_csv(tmp_path / "mixed" / "labels.csv", index=False)
-    assert {it.corpus for it in load_dataset(tmp_path / "mixed").train} == {"full", "three"}
+    loaded = load_dataset(tmp_path / "mixed").train
+    assert {it.corpus for it in loaded} == {"full", "three"}
+    assert all(it.speaker.startswith(f"{it.corpus}:") for it in loaded)  # speaker "1" of two corpora: two people
     main(["train", "--data", str(tmp_path / "mixed"), "--run", str(tmp_path / "run"), "--members", "1",
           "kinds=[finetune]", "epochs=1", "batch_size=4", "crop_seconds=1.0", "threads=1"])
     assert "three trains on angry, sad, happy" in capsys.readouterr().out

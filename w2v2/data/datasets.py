@@ -4,7 +4,7 @@ Layouts (detected automatically, or forced):
 - competition: train.csv (id,path,label[,speaker]), test.csv (id,path), sample_submission.csv (id,label);
 - crema: a folder of CREMA-D files `1001_DFA_ANG_XX.wav` (speaker, sentence, emotion code, level);
 - csv: a CSV `path,label[,speaker][,corpus]` (label as 0..5, an emotion name or a CREMA-D code; a corpus trains
-  only on the classes it has);
+  only on the classes it has; with a corpus, a speaker is CORPUS:SPEAKER, one person per corpus);
 - folders: one sub-folder per class (emotion name, CREMA-D code or digit 0..5).
 Paths are relative to the folder holding the CSV. Every problem names the file and the row.
 """
@@ -102,9 +102,12 @@ def _csv_items(path: Path, subdirs: tuple[str, ...] = ()) -> list[Item]:
         where = f"{path}, row {i}"
         if not row.path:
             raise DatasetError(f"{where}: empty path")
+        speaker, corpus = getattr(row, "speaker", "") or None, getattr(row, "corpus", "") or None
+        if speaker is not None and corpus is not None:  # speaker "1" of two corpora: two people
+            speaker = f"{corpus}:{speaker}"
         items.append(Item(id=getattr(row, "id", "") or Path(row.path).stem,
                           path=_clip_path(path.parent, row.path, *subdirs), label=parse_label(row.label, where),
-                          speaker=(getattr(row, "speaker", "") or None), corpus=(getattr(row, "corpus", "") or None)))
+                          speaker=speaker, corpus=corpus))
     return items
 
 
