@@ -2,6 +2,7 @@
 Run from the project root: python experiments/travel/loco.py FEATS key=value ..."""
 import sys, json, itertools, math
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
+from w2v2.emotion.descriptors import level_free, with_level  # the product's: descriptors alone (w2v=0)
 
 CORPORA = ["ravdess", "ased", "indian-emospeech", "savee", "turev-db", "urdu"]
 SHIP = ["ravdess", "ased", "indian-emospeech"]
@@ -450,21 +451,6 @@ def cluster_standardise(x, groups, min_size):
     return out
 
 
-LOUD_LOC = [0, 2, 3, 4]  # loudness mean, p10, p50, p90 (w2v2.emotion.descriptors' order)
-MFCC0, MEL_MEANS = 64, slice(103, 143)
-
-
-def level_free(x):
-    """The descriptors less the clip's recording level: loudness, c0 and the mel means move with a gain by
-    the same log power (c0 by sqrt(40) times it); each is taken relative to the loudness median (x[:, 3])."""
-    x = x.clone()
-    level = x[:, 3:4].clone()
-    x[:, LOUD_LOC] -= level
-    x[:, MFCC0] -= 40 ** 0.5 * level[:, 0]
-    x[:, MEL_MEANS] -= level
-    return x
-
-
 def normed(x_all, tr, te, norm, spk, corp):
         if CFG.get("train_gain_db") and not CFG.get("_copy"):  # 4 copies of training at random gains
             g, outs = torch.Generator().manual_seed(1), []
@@ -473,10 +459,7 @@ def normed(x_all, tr, te, norm, spk, corp):
                 for _ in range(4):
                     shift = (torch.rand(len(tr), 1, generator=g) * 2 - 1) * CFG["train_gain_db"] / 10 * math.log(10)
                     x = x_all.clone()
-                    idx = torch.as_tensor(tr)
-                    x[idx[:, None], torch.as_tensor(LOUD_LOC)] += shift
-                    x[idx, MFCC0] += 40 ** 0.5 * shift[:, 0]
-                    x[idx, MEL_MEANS] += shift
+                    x[tr] = with_level(x_all[tr], shift)
                     xtr, xte = normed(x, tr, te, norm, spk, corp)
                     outs.append(xtr)
             finally:
@@ -486,11 +469,7 @@ def normed(x_all, tr, te, norm, spk, corp):
         if CFG.get("gain_db"):  # every test clip at a random gain of +-gain_db (a studio's or a phone's level)
             g = torch.Generator().manual_seed(0)
             db = (torch.rand(len(te), 1, generator=g) * 2 - 1) * CFG["gain_db"]
-            shift = db / 10 * math.log(10)  # log power
-            xte = xte.clone()
-            xte[:, LOUD_LOC] += shift
-            xte[:, MFCC0] += 40 ** 0.5 * shift[:, 0]
-            xte[:, MEL_MEANS] += shift
+            xte = with_level(xte, db / 10 * math.log(10))  # log power
         if CFG.get("level_free"):
             xtr, xte = level_free(xtr), level_free(xte)
         if norm == "global":

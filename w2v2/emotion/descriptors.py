@@ -46,18 +46,23 @@ MFCC0_MEAN = 64
 MEL_MEANS = slice(103, 143)
 
 
+def with_level(x: torch.Tensor, shift: float | torch.Tensor) -> torch.Tensor:
+    """Descriptors (..., NUM_DESCRIPTORS) of the same speech recorded `shift` higher in log power (a gain g is
+    2 log g): a float, or a tensor (..., 1) of one shift per row. Only the level-dependent ones move."""
+    out = x.clone()
+    out[..., list(LOUDNESS_LEVELS)] += shift
+    out[..., MFCC0_MEAN] += math.sqrt(_MEL.shape[1]) * (shift[..., 0] if isinstance(shift, torch.Tensor) else shift)
+    out[..., MEL_MEANS] += shift
+    return out
+
+
 def level_free(x: torch.Tensor) -> torch.Tensor:
     """Descriptors (..., NUM_DESCRIPTORS) less the recording's level: each level-dependent one taken relative
     to the clip's loudness median, so that the same speech at any gain gives the same numbers (the median
     itself becomes 0). For a lone clip, whose recording gain is unknown (docs/travel.md)."""
     if x.shape[-1] != NUM_DESCRIPTORS:
         raise ValueError(f"level_free: {x.shape[-1]} descriptors, not {NUM_DESCRIPTORS}")
-    out = x.clone()
-    level = x[..., LOUDNESS_MEDIAN:LOUDNESS_MEDIAN + 1]
-    out[..., list(LOUDNESS_LEVELS)] -= level
-    out[..., MFCC0_MEAN] -= math.sqrt(_MEL.shape[1]) * level[..., 0]
-    out[..., MEL_MEANS] -= level
-    return out
+    return with_level(x, -x[..., LOUDNESS_MEDIAN:LOUDNESS_MEDIAN + 1])
 
 
 def power_spectrogram(wave: torch.Tensor) -> torch.Tensor:
@@ -121,13 +126,7 @@ def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
     # computed on the clip at unit RMS, its level added back to the level descriptors: the floors below
     # (1e-10) are then relative to the clip, and `level_free` descriptors are the same at any gain
     rms = float(wave.pow(2).mean().sqrt())
-    out = _descriptors(wave / rms if rms > 0 else wave)
-    if rms > 0:
-        shift = 2 * math.log(rms)
-        out[list(LOUDNESS_LEVELS)] += shift
-        out[MFCC0_MEAN] += math.sqrt(_MEL.shape[1]) * shift
-        out[MEL_MEANS] += shift
-    return out
+    return with_level(_descriptors(wave / rms), 2 * math.log(rms)) if rms > 0 else _descriptors(wave)
 
 
 def _descriptors(wave: torch.Tensor) -> torch.Tensor:
