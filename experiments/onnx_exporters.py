@@ -10,39 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
+from onnx_common import NAMES, export, fine_tune, session
 
-from w2v2.emotion.exported import _Logits, quiet
-from w2v2.emotion.members import checkpoint_spec, load_classifier
+from w2v2.emotion.exported import quiet
 
 torch.set_num_threads(1)
-model, _ = load_classifier(checkpoint_spec("pretrained:emotion-ravdess") / "member_1")
-model.eval()
-net = _Logits(model).eval()
+net = fine_tune()
 example = (torch.randn(2, 48000), torch.zeros(2, 48000, dtype=torch.bool))
-batch, length = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("samples", min=400, max=16000 * 600)
-shapes = ({0: batch, 1: length}, {0: batch, 1: length})
-names = dict(input_names=["wave", "padding_mask"], output_names=["logits"])
-
-
-def session(path: str) -> ort.InferenceSession:
-    o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
-    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
 
 
 with tempfile.TemporaryDirectory() as tmp, quiet():
     paths = {}
     paths["dynamo (finetune export)"] = f"{tmp}/a.onnx"
-    torch.onnx.export(net, example, paths["dynamo (finetune export)"], dynamo=True, external_data=False,
-                      dynamic_shapes=shapes, **names)
+    export(net, paths["dynamo (finetune export)"])
     paths["dynamo, optimize=False"] = f"{tmp}/b.onnx"
-    torch.onnx.export(net, example, paths["dynamo, optimize=False"], dynamo=True, external_data=False,
-                      dynamic_shapes=shapes, optimize=False, **names)
+    export(net, paths["dynamo, optimize=False"], optimize=False)
     paths["torchscript (dynamo=False)"] = f"{tmp}/c.onnx"
     torch.onnx.export(net, example, paths["torchscript (dynamo=False)"], dynamo=False, opset_version=17,
-                      dynamic_axes={"wave": {0: "b", 1: "t"}, "padding_mask": {0: "b", 1: "t"}}, **names)
+                      dynamic_axes={"wave": {0: "b", 1: "t"}, "padding_mask": {0: "b", 1: "t"}}, **NAMES)
     sessions = {k: session(v) for k, v in paths.items()}
     sizes = {k: Path(v).stat().st_size for k, v in paths.items()}
     nodes = {}

@@ -11,19 +11,13 @@ import tempfile
 import time
 
 import numpy as np
-import onnxruntime as ort
 import torch
+from onnx_common import export, fine_tune, session
 
-from w2v2.emotion.exported import _Logits, quiet
-from w2v2.emotion.members import checkpoint_spec, load_classifier
+from w2v2.emotion.exported import quiet
 
 torch.set_num_threads(1)
-model, _ = load_classifier(checkpoint_spec("pretrained:emotion-ravdess") / "member_1")
-model.eval()
-net = _Logits(model).eval()
-example = (torch.randn(2, 48000), torch.zeros(2, 48000, dtype=torch.bool))
-batch, length = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("samples", min=400, max=16000 * 600)
-shapes = ({0: batch, 1: length}, {0: batch, 1: length})
+net = fine_tune()
 
 VARIANTS = {
     "as shipped": {},
@@ -33,20 +27,9 @@ VARIANTS = {
     "memory arena off": {"arena": False},
 }
 
-
-def session(path: str, mem_pattern: bool = True, arena: bool = True, config: dict | None = None):
-    o = ort.SessionOptions()
-    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
-    o.enable_mem_pattern, o.enable_cpu_mem_arena = mem_pattern, arena
-    for k, v in (config or {}).items():
-        o.add_session_config_entry(k, v)
-    return ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
-
-
 with tempfile.TemporaryDirectory() as tmp, quiet():
     path = f"{tmp}/a.onnx"
-    torch.onnx.export(net, example, path, dynamo=True, external_data=False, dynamic_shapes=shapes,
-                      input_names=["wave", "padding_mask"], output_names=["logits"])
+    export(net, path)
     sessions = {k: session(path, **v) for k, v in VARIANTS.items()}
 rng = np.random.default_rng(0)
 workloads = {"one 3.8 s clip, 5 times": [rng.standard_normal((1, 60800)).astype(np.float32)] * 5,
