@@ -123,3 +123,18 @@ run "single clips, the training corpora's windows of joined clips in training to
 run "descriptors, pauses inside the speech cut to 0.5 s before the rhythm, per speaker / per set" "meta $S w2v=0 prosody=cap50 norm=spk_train_corpus_test"
 run "descriptors, pauses cut to 0.5 s, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=cap50 norm=spk_train_shrunk_test k=10"
 run "descriptors, pauses cut to 0.5 s, lone clip relative to its level" "meta $S w2v=0 prosody=cap50 norm=global level_free=1"
+# random-subspace ensembles (Ho 1998): heads on random descriptor groups, probabilities averaged; label smoothing; epochs
+run "descriptors, 14 heads each leaving one descriptor group out, averaged, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test subspace=loo"
+run "descriptors, 14 heads each leaving one descriptor group out, averaged, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 subspace=loo"
+run "descriptors, 16 heads on random halves of the descriptor groups, averaged, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test subspace=16 sub_keep=0.5"
+run "descriptors, 16 heads on random halves of the descriptor groups, averaged, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 subspace=16 sub_keep=0.5"
+run "descriptors, label smoothing 0.1 over each corpus's classes, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test smooth=0.1"
+run "descriptors, label smoothing 0.1, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 smooth=0.1"
+run "descriptors, 10 epochs instead of 30, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test epochs=10"
+run "descriptors, 10 epochs instead of 30, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 epochs=10"
+run "descriptors, 90 epochs instead of 30, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test epochs=90"
+run "descriptors, 90 epochs instead of 30, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 epochs=90"
+# a clip's distance from its group's centre as inputs (neutral stays near it); a speaker's prior by its answers' spread
+run "descriptors and each group's log mean square after standardisation (14 more inputs), per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test dev=1"
+run "descriptors and each group's log mean square, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 dev=1"
+run "descriptors, per speaker / per speaker shrunk, prior 10 / h^4 clips (h: entropy of the speaker's per-set answers)" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 mood_k=10"

@@ -27,7 +27,7 @@ def group_standardise(x, groups, eps=1e-5, scale=True):
         out[idx] = (x[idx] - mu) / (sd + eps) if scale else x[idx] - mu
     return out
 
-def shrunk_standardise(x, groups, sets, k, eps=1e-5):
+def shrunk_standardise(x, groups, sets, kk, eps=1e-5):
     """Per-group standardisation with the group's mean and variance shrunk toward its set's by a prior of
     k clips: (n * group + k * set) / (n + k). k=0 is per group; large k is per set."""
     out = torch.empty_like(x)
@@ -37,6 +37,7 @@ def shrunk_standardise(x, groups, sets, k, eps=1e-5):
         for g in np.unique(groups[in_set]):
             idx = torch.as_tensor(np.flatnonzero(in_set & (groups == g)))
             n = len(idx)
+            k = k_of[g] if (k_of := (kk if isinstance(kk, dict) else None)) else kk
             mu_g = x[idx].mean(0)
             var_g = x[idx].var(0, correction=0) if n > 1 else torch.zeros_like(mu_g)
             mu = (n * mu_g + k * mu_s) / (n + k)
@@ -148,7 +149,12 @@ def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2, groups=
         perm = torch.randperm(n, generator=g)
         for b in perm.split(128):
             logits = net(x[b]).masked_fill(~mask[b], float("-inf"))
-            per = F.cross_entropy(logits, y[b], reduction="none") * w[b]
+            if CFG.get("smooth"):  # label smoothing over the clip's corpus's own classes
+                allowed = mask[b].float()
+                target = (1 - CFG["smooth"]) * F.one_hot(y[b], 6).float() + CFG["smooth"] * allowed / allowed.sum(1, keepdim=True)
+                per = -(target * torch.log_softmax(logits, -1).masked_fill(~mask[b], 0)).sum(1) * w[b]
+            else:
+                per = F.cross_entropy(logits, y[b], reduction="none") * w[b]
             if eta:
                 gl = torch.zeros_like(q).index_add(0, groups[b], per)
                 gw = torch.zeros_like(q).index_add(0, groups[b], w[b])
@@ -265,6 +271,8 @@ def run(meta, mean, std, cfg):
         te = np.flatnonzero((corp == test) & (kind == ("window" if cfg.get("concat_test") else "clip")))
         norm = cfg.get("norm", "speaker")
         xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        if cfg.get("dev"):  # how far the clip strays from its group's centre: log mean square per descriptor group
+            xtr, xte = with_deviation(xtr, cfg["dev"]), with_deviation(xte, cfg["dev"])
         if cfg.get("concat_global"):  # the clip by the training pool's statistics too, as more inputs to one head
             gtr, gte = normed(level_free(x_all) if cfg.get("level_free_global") else x_all, tr, te, "global", spk, corp)
             xtr, xte = torch.cat([xtr, gtr], 1), torch.cat([xte, gte], 1)
@@ -303,6 +311,11 @@ def run(meta, mean, std, cfg):
                               cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
             with torch.no_grad():
                 logits = net(xte)
+            if cfg.get("mood_k"):  # each speaker's prior grows as its per-set answers keep to one emotion
+                logits = mood_shrunk(net, x_all[te], spk[te], corp[te], cfg)
+            if cfg.get("subspace"):  # random-subspace ensemble: heads on random descriptor groups, probabilities averaged
+                logits = subspace(xtr, xte, y, mask, w, cfg, seed)
+            with torch.no_grad():
                 if cfg.get("hedge_set"):  # this standardisation's and the whole set's, probabilities averaged
                     by_set = net(group_standardise(x_all[te], corp[te]))
                     logits = torch.log((torch.softmax(logits, -1) + torch.softmax(by_set, -1)) / 2)
@@ -333,6 +346,10 @@ def run(meta, mean, std, cfg):
             if cfg.get("prior") == "em":
                 p = prior_em(p)
             restricted = p[:, classes].argmax(1).numpy()
+            if cfg.get("confusion") and seed == 0:  # rows: true class; columns: the answer among its classes
+                cm = pd.crosstab(pd.Series([E[c] for c in ys], name=test),
+                                 pd.Series([E[c] for c in np.array(classes)[restricted]], name="answer"), normalize="index")
+                print(cm.round(2).to_string(), file=sys.stderr)
             u, rec = uar(ys, np.array(classes)[restricted], classes)
             u6, _ = uar(ys, p.argmax(1).numpy(), classes)
             results.append(dict(test=test, seed=seed, uar=u, uar6=u6, **{f"r_{k}": v for k, v in rec.items()}))
@@ -411,6 +428,7 @@ GROUPS = dict(loud=(0, 8), centroid=(8, 16), alpha=(16, 24), hammarberg=(24, 32)
               melsd=(143, 183), rhythm=(183, 189))
 SPEAKER_EMB = "runs/travel/speaker_ge2e.pt"  # experiments/travel/speaker_embed.py
 CFG = {}
+HS = []
 
 
 def ari(a, b):
@@ -450,6 +468,49 @@ def cluster_standardise(x, groups, min_size):
         out[idx] = whole[idx]
     return out
 
+
+def mood_shrunk(net, raw, spk, sets, cfg):
+    """A speaker who keeps to one mood loses it to its own statistics (Urdu). The per-set heads' answers tell
+    how many moods a speaker shows: h, the normalised entropy of the speaker's mean per-set probabilities. Its
+    prior becomes k / h^mood_pow clips (capped at 1000), so a one-mood speaker is taken by the set's statistics."""
+    with torch.no_grad():
+        p = torch.softmax(net(group_standardise(raw, sets)), -1)
+    ks = {}
+    for g in np.unique(spk):
+        q = p[torch.as_tensor(np.flatnonzero(spk == g))].mean(0)
+        h = float(-(q * q.clamp_min(1e-9).log()).sum() / math.log(6))
+        ks[g] = min(1000.0, cfg["mood_k"] / max(h, 1e-3) ** cfg.get("mood_pow", 4)); HS.append(h)
+    print(f"  {sets[0]}: speaker mood entropy {np.percentile(HS, [10, 50, 90]).round(2)}", file=sys.stderr); HS.clear()
+    with torch.no_grad():
+        return net(shrunk_standardise(raw, spk, sets, ks))
+
+def with_deviation(x, kind):
+    """x (n, 189) standardised, with 14 more inputs (dev=1: each descriptor group's log mean square, a clip's
+    distance from its speaker's or set's centre: neutral speech stays near it) or 1 (dev=all: over all 189)."""
+    if kind == "all":
+        extra = torch.log(x.pow(2).mean(1, keepdim=True) + 1e-3)
+    else:
+        extra = torch.stack([torch.log(x[:, a:b].pow(2).mean(1) + 1e-3) for a, b in GROUPS.values()], 1)
+    return torch.cat([x, extra], 1)
+
+def subspace(xtr, xte, y, mask, w, cfg, seed):
+    """`subspace` heads, each on a random `sub_keep` share of the 14 descriptor groups (or, with subspace=loo, the 14
+    heads that each leave one group out); their probabilities averaged (Ho 1998)."""
+    names = list(GROUPS)
+    g = np.random.default_rng(1000 + seed)
+    if cfg["subspace"] == "loo":
+        picks = [[n for n in names if n != out] for out in names]
+    else:
+        picks = [list(g.choice(names, int(round(cfg.get("sub_keep", 0.7) * len(names))), replace=False))
+                 for _ in range(int(cfg["subspace"]))]
+    p = 0
+    for j, pick in enumerate(picks):
+        cols = sorted(set().union(*(range(*GROUPS[n]) for n in pick)))
+        net = train(xtr[:, cols], y, mask, w, cfg.get("hidden", 0), seed * 100 + j, cfg.get("epochs", 30),
+                    cfg.get("wd", 1e-2), cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
+        with torch.no_grad():
+            p = p + torch.softmax(net(xte[:, cols]), -1)
+    return torch.log(p / len(picks))
 
 def normed(x_all, tr, te, norm, spk, corp):
         if CFG.get("train_gain_db") and not CFG.get("_copy"):  # 4 copies of training at random gains
