@@ -47,16 +47,20 @@ def assign_folds(items: list[Item], k: int, seed: int) -> tuple[list[int], str]:
     return [fold_of[str(it.speaker)] for it in items], f"speaker-disjoint, {len(speakers)} speakers"
 
 
-def validation_words(items: list[Item], val_fraction: float, val_speakers: list[str] | None, own: bool = True
-                     ) -> str:
+def validation_words(items: list[Item], val_fraction: float, val_speakers: list[str] | None, own: bool = True,
+                     shares: list[float] | None = None) -> str:
     """How validation clips were chosen from the labelled `items`, exactly as `speaker_split` chose them;
-    own: said of each seed of a recipe ("3 seed(s), each validating on " + these words)."""
+    own: said of each seed of a recipe ("3 seed(s), each validating on " + these words); shares: each
+    seed's validation clips as a share of `items` (whole speakers rarely make exactly `val_fraction`)."""
     its = "its own " if own else ""
     if val_speakers:
         return f"the --val-speakers {', '.join(map(str, val_speakers))}, none in training"
     if why := no_speaker_split(items):
         return (f"{its}stratified random split ({why}): {val_fraction:.0%} of every class's clips, whose speakers "
                 "may also be in training")
+    if shares:
+        lo, hi = f"{min(shares):.0%}", f"{max(shares):.0%}"
+        return f"{its}whole speakers ({lo if lo == hi else f'{lo}-{hi}'} of the clips), none in training"
     return f"{its}whole speakers (about {val_fraction:.0%} of the clips), none in training"
 
 

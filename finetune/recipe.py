@@ -99,7 +99,8 @@ def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | N
         name = f"member_{m + 1}" if cfg.members > 1 or len(kinds) > 1 else ""
         members += [Member(f"{name}{suffix[k]}".lstrip("_"), k, member_config(cfg, k, seed), train_items, val)
                     for k in kinds]
-    words = validation_words(data.train, cfg.val_fraction, val_speakers)
+    shares = [len(m.val_items) / len(data.train) for m in members]
+    words = validation_words(data.train, cfg.val_fraction, val_speakers, shares=shares)
     return members, f"{cfg.members} seed(s), each validating on {words}"
 
 

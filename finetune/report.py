@@ -173,16 +173,18 @@ def validation_line(run: Run, data: Dataset | None) -> str:
     unit = {m["name"]: f"fold {m['name'].split('_')[1]}" if "oof" in run.metrics else f"seed {m['seed']}"
             for m in run.metrics.get("members", [])}
     counts: dict[str, str] = {}
+    shares: list[float] = []
     for model in run.models:
         ids = pd.read_csv(model / "val_probs.csv")["id"]
+        shares.append(len(ids) / max(1, len(data.train)) if data else 0.0)
         speakers = {speaker.get(i) for i in ids} - {None}
         counts.setdefault(unit.get(model.name, ""), f"{len(ids)} clips"
                           + (f" of {len(speakers)} speaker(s)" if speakers else ""))
     if "oof" in run.metrics or (run.parent and data is None):
         how = run.metrics["recipe"]
     else:
-        words = validation_words(data.train, run.config["val_fraction"], val_speakers, own=run.parent) if data \
-            else ""
+        words = validation_words(data.train, run.config["val_fraction"], val_speakers, own=run.parent,
+                                 shares=shares) if data else ""
         how = f"{len(counts)} seed(s), each validating on {words}" if run.parent else words
     sizes = ", ".join(f"{u}: {c}" if u else c for u, c in counts.items())
     return f"validation: {how}; {sizes}; the epoch of best validation UAR kept".replace(": ;", ":")

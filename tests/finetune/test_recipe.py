@@ -77,10 +77,14 @@ def test_the_default_writes_one_submission_averaging_every_member(default_run, c
     assert (sub.label.to_numpy() == probs[PROB_COLUMNS].to_numpy().argmax(1)).all()
 
 
-def test_the_parent_scores_each_seeds_ensemble_on_that_seeds_validation_clips(default_run) -> None:
+def test_the_parent_scores_each_seeds_ensemble_on_that_seeds_validation_clips(default_run, corpus: Path) -> None:
     run, printed = default_run
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["recipe"] == ("2 seed(s), each validating on its own whole speakers (about 15% of the clips), "
+    labelled = len(pd.read_csv(corpus / "train.csv"))
+    shares = [f"{s:.0%}" for s in sorted(len(pd.read_csv(run / m / "val_probs.csv")) / labelled
+                                         for m in ("member_1", "member_2"))]
+    said = shares[0] if shares[0] == shares[1] else "-".join(shares)  # each seed's share of the clips, as it was
+    assert metrics["recipe"] == (f"2 seed(s), each validating on its own whole speakers ({said} of the clips), "
                                  "none in training")
     parent = pd.read_csv(run / "val_probs.csv")
     for seed, first in ((0, "member_1"), (1, "member_2")):
@@ -285,6 +289,11 @@ def test_validation_words_say_how_the_clips_were_split() -> None:
     with_speakers = [Item(str(i), Path(f"{i}.wav"), i % 6, speaker=f"s{i % 4}") for i in range(24)]
     assert validation_words(with_speakers, 0.15, None) == (
         "its own whole speakers (about 15% of the clips), none in training")
+    # four speakers: one whole speaker is a quarter of the clips, not the 15% asked for; the plan says so
+    assert validation_words(with_speakers, 0.15, None, shares=[0.25, 0.25, 0.25]) == (
+        "its own whole speakers (25% of the clips), none in training")
+    assert validation_words(with_speakers, 0.15, None, shares=[0.25, 0.5]) == (
+        "its own whole speakers (25%-50% of the clips), none in training")
     anonymous = [Item(str(i), Path(f"{i}.wav"), i % 6) for i in range(24)]
     assert validation_words(anonymous, 0.2, None, own=False) == (
         "stratified random split (no speaker information): 20% of every class's clips, whose speakers may also "
