@@ -54,7 +54,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [a for a in rest if a.startswith("-") or (args.command == "train" and "=" not in a)]
     if bad or (rest and args.command in ("evaluate", "submit", "report", "serve", "pack", "export", "demo")):
         p.error(f"unrecognized arguments: {' '.join(bad or rest)}")
-    if args.command == "predict" and args.hop_seconds and args.hop_seconds > args.window_seconds:
+    hop, window = getattr(args, "hop_seconds", None), getattr(args, "window_seconds", None)
+    if args.command == "predict" and hop and window and hop > window:  # else against the model's (cmd_predict)
         p.error(f"--hop-seconds {args.hop_seconds} is longer than --window-seconds {args.window_seconds}: "
                 "the windows would leave gaps")
     if getattr(args, "ckpt", "") is None:  # evaluate, predict, submit, serve: the shipped emotion model
@@ -118,8 +119,9 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     add_ckpt(r, default=True)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
     r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
-    r.add_argument("--window-seconds", type=seconds("--window-seconds"), default=8.0,
-                   help="long files are cut into windows this long, overlapping by half (default 8)")
+    r.add_argument("--window-seconds", type=seconds("--window-seconds"),
+                   help="long files are cut into windows this long, overlapping by half (default: the window the "
+                   "model was trained with, 8 s for the shipped one)")
     r.add_argument("--hop-seconds", type=seconds("--hop-seconds"), help="window hop (default: half a window)")
     r.add_argument("--timeline", type=Path, metavar="DIR", help="per file, DIR/NAME.csv of each window's "
                    "probabilities (start_s,end_s,p_angry,...) and DIR/NAME.png, the six over time")
@@ -381,9 +383,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
     waves = cached_waves(AudioCache(items), len(items))
-    speakers = [it.speaker for it in items]
-    groups = recognizer.groups(len(items), args.normalise, speakers, [True] * len(items))  # labelled: speech
-    probs, per_member = recognizer.clip_probs(waves, args.tta, groups, progress=True)
+    # as `predict` answers them: a clip without speech is still scored, but stays out of the set's statistics
+    probs, per_member = recognizer.clip_probs(waves, args.tta, args.normalise, [it.speaker for it in items],
+                                              progress=True)
     labels = item_labels(items)
     metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(recognizer.members) > 1:
@@ -426,8 +428,7 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
     waves = cached_waves(AudioCache(data.test), len(data.test))
-    groups = recognizer.groups(len(waves), args.normalise, None, [True] * len(waves))  # a test set: speech
-    probs, _ = recognizer.clip_probs(waves, args.tta, groups, progress=True)
+    probs, _ = recognizer.clip_probs(waves, args.tta, args.normalise, None, progress=True)  # as `predict` would
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")

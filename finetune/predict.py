@@ -18,9 +18,10 @@ import torch
 from finetune.outputs import check_not_input, check_output_file, file_row, write_csv
 from finetune.plots import plot_timeline
 from w2v2.checkpoint import atomic_write
-from w2v2.data.audio import AUDIO_EXTENSIONS, AudioError, find_audio
+from w2v2.data.audio import AudioError, find_audio
 from w2v2.data.datasets import Item
 from w2v2.emotion.recognizer import (
+    MIN_SPEECH_SECONDS,
     STREAM_SECONDS,
     EmotionRecognizer,
     Normalise,
@@ -32,17 +33,22 @@ from w2v2.emotion.windows import AudioCache
 
 
 def expand(inputs: list[Path]) -> list[Path]:
-    files = []
+    """The audio files of `inputs` (files, folders); every path that does not exist is named in one error
+    before any work starts."""
+    files, missing = [], []
     for p in inputs:
         if p.is_dir():
             files += find_audio(p)
-        elif p.suffix.lower() in (".csv", ".tsv") and p.is_file():
+        elif not p.exists():
+            missing.append(p)
+        elif p.suffix.lower() in (".csv", ".tsv"):
             raise ValueError(f"{p}: a table, not audio: predict takes audio files and folders (`evaluate --data "
                              f"{p}` scores a labelled CSV's clips, `submit --data DIR` a competition folder)")
-        elif p.suffix.lower() in AUDIO_EXTENSIONS or p.is_file():
-            files.append(p)
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            files.append(p)
+    if missing:
+        raise FileNotFoundError(f"no such file or folder: {', '.join(map(str, missing[:10]))}"
+                                + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
     return files
 
 
@@ -131,8 +137,11 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError(f"no audio files in {[str(p) for p in args.inputs]}")
     recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
-    df, preds, sources = predict_files(recognizer, files, args.window_seconds, args.hop_seconds, args.tta,
-                                     args.normalise)
+    window = args.window_seconds or recognizer.window_seconds  # as `evaluate` scores the model: its own window
+    if args.hop_seconds and args.hop_seconds > window:
+        raise ValueError(f"--hop-seconds {args.hop_seconds} is longer than the {window:g} s windows: the windows "
+                         "would leave gaps")
+    df, preds, sources = predict_files(recognizer, files, window, args.hop_seconds, args.tta, args.normalise)
     skipped = len(files) - len(df)
     if df.empty:
         raise ValueError(f"none of the {len(files)} file(s) could be decoded (see above): nothing predicted")
@@ -140,11 +149,30 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
         print(df.head(SHOWN).to_string(index=False))
     if skipped:
         print(f"{skipped} file(s) could not be decoded and were skipped (see above)")
+    if said := standardised_how(recognizer, args.normalise, preds, sources):
+        print(said)
     if args.out:  # through a temporary file: a kill or a full disk never leaves half a CSV under the name
         atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
         more = f" ({len(df) - SHOWN} more rows than shown above)" if len(df) > SHOWN else ""
         print(f"predictions: {args.out}{more}")
     if args.timeline:
         write_timelines(args.timeline, [Path(p) for p in df.path], preds, sources,
-                        args.window_seconds, args.hop_seconds)
+                        window, args.hop_seconds)
     return df
+
+
+def standardised_how(recognizer: EmotionRecognizer, normalise: Normalise, preds: list[Prediction],
+                     sources: list[torch.Tensor | pd.DataFrame]) -> str | None:
+    """One line saying how a travelling model took the files (None for networks, which take each alone):
+    as one recording set, or each alone, and why. The answers change at the set's threshold, so it is said."""
+    if (least := recognizer.min_group) is None:
+        return None
+    talking = sum(p.speech_seconds >= MIN_SPEECH_SECONDS for p, s in zip(preds, sources, strict=True)
+                  if isinstance(s, torch.Tensor))  # a streamed long file is always taken alone
+    if normalise == "clip":
+        return "normalisation: each file alone (--normalise clip)"
+    if talking >= least:
+        return (f"normalisation: the {talking} files with speech taken as one recording set, each relative to "
+                f"the set's average (--normalise set; --normalise clip takes each alone: a set should mix "
+                f"emotions)")
+    return (f"normalisation: each file alone ({talking} file(s) with speech; a recording set needs {least})")

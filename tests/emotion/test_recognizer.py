@@ -171,3 +171,83 @@ def test_a_long_recording_is_not_its_own_set_nor_moved_by_a_silent_file(travel_m
         assert together[0].probs == pytest.approx(alone_long.probs, abs=1e-6)
     assert rec.predict_many([long, short], sample_rate=16000)[1].probs == pytest.approx(alone_short.probs, abs=1e-6)
     assert rec.predict_many([long, np.zeros(48000, dtype=np.float32)], sample_rate=16000)[1].label == NO_SPEECH
+
+
+def test_evaluate_scores_each_clip_as_predict_answers_it(travel_model, tmp_path, capsys) -> None:
+    """A set with silent clips and a clip padded with silence: `evaluate` and `submit` score the probabilities
+    `predict` gives (silent clips out of the set's statistics, windows without speech out of a clip's mean)."""
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    files = sorted((corpus / "test").glob("*.wav"))[:12]
+    waves = [load_audio(f) for f in files]
+    silence = torch.zeros(16000 * 3)
+    waves += [silence, silence.clone(), torch.cat([torch.zeros(16000 * 20), waves[0], torch.zeros(16000 * 20)])]
+    preds = rec.predict_waves(waves, "set")
+    scored, each = rec.clip_probs(waves, (), "set")
+    assert np.allclose(scored.numpy(), [[p.probs[e] for e in EMOTIONS] for p in preds], atol=1e-6)
+    assert each.shape == (1, len(waves), 6)
+    assert [p.label for p in preds][12:14] == [NO_SPEECH, NO_SPEECH]
+    without_silence = rec.clip_probs([*waves[:12], waves[14]], (), "set")[0]
+    talking = [*range(12), 14]
+    assert np.allclose(scored[talking].numpy(), without_silence.numpy(), atol=1e-6)  # silent clips move no one
+    # the CLI: evaluate's accuracy is that of predict's answers (their most probable emotion) on the same files
+    for i, w in enumerate(waves[12:]):
+        sf.write(tmp_path / f"extra{i}.wav", w.numpy(), 16000)
+    paths = [*files, *(tmp_path / f"extra{i}.wav" for i in range(3))]
+    labels = [i % 6 for i in range(len(paths))]
+    pd.DataFrame({"path": [str(p) for p in paths], "label": labels}).to_csv(tmp_path / "set.csv", index=False)
+    main(["evaluate", "--ckpt", str(folder), "--data", str(tmp_path / "set.csv"), "--out", str(tmp_path / "m.json")])
+    main(["predict", "--ckpt", str(folder), *map(str, paths), "--out", str(tmp_path / "p.csv")])
+    answers = pd.read_csv(tmp_path / "p.csv")[PROBS].to_numpy().argmax(1)
+    import json
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] == pytest.approx(
+        float(np.mean(answers == np.array(labels))))
+
+
+def test_integer_arrays_are_scaled_as_a_decoder_would(travel_model) -> None:
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    wave = load_audio(next((corpus / "test").glob("*.wav"))).numpy()
+    as_int16 = np.round(np.clip(wave, -1, 32767 / 32768) * 32768).astype(np.int16)
+    as_uint8 = np.round(np.clip(wave, -1, 127 / 128) * 128 + 128).astype(np.uint8)
+    others = [load_audio(f).numpy() for f in sorted((corpus / "test").glob("*.wav"))[1:12]]
+    for array, scale in ((as_int16, 32768.0), (as_uint8, 128.0)):
+        floats = (array.astype(np.float64) - (128 if array.dtype == np.uint8 else 0)) / scale
+        assert rec.predict(array, sample_rate=16000).probs == pytest.approx(
+            rec.predict(floats, sample_rate=16000).probs, abs=1e-5)
+        # in a set, an integer clip is one recording among others, not a clip 32768 times louder
+        got = rec.predict_many([array, *others], sample_rate=16000)[0].probs
+        assert got == pytest.approx(rec.predict_many([floats, *others], sample_rate=16000)[0].probs, abs=1e-5)
+        if array.dtype == np.int16:  # 16 bits keep the clip (8 bits add audible quantisation noise)
+            assert got == pytest.approx(rec.predict_many([wave, *others], sample_rate=16000)[0].probs, abs=1e-3)
+
+
+def test_the_api_refuses_what_the_cli_refuses(travel_model, tmp_path) -> None:
+    folder, corpus = travel_model
+    rec = EmotionRecognizer.from_pretrained(folder)
+    files = sorted((corpus / "test").glob("*.wav"))[:12]
+    with pytest.raises(ValueError, match="3 speakers for 12 recordings"):
+        rec.predict_many(files, speakers=["a"] * 3)
+    for kwargs in (dict(window_seconds=0), dict(window_seconds=-1), dict(hop_seconds=0),
+                   dict(window_seconds=2, hop_seconds=3)):
+        with pytest.raises(ValueError, match="seconds"):
+            rec.timeline(files[0], **kwargs)
+    with pytest.raises(TypeError, match="a list of recordings"):
+        rec.predict_many(str(files[0]))
+    with pytest.raises(IsADirectoryError, match="a folder"):
+        rec.predict(corpus / "test")
+    with pytest.raises(ValueError, match="sample_rate=0"):
+        rec.predict(np.zeros(16000, dtype=np.float32), sample_rate=0)
+
+
+def test_predict_names_missing_files_before_any_work_and_says_how_it_standardised(travel_model, tmp_path,
+                                                                                  capsys) -> None:
+    folder, corpus = travel_model
+    files = sorted((corpus / "test").glob("*.wav"))[:12]
+    with pytest.raises(SystemExit, match="error: no such file or folder: .*missing.wav"):
+        main(["predict", "--ckpt", str(folder), str(files[0]), str(tmp_path / "missing.wav")])
+    capsys.readouterr()
+    main(["predict", "--ckpt", str(folder), *map(str, files)])
+    assert "normalisation: the 12 files with speech taken as one recording set" in capsys.readouterr().out
+    main(["predict", "--ckpt", str(folder), *map(str, files[:9])])
+    assert "normalisation: each file alone (9 file(s) with speech; a recording set needs 10)" in capsys.readouterr().out

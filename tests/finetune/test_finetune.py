@@ -276,10 +276,14 @@ def test_nan_weights_or_outputs_are_errors_naming_the_checkpoint(corpus: Path, t
 def test_predict_fails_when_no_input_could_be_decoded(tmp_path) -> None:
     ckpt = tiny_checkpoint(tmp_path / "run")
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVE garbage")
+    (tmp_path / "corrupt2.wav").write_bytes(b"")
     with pytest.raises(SystemExit, match=r"none of the 2 file\(s\) could be decoded"):
-        main(["predict", "--ckpt", str(ckpt), str(tmp_path / "corrupt.wav"), str(tmp_path / "gone.wav"),
+        main(["predict", "--ckpt", str(ckpt), str(tmp_path / "corrupt.wav"), str(tmp_path / "corrupt2.wav"),
               "--out", str(tmp_path / "p.csv")])
     assert not (tmp_path / "p.csv").exists()
+    # a named file that does not exist is an error before any work, naming it
+    with pytest.raises(SystemExit, match=r"no such file or folder: .*gone\.wav"):
+        main(["predict", "--ckpt", str(ckpt), str(tmp_path / "corrupt.wav"), str(tmp_path / "gone.wav")])
 
 
 def test_window_seconds_zero_or_negative_is_a_usage_error(tmp_path, capsys) -> None:

@@ -19,7 +19,10 @@ Design choices:
   fewer than `TravelConfig.min_group` recordings with speech is predicted clip by clip;
 - network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
-  `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are;
+  `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are (integer PCM scaled to
+  [-1, 1) as a decoder scales it);
+- `evaluate` and `submit` score the probabilities `predict_waves` answers with (`clip_probs`: one scoring
+  step, `scored`, under both);
 - a file longer than `STREAM_SECONDS` is predicted from the file a stretch of STREAM_BATCH windows at a
   time (`stream`): each stretch decoded, resampled, its speech found and its windows predicted alone, so
   memory does not grow with the recording (a two-hour file is never decoded whole). Its windows are
@@ -28,6 +31,7 @@ Design choices:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,12 +165,22 @@ def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded
 
 
 def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
-    """A 16 kHz mono float32 clip (s,) of a path, or of an array with its sample rate."""
+    """A 16 kHz mono float32 clip (s,) of a path, or of an array with its sample rate. Integer samples are
+    scaled to [-1, 1) as a decoder would (int16 by 32768; uint8 centred on 128)."""
     if isinstance(audio, (str, Path)):
+        if Path(audio).is_dir():
+            raise IsADirectoryError(f"{audio}: a folder; predict_many takes its files (w2v2.data.audio.find_audio)")
         return load_audio(audio)
     if sample_rate is None:
         raise ValueError("an audio array needs its sample_rate")
-    wave = torch.as_tensor(audio, dtype=torch.float32)
+    if not sample_rate > 0:
+        raise ValueError(f"sample_rate={sample_rate}: give the array's sample rate in Hz (e.g. 16000)")
+    array = audio.numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    if array.dtype.kind in "iu":  # PCM integers, as read by scipy.io.wavfile or a sound card
+        info = np.iinfo(array.dtype)
+        middle = (int(info.max) + int(info.min) + 1) // 2  # 0 for signed, 128 for uint8
+        array = (array.astype(np.float64) - middle) / (int(info.max) + 1 - middle)
+    wave = torch.as_tensor(array, dtype=torch.float32)
     if wave.dim() == 2:  # channels first or last: the shorter side is the channels
         wave = torch.from_numpy(to_mono((wave.T if wave.shape[0] <= wave.shape[1] else wave).numpy()).copy())
     if wave.dim() != 1 or wave.numel() == 0:
@@ -176,6 +190,16 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
     return resample(wave, int(sample_rate)).contiguous()
 
 
+def check_windows(window_seconds: float | None, hop_seconds: float | None) -> None:
+    """ValueError for a window or hop that is not a positive duration, or a hop that would leave gaps."""
+    for name, value in (("window_seconds", window_seconds), ("hop_seconds", hop_seconds)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name}={value}: give a positive number of seconds")
+    if window_seconds and hop_seconds and hop_seconds > window_seconds:
+        raise ValueError(f"hop_seconds={hop_seconds} is longer than window_seconds={window_seconds}: the windows "
+                         "would leave gaps")
+
+
 def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int = 0) -> list[float]:
     """Seconds of speech in each window starting at `starts` (samples), from 32 ms speech flags that begin at
     sample `offset`."""
@@ -183,13 +207,21 @@ def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int 
             for s in starts]
 
 
+def speech_mean(windows: torch.Tensor, window_speech: Sequence[float] | None) -> torch.Tensor:
+    """A recording's probabilities (..., 6) from its windows' (..., w, 6): the mean of the windows with speech
+    (`window_speech`, seconds of each), of all windows where none has speech or the counts differ (a network
+    whose own window is not the one the speech was counted in)."""
+    talking = [i for i, s in enumerate(window_speech or []) if s >= MIN_SPEECH_SECONDS]
+    if talking and len(window_speech or []) == windows.shape[-2]:
+        return windows[..., talking, :].mean(-2)
+    return windows.mean(-2)
+
+
 def answer(windows: torch.Tensor, seconds: float, speech_seconds: float, speech: torch.Tensor | None = None,
            window_speech: Sequence[float] | None = None) -> Prediction:
-    """A recording's Prediction from its windows' probabilities (w, 6): the mean of the windows with speech
-    (`window_speech`, seconds of each; all windows where none has or it is not given), NO_SPEECH without
+    """A recording's Prediction from its windows' probabilities (w, 6): their `speech_mean`, NO_SPEECH without
     speech. Thirty seconds of silence before a sentence do not outvote it."""
-    talking = [i for i, s in enumerate(window_speech or []) if s >= MIN_SPEECH_SECONDS]
-    mean = windows[talking].mean(0) if talking and len(window_speech or []) == len(windows) else windows.mean(0)
+    mean = speech_mean(windows, window_speech)
     label = EMOTIONS[int(mean.argmax())] if speech_seconds >= MIN_SPEECH_SECONDS else NO_SPEECH
     return Prediction(label, {e: float(v) for e, v in zip(EMOTIONS, mean, strict=True)}, seconds, speech_seconds,
                       windows, speech if speech is not None else torch.zeros(0))
@@ -215,6 +247,19 @@ class EmotionRecognizer:
         dev = resolve_device(device)
         return cls(load_members(names, dev, keep_loaded), ", ".join(map(str, names)), dev, precision)
 
+    @property
+    def window_seconds(self) -> float:
+        """The window the members were trained with where they share one, else WINDOW_SECONDS (8 s)."""
+        own = {WINDOW_SECONDS if isinstance(m, TravelMember) else trained_window(m.ckpt)  # type: ignore[attr-defined]
+               for m in self.members}
+        return own.pop() if len(own) == 1 else WINDOW_SECONDS
+
+    @property
+    def min_group(self) -> int | None:
+        """The fewest recordings with speech that a travelling member takes as a set (None: no such member)."""
+        sizes = [m.model.cfg.min_group for m in self.members if isinstance(m, TravelMember)]
+        return max(sizes) if sizes else None
+
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None = None,
                      hop_seconds: float | None = None, tta: tuple[float, ...] = (),
                      groups: list[str | None] | None = None,
@@ -232,14 +277,32 @@ class EmotionRecognizer:
             return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
         return [torch.stack(clip).mean(0) for clip in zip(*per_member, strict=True)]
 
-    def clip_probs(self, waves: list[torch.Tensor], tta: tuple[float, ...] = (),
-                   groups: list[str | None] | None = None, progress: bool = False
+    def clip_probs(self, waves: list[torch.Tensor], tta: tuple[float, ...] = (), normalise: Normalise = "clip",
+                   speakers: Sequence[str | None] | None = None, progress: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the members' mean (n, 6), each member's (m, n, 6)) of whole clips: each member's windows (its
-        trained window) averaged per clip, as `evaluate` and `submit` score them."""
-        each = torch.stack([clip.mean(1) for clip in self.window_probs(waves, None, None, tta, groups, progress,
-                                                                      each=True)], 1)
+        """(the members' mean (n, 6), each member's (m, n, 6)) of whole clips, as `predict_waves` answers them
+        (its `probs`, each network with its trained window): `evaluate` and `submit` score these."""
+        scored = self.scored(waves, normalise, speakers, None, None, tta, progress)
+        each = torch.stack([speech_mean(windows, in_windows) for windows, _, _, in_windows in scored], 1)
         return each.mean(0), each
+
+    def scored(self, waves: list[torch.Tensor], normalise: Normalise, speakers: Sequence[str | None] | None,
+               window_seconds: float | None, hop_seconds: float | None, tta: tuple[float, ...], progress: bool
+               ) -> list[tuple[torch.Tensor, torch.Tensor, float, list[float]]]:
+        """Per clip: (each member's windows (m, w, 6), the 32 ms speech probabilities, seconds of speech,
+        seconds of speech in each window). The one scoring step under `predict_waves` and `clip_probs`: the
+        speech found first, so that a clip without speech stays out of a set's statistics."""
+        if speakers is not None and len(speakers) != len(waves):
+            raise ValueError(f"{len(speakers)} speakers for {len(waves)} recordings: give one per recording")
+        check_windows(window_seconds, hop_seconds)
+        speech = [speech_probs(w) for w in waves]
+        seconds = [speech_seconds_of(p) for p in speech]
+        groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
+        each = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress, each=True)
+        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)  # a network's own window may differ:
+        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None  # then the counts differ, and all count
+        return [(windows, vad, s, speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
+                for wave, windows, vad, s in zip(waves, each, speech, seconds, strict=True)]
 
     def predict_waves(self, waves: list[torch.Tensor], normalise: Normalise = "speaker",
                       speakers: Sequence[str | None] | None = None, window_seconds: float | None = None,
@@ -248,15 +311,9 @@ class EmotionRecognizer:
         """Predictions of decoded 16 kHz clips, taken as one recording set (see the module's notes)."""
         if not waves:
             return []
-        speech = [speech_probs(w) for w in waves]
-        seconds = [speech_seconds_of(p) for p in speech]
-        groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
-        probs = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress)
-        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)  # a network's own window may differ:
-        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None  # then the counts differ, and all count
-        return [answer(p, wave.numel() / SAMPLE_RATE, s, vad,
-                       speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
-                for wave, p, s, vad in zip(waves, probs, seconds, speech, strict=True)]
+        scored = self.scored(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)
+        return [answer(windows.mean(0), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
+                for wave, (windows, vad, s, in_windows) in zip(waves, scored, strict=True)]
 
     @staticmethod
     def groups(n: int, normalise: Normalise, speakers: Sequence[str | None] | None, speech: list[bool]
@@ -278,12 +335,16 @@ class EmotionRecognizer:
                      progress: bool = False) -> list[Prediction]:
         """Many recordings, by default as one recording set, per speaker where `speakers` names them
         (normalise="clip": each alone)."""
+        if isinstance(audios, (str, Path)):
+            raise TypeError(f"predict_many takes a list of recordings, not one: predict_many([{str(audios)!r}]) "
+                            "or predict(...)")
         return self.predict_waves([as_wave(a, sample_rate) for a in audios], normalise, speakers, progress=progress)
 
     def timeline(self, audio: Audio, sample_rate: int | None = None, window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float | None = None) -> pd.DataFrame:
         """start_s, end_s, the six probabilities, speech_s and label_name of each window of one recording (a
         file longer than STREAM_SECONDS streamed window by window)."""
+        check_windows(window_seconds, hop_seconds)
         if isinstance(audio, (str, Path)) and file_seconds(audio) > STREAM_SECONDS:
             return self.stream(audio, window_seconds, hop_seconds)[1]
         wave = as_wave(audio, sample_rate)
@@ -294,6 +355,7 @@ class EmotionRecognizer:
                tta: tuple[float, ...] = (), progress: bool = False) -> tuple[Prediction, pd.DataFrame]:
         """(the Prediction, the timeline) of a file read STREAM_BATCH windows at a time (each stretch decoded,
         its speech found, its windows predicted alone): memory bounded whatever the recording's length."""
+        check_windows(window_seconds, hop_seconds)
         frames, sr = audio_info(path)
         n = int(round(frames * SAMPLE_RATE / sr))
         window = int(window_seconds * SAMPLE_RATE)
