@@ -288,8 +288,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
         val_speakers = args.val_speakers.split(",") if args.val_speakers else None
     run = args.run or Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
     args.run = run  # named, so that an interrupted run can say how to resume it
-    if not args.resume:  # a dry run checks the folder as the run would, and touches nothing
-        check_run(run, args.overwrite) if args.dry_run else prepare_run(run, args.overwrite)
+    if not args.resume:  # refused before any work; a dry run checks the folder as the run would, touching nothing
+        check_run(run, args.overwrite)
     data = load_dataset(data_path, layout)
     data.train = checked(data.train, args.skip_bad, "training")
     emotions = sorted({it.label for it in data.train if it.label is not None})
@@ -304,6 +304,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
         dry_run(data, cfg, val_speakers)
         return {}
+    if not args.resume:  # only now, with the data read and checked, does --overwrite remove an earlier run
+        prepare_run(run, args.overwrite)
     result = train_recipe(data, cfg, run, val_speakers, resume=args.resume)
     report(result, run, "member folders, test_probs.csv" if "members" in result
            else "confusion_matrix.png, curves.png, val_probs.csv, best/")
@@ -316,7 +318,9 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     from w2v2.emotion.travel import TravelConfig
 
     if not args.data or len(args.data) < 2:
-        raise SystemExit("error: --test-corpus holds one of several corpora out: give two or more --data")
+        given = "--test-corpus" if args.test_corpus else "--test-data"
+        raise SystemExit(f"error: {given} belongs to the travelling model, trained on several corpora: give two or "
+                         "more --data")
     if args.resume or args.init or args.probe or args.folds or args.budget_minutes or args.val_speakers:
         raise SystemExit("error: several --data train the travelling model, which takes --run, --test-corpus, "
                          "--members (seeds of the held-out scores) and travel.KEY=VALUE only")
@@ -328,10 +332,9 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     run = args.run or Path("runs") / time.strftime("travel-%Y%m%d-%H%M%S")
-    if not args.overwrite and (run / "model").exists():
-        raise SystemExit(f"error: {run} holds a trained model; --overwrite replaces it, or choose another --run")
     return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
-                        test_specs=args.test_data, skip_bad=args.skip_bad, dry_run=args.dry_run)
+                        test_specs=args.test_data, skip_bad=args.skip_bad, dry_run=args.dry_run,
+                        overwrite=args.overwrite)
 
 
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:

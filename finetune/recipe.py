@@ -454,7 +454,8 @@ def train_all(data: Dataset, members: list[Member], run: Path, bar: Any, resume:
     for i, m in enumerate(members, start=1):
         finished = run / m.name / "metrics.json"
         if resume and finished.is_file():  # trained before the interruption
-            done[m.name] = {"result": json.loads(finished.read_text()), "seconds": 0.0}
+            result = json.loads(finished.read_text())  # its time is the one it trained for before the kill
+            done[m.name] = {"result": result, "seconds": float(result.get("train_seconds", 0.0))}
             bar.update(member_steps(m))
         else:
             tasks.append((m.name, announced_member, (data, m, f"member {i}/{len(members)}", run / m.name, resume)))
@@ -474,7 +475,9 @@ def announced_member(data: Dataset, m: Member, which: str, folder: Path, resume:
     tick = time.perf_counter()
     bar.write(f"{which}: {m.name} ({m.kind}, seed {m.cfg.seed}): {len(m.train_items)} training / "
               f"{len(m.val_items)} validation clips")
-    return {"result": train_member(data, m, folder, bar, resume), "seconds": time.perf_counter() - tick}
+    result = train_member(data, m, folder, bar, resume)
+    # a resumed member's own train_seconds count the epochs before the kill too
+    return {"result": result, "seconds": max(time.perf_counter() - tick, float(result.get("train_seconds", 0.0)))}
 
 
 def train_member(data: Dataset, m: Member, folder: Path, bar: Any, resume: bool = False) -> dict:

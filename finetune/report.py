@@ -78,7 +78,13 @@ def read_json(path: Path) -> dict:
 
 
 def read_run(path: Path) -> Run:
+    if (path / "loco_summary.csv").is_file() or ((path / "model").is_dir() and not (path / "config.yaml").exists()):
+        raise FileNotFoundError(f"{path}: a travelling model's run (several --data): its figures are "
+                                f"{path / 'loco_summary.csv'} and the lines `train` printed; report covers "
+                                "fine-tuning runs")
     metrics = read_json(path / "metrics.json")
+    if not (path / "config.yaml").is_file():
+        raise FileNotFoundError(f"{path}: no config.yaml; not a finished fine-tuning run")
     return Run(path, yaml.safe_load((path / "config.yaml").read_text()), metrics, member_folders(path) or [path])
 
 

@@ -11,6 +11,7 @@ what was measured, what lost).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 
 from finetune.metrics import classification_metrics
+from finetune.outputs import OutputError
 from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Item, check_files, load_dataset
 from w2v2.data.labels import EMOTIONS
@@ -99,6 +101,21 @@ def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], 
     return kept, out
 
 
+TRAVEL_OUTPUTS = ("model", "metrics.json", "loco.csv", "loco_summary.csv")  # descriptors.pt is a cache: kept
+
+
+def earlier_outputs(run: Path, overwrite: bool) -> list[Path]:
+    """An earlier travelling run's outputs in `run` (what `overwrite` removes); OutputError for a file as
+    --run, or for an earlier run without `overwrite`. Touches nothing."""
+    if run.exists() and not run.is_dir():
+        raise OutputError(f"--run {run}: is a file, not a folder")
+    old = [run / name for name in TRAVEL_OUTPUTS if (run / name).exists()]
+    if old and not overwrite:
+        raise OutputError(f"--run {run}: already holds a run ({', '.join(p.name for p in old)}); pass --overwrite "
+                          "to replace it, or choose another --run")
+    return old
+
+
 def clip_key(path: Path) -> str:
     st = path.stat()
     return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
@@ -164,10 +181,12 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
                  seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None,
-                 skip_bad: bool = False, dry_run: bool = False) -> dict:
+                 skip_bad: bool = False, dry_run: bool = False, overwrite: bool = False) -> dict:
     """Train on the corpora of `specs`; score held-out ones (`test_corpus`: a name or all) and the test-only
-    corpora of `test_specs`; save the model trained on all of `specs` (`dry_run`: the plan alone)."""
+    corpora of `test_specs`; save the model trained on all of `specs` (`dry_run`: the plan alone). An earlier
+    run in `run` is refused, or with `overwrite` its outputs are removed, once the data have been checked."""
     start = time.perf_counter()
+    old = earlier_outputs(run, overwrite)
     cfg = cfg or TravelConfig()
     corpora = load_corpora(specs, layout, skip_bad)
     test_only = load_corpora(test_specs or [], layout, skip_bad)
@@ -182,10 +201,14 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
     print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
-          + (f"; scored unseen: {', '.join(scored)} ({seeds} seeds)" if scored else ""))
+          + (f"; scored unseen: {', '.join(scored)} ({seeds} seed{'s' if seeds != 1 else ''})" if scored else ""))
     if dry_run:
         print(f"--dry-run: nothing computed or written (the run would write {run})")
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
+    for p in old:  # only now, with every corpus read and checked, is the earlier run removed
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if old:
+        print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
     run.mkdir(parents=True, exist_ok=True)
     every, feats = descriptors(corpora + test_only, run / DESCRIPTORS)
     corpora, test_only = every[:len(corpora)], every[len(corpora):]  # without clips that would not decode

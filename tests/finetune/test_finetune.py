@@ -205,6 +205,9 @@ def test_a_run_folder_holding_a_run_is_refused_or_with_overwrite_replaced(corpus
     data = tmp_path / "labels.csv"  # a dataset without a test set: nothing rewrites submission.csv
     rows = pd.read_csv(corpus / "train.csv").head(24)
     rows.assign(path=[str(corpus / p) for p in rows.path]).to_csv(data, index=False)
+    with pytest.raises(SystemExit, match="no such file or folder"):  # --overwrite waits for the data to be checked
+        main(["train", "--data", str(tmp_path / "typo"), "--run", str(killed), "--overwrite", *FAST])
+    assert (killed / "submission.csv").is_file() and (killed / "history.jsonl").is_file()
     main(["train", "--data", str(data), "--run", str(killed), "--overwrite", *FAST])
     assert [json.loads(line)["epoch"] for line in (killed / "history.jsonl").read_text().splitlines()] == [1]
     assert not (killed / "submission.csv").exists() and (killed / "notes.txt").read_text() == "mine"

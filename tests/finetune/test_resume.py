@@ -104,3 +104,6 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
         assert same_weights(tmp_path / "whole" / member / "best", tmp_path / "killed" / member / "best")
     ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("whole", "killed"))
     assert ma["test"] == mb["test"]
+    # the summary's seconds: member 1's own training time (before the kill), not 0
+    own = json.loads(first.read_text())["train_seconds"]
+    assert {m["name"]: m["seconds"] for m in mb["members"]}["member_1"] == pytest.approx(own) and own > 0

@@ -96,3 +96,30 @@ def test_a_dry_run_of_several_corpora_prints_the_plan_and_writes_nothing(synthet
     out = capsys.readouterr().out
     assert "each corpus weighs the same" in out and "--dry-run: nothing computed or written" in out
     assert not run.exists()  # no descriptors, no model: the real run is not refused afterwards
+
+
+def test_an_earlier_run_is_kept_until_the_new_data_are_checked_and_then_wholly_replaced(synthetic_corpus, tmp_path,
+                                                                                       capsys) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
+    run = tmp_path / "r"
+    main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--run", str(run),
+          "--members", "1", "travel.epochs=2"])
+    summary = (run / "loco_summary.csv").read_text()
+    with pytest.raises(SystemExit, match=r"already holds a run \(.*loco.csv.*\); pass --overwrite"):
+        main(["train", "--data", str(full), "--data", str(three), "--run", str(run), "travel.epochs=2"])
+    with pytest.raises(SystemExit, match="no such file or folder"):  # a mistake in --data: the run stays
+        main(["train", "--data", str(full), "--data", str(tmp_path / "typo"), "--run", str(run), "--overwrite"])
+    assert (run / "loco_summary.csv").read_text() == summary and (run / "model").is_dir()
+    # replaced without --test-corpus: no leave-one-corpus-out scores are left beside a model they do not describe
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(run), "--overwrite", "travel.epochs=2"])
+    assert not (run / "loco.csv").exists() and not (run / "loco_summary.csv").exists()
+    assert (run / "model").is_dir() and "--overwrite: removed the earlier run's" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="a travelling model's run"):
+        main(["report", str(run)])
+    (tmp_path / "afile").write_text("x")
+    for dry in ([], ["--dry-run"]):
+        with pytest.raises(SystemExit, match="is a file, not a folder"):
+            main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "afile"), *dry])
+    with pytest.raises(SystemExit, match="--test-data belongs to the travelling model"):
+        main(["train", "--data", str(full), "--test-data", str(three), "--run", str(tmp_path / "x")])
