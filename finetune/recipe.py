@@ -386,6 +386,8 @@ def write_recipe(run: Path, data: Dataset, cfg: FinetuneConfig, val_speakers: li
 def read_recipe(run: Path) -> dict:
     """The recipe.json of a run started by this version of `train` (ValueError naming the run otherwise)."""
     path = run / RECIPE
+    if not run.is_dir():
+        raise ValueError(f"--resume: {run}: no such folder (--run names the folder of the killed run)")
     if not path.is_file():
         raise ValueError(f"--resume: {run} holds no {RECIPE} (no run was started there by `finetune train`, or it "
                          "was started before runs could resume); start it again with --overwrite")

@@ -193,7 +193,7 @@ def split_train(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | No
         raise ValueError(f"{data.root}: {len(data.train)} labelled clips are too few to split into training and "
                          f"validation at val_fraction={cfg.val_fraction}")
     why_random = None if val_speakers else no_speaker_split(data.train)
-    print(f"{len(train_items)} training / {len(val_items)} validation clips"
+    print(f"seed {cfg.seed}: {len(train_items)} training / {len(val_items)} validation clips"
           + (f" ({why_random}: stratified random split, validation speakers may also be in training)" if why_random
              else f" ({plural(len({it.speaker for it in val_items}), 'validation speaker')}, none in training)"))
     return train_items, val_items

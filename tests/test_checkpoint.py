@@ -97,6 +97,8 @@ def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path) -> None:
 def test_a_checkpoint_path_that_is_no_checkpoint_says_so(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a w2v2 checkpoint"):
         load_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="typo: no such file or folder"):  # not "no w2v2.json"
+        load_model(tmp_path / "typo")
 
 
 def no_space(*args, **kwargs) -> None:

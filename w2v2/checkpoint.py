@@ -212,6 +212,8 @@ def save_model(model: nn.Module, directory: str | Path, extra: dict[str, Any] | 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META
+    if not Path(directory).exists():
+        raise FileNotFoundError(f"{directory}: no such file or folder")
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a w2v2 checkpoint (no {META})")
     try:

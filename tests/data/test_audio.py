@@ -40,7 +40,9 @@ def test_bad_files_raise_audio_error_naming_the_file(tmp_path) -> None:
     sf.write(empty, np.zeros((0,), dtype=np.float32), 16000)
     nan = tmp_path / "nan.wav"
     sf.write(nan, np.full(800, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
-    for path, problem in [(corrupt, "cannot decode"), (empty, "empty"), (nan, "NaN"),
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
+    for path, problem in [(corrupt, "cannot decode"), (empty, "empty"), (zero, r"empty file \(0 bytes\)"), (nan, "NaN"),
                           (tmp_path / "missing.wav", "not found")]:
         with pytest.raises(AudioError, match=problem) as info:
             load_audio(path)

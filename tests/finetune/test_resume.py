@@ -96,6 +96,8 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
     monkeypatch.undo()
     first = tmp_path / "killed" / "member_1" / "metrics.json"
     stamp = first.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="nope: no such folder"):
+        main(["train", "--run", str(tmp_path / "nope"), "--resume"])
     with pytest.raises(SystemExit, match="drop epochs=3"):
         main(["train", "--run", str(tmp_path / "killed"), "--resume", "epochs=3"])
     main(["train", "--run", str(tmp_path / "killed"), "--resume"])
