@@ -54,8 +54,15 @@ class OutputError(ValueError):
     """An output path that cannot be written; the message names it."""
 
 
+def refuse_under_a_file(folder: Path, what: str) -> None:
+    """OutputError where `folder` or a folder above it is a file (no folder can be made there); touches nothing."""
+    if blocker := next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None):
+        raise OutputError(f"{what}: {blocker} is a file, so no folder can be made there: choose another path")
+
+
 def _probe(folder: Path, what: str) -> None:
     """Create `folder` if needed and prove a file can be written in it."""
+    refuse_under_a_file(folder, what)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -99,6 +106,7 @@ def check_run(run: Path, overwrite: bool) -> list[Path]:
     outputs without `overwrite`. Returns those outputs (what --overwrite would remove)."""
     if run.exists() and not run.is_dir():
         raise OutputError(f"--run {run}: is a file, not a folder")
+    refuse_under_a_file(run.parent, f"--run {run}")
     old = previous_outputs(run) if run.is_dir() else []
     if old and not overwrite:
         state = "a finished run" if (run / "metrics.json").is_file() else "an unfinished run (no metrics.json)"

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from finetune.metrics import classification_metrics
-from finetune.outputs import OutputError
+from finetune.outputs import OutputError, refuse_under_a_file
 from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Item, check_files, load_dataset
 from w2v2.data.labels import EMOTIONS
@@ -109,6 +109,7 @@ def earlier_outputs(run: Path, overwrite: bool) -> list[Path]:
     --run, or for an earlier run without `overwrite`. Touches nothing."""
     if run.exists() and not run.is_dir():
         raise OutputError(f"--run {run}: is a file, not a folder")
+    refuse_under_a_file(run.parent, f"--run {run}")
     old = [run / name for name in TRAVEL_OUTPUTS if (run / name).exists()]
     if old and not overwrite:
         raise OutputError(f"--run {run}: already holds a run ({', '.join(p.name for p in old)}); pass --overwrite "

@@ -96,6 +96,8 @@ def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: P
     assert 0 < diff < 0.05  # quantised: close, not equal
     with pytest.raises(SystemExit, match="is not empty"):
         main(["export", "--ckpt", str(parent), "--out", str(out)])
+    with pytest.raises(SystemExit, match="already exported to ONNX"):  # not "no model.safetensors"
+        main(["export", "--ckpt", str(out), "--out", str(tmp_path / "again")])
     travel = export_model(PRETRAINED_DIR / "emotion", tmp_path / "travel")
     wave = load_audio(clips(tmp_path)[0])
     assert travel == [tmp_path / "travel"]

@@ -53,6 +53,14 @@ def test_an_output_equal_to_an_input_or_inside_a_model_folder_is_refused(run: Pa
     assert not (run / "best" / "rec.csv").exists()
 
 
+def test_an_output_under_a_file_is_refused_naming_the_file(tmp_path) -> None:
+    from finetune.outputs import OutputError, check_output_file
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match=r"--out .*submission.csv: .*afile is a file, so no folder can be made"):
+        check_output_file(tmp_path / "afile" / "sub" / "submission.csv", "--out")
+
+
 def test_evaluate_and_submit_refuse_their_data_and_the_model_folder(run: Path, synthetic_corpus, tmp_path) -> None:
     corpus = synthetic_corpus(clips=12, speakers=4, seed=3)
     clip = corpus / pd.read_csv(corpus / "train.csv").path[0]

@@ -117,6 +117,9 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     if is_travel(source):
         shutil.copytree(source, out, dirs_exist_ok=True)
         return [out]
+    if is_onnx(source) or any(is_onnx(p) for p in member_folders(source)):
+        raise ValueError(f"{source}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
+                         f"this folder as it is (`--ckpt {source}`)")
     parts = member_folders(source)
     if not parts:
         classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
