@@ -173,3 +173,26 @@ def test_a_recording_counts_once_however_many_windows_it_is_cut_into() -> None:
     assert torch.equal(model.probs(nine, ["set"] * 30, [0] * 22 + list(range(1, 9))), model.probs(nine))
     with pytest.raises(ValueError, match="recordings"):
         model.probs(xt, ["set"] * 12, [0])
+
+
+def test_a_small_set_is_hedged_with_the_clip_heads_by_its_size() -> None:
+    """A set of N recordings: N / (N + set_prior) from the set heads, the rest from the lone-clip heads."""
+    x, y, spk = offset_speakers(12, seed=0)
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=5, level_free_clips=False))
+    xt, _, _ = offset_speakers(1, seed=1)
+    alone = model.probs(xt)
+    plain = replace(model.cfg, set_prior=0.0)
+    for n in (10, 30):
+        model.cfg = plain
+        by_set = model.probs(xt[:n], ["set"] * n)
+        model.cfg = replace(plain, set_prior=10.0)
+        hedged = model.probs(xt[:n], ["set"] * n)
+        w = n / (n + 10)
+        assert torch.allclose(hedged, w * by_set + (1 - w) * alone[:n], atol=1e-6)
+        assert not torch.allclose(hedged, by_set, atol=1e-3)
+        assert torch.allclose(hedged.sum(1), torch.ones(n), atol=1e-5)
+    # N counts recordings: the first recording cut into 7 windows leaves the weight at 10 / 20
+    model.cfg = replace(plain, set_prior=10.0)
+    long = torch.cat([xt[:1].repeat(7, 1), xt[1:10]])
+    cut = model.probs(long, ["set"] * 16, [0] * 7 + list(range(1, 10)))
+    assert torch.allclose(cut[7:], model.probs(xt[:10], ["set"] * 10)[1:], atol=1e-6)
