@@ -40,6 +40,7 @@ GB_PER_WORKER = 3.0  # memory a training member may need (the larger of pretrain
 
 _queue: Any = None  # in a worker: where its progress and output go
 _prefix = ""  # in a worker: the member whose lines these are ("[member_2_probe] "), as members interleave
+_gate: Any = None  # in a worker of a gated run: the barrier `together` waits at
 
 
 def cpu_count() -> int:
@@ -113,9 +114,9 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _start_worker(queue: Any, threads: int) -> None:
-    global _queue
-    _queue = queue
+def _start_worker(queue: Any, threads: int, gate: Any = None) -> None:
+    global _queue, _gate
+    _queue, _gate = queue, gate
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(threads)
     os.environ["W2V2_PROGRESS"] = "off"  # the parent's bar speaks for every member
@@ -128,15 +129,28 @@ def _call(key: str, task: Callable[..., dict], args: tuple) -> dict:
     return task(*args, QueueBar())
 
 
-def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], workers: int, threads: int, bar: Any
-                     ) -> dict[str, dict]:
+def together(timeout: float = 300.0) -> None:
+    """In a task of `run_side_by_side(..., gated=True)`: wait until every worker has reached this point, so
+    that tasks meant to share the cores do (a worker that started first would otherwise finish its task
+    and take its sibling's too, before the sibling's process is up). A broken or timed-out gate lets all go."""
+    if _gate is not None:
+        try:
+            _gate.wait(timeout)
+        except threading.BrokenBarrierError:
+            pass
+
+
+def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], workers: int, threads: int, bar: Any,
+                     gated: bool = False) -> dict[str, dict]:
     """Run `task(*args, bar)` for each (key, task, args) in `workers` processes of `threads` threads;
-    returns each key's result. The parent's `bar` receives the workers' progress and output."""
+    returns each key's result. The parent's `bar` receives the workers' progress and output. gated: the
+    tasks may call `together()` to start in step, `workers` at a time."""
     ctx = multiprocessing.get_context("spawn")
     # a plain queue handed to each worker as it starts: a Manager's server process would outlive a killed parent
     queue = ctx.Queue()
+    gate = ctx.Barrier(workers) if gated else None
     with stop_on_sigterm(), ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                                                initargs=(queue, threads)) as pool:
+                                                initargs=(queue, threads, gate)) as pool:
         futures: dict[Future, str] = {pool.submit(_call, key, task, args): key for key, task, args in tasks}
         results: dict[str, dict] = {}
         pending: Iterable[Future] = set(futures)

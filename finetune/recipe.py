@@ -37,7 +37,7 @@ from finetune.folds import assign_folds, out_of_fold, read_probs, validation_wor
 from finetune.metrics import HEADLINE
 from finetune.model import check_model
 from finetune.outputs import frame_metrics, seed_validation, start_run, write_csv, write_json, write_test_outputs
-from finetune.parallel import available_bytes, plan_workers, run_side_by_side
+from finetune.parallel import available_bytes, plan_workers, run_side_by_side, together
 from finetune.plots import plot_confusion
 from finetune.probe import train_probe
 from finetune.train import split_train, train
@@ -226,6 +226,7 @@ def timing_key(m: Member) -> tuple:
 
 
 def _time_task(cfg: FinetuneConfig, kind: Kind, items: list[Item], bar: Any) -> dict[str, float]:
+    together()  # the copies of a kind start at once, one per worker, as the run's members will share the cores
     return time_member(cfg, kind, items) | {"pid": float(os.getpid())}
 
 
@@ -239,7 +240,7 @@ def time_side_by_side(members: list[Member], timings: dict[tuple, dict[str, floa
         return
     tasks = [(f"{i}:{j}", _time_task, (m.cfg, m.kind, m.train_items)) for i, m in enumerate(todo.values())
              for j in range(workers)]
-    results = run_side_by_side(tasks, workers, threads, _Quiet())
+    results = run_side_by_side(tasks, workers, threads, _Quiet(), gated=True)
     for i, key in enumerate(todo):
         runs = [results[f"{i}:{j}"] for j in range(workers)]
         timings[key] = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0] if k != "pid"}

@@ -45,6 +45,22 @@ def slow(x: int, bar) -> dict:
     return {"x": x}
 
 
+def in_step(x: int, bar) -> dict:
+    from finetune.parallel import together
+
+    together()
+    return {"pid": os.getpid()}
+
+
+def test_gated_tasks_run_in_step_one_per_worker() -> None:
+    """Quick tasks, two per kind: ungated, the worker that starts first may run both copies before its
+    sibling's process is up (the estimate then times a kind alone, not side by side). Gated, never."""
+    tasks = [(f"{i}:{j}", in_step, (0,)) for i in range(3) for j in range(2)]
+    out = run_side_by_side(tasks, 2, 1, Recorder(), gated=True)
+    for i in range(3):
+        assert out[f"{i}:0"]["pid"] != out[f"{i}:1"]["pid"], out
+
+
 def test_results_output_and_progress_come_back_to_the_parent() -> None:
     bar = Recorder()
     out = run_side_by_side([("a", fine, (1,)), ("b", fine, (2,))], 2, 1, bar)
