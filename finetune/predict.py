@@ -165,7 +165,7 @@ def standardised_how(recognizer: EmotionRecognizer, normalise: Normalise, preds:
                      sources: list[torch.Tensor | pd.DataFrame]) -> str | None:
     """One line saying how a travelling model took the files (None for networks, which take each alone):
     as one recording set, or each alone, and why. The answers change at the set's threshold, so it is said."""
-    if (least := recognizer.min_group) is None:
+    if (least := recognizer.min_group) is None or len(preds) < 2:  # one file is plainly alone
         return None
     talking = sum(p.speech_seconds >= MIN_SPEECH_SECONDS for p, s in zip(preds, sources, strict=True)
                   if isinstance(s, torch.Tensor))  # a streamed long file is always taken alone
