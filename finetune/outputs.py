@@ -101,12 +101,25 @@ def previous_outputs(run: Path) -> list[Path]:
                   or (p.is_dir() and MEMBER_NAME.fullmatch(p.name)))
 
 
-def check_run(run: Path, overwrite: bool) -> list[Path]:
-    """What `prepare_run` refuses, without touching anything (`--dry-run`): a file, or an earlier run's
-    outputs without `overwrite`. Returns those outputs (what --overwrite would remove)."""
+def check_run_folder(run: Path) -> None:
+    """OutputError for a --run that is a file, or whose folder would sit under one; touches nothing."""
     if run.exists() and not run.is_dir():
         raise OutputError(f"--run {run}: is a file, not a folder")
     refuse_under_a_file(run.parent, f"--run {run}")
+
+
+def remove_outputs(run: Path, old: list[Path]) -> None:
+    """Remove an earlier run's outputs `old` from `run` (--overwrite), saying so; other files stay."""
+    for p in old:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if old:
+        print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
+
+
+def check_run(run: Path, overwrite: bool) -> list[Path]:
+    """What `prepare_run` refuses, without touching anything (`--dry-run`): a file, or an earlier run's
+    outputs without `overwrite`. Returns those outputs (what --overwrite would remove)."""
+    check_run_folder(run)
     old = previous_outputs(run) if run.is_dir() else []
     if old and not overwrite:
         state = "a finished run" if (run / "metrics.json").is_file() else "an unfinished run (no metrics.json)"
@@ -119,11 +132,7 @@ def check_run(run: Path, overwrite: bool) -> list[Path]:
 def prepare_run(run: Path, overwrite: bool) -> None:
     """A writable run folder holding no earlier run's outputs. An earlier run (finished, or killed:
     no metrics.json) is refused, or with `overwrite` its outputs are removed first; other files stay."""
-    old = check_run(run, overwrite)
-    for p in old:
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    if old:
-        print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
+    remove_outputs(run, check_run(run, overwrite))
     _probe(run, f"--run {run}")
 
 

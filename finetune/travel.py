@@ -11,7 +11,6 @@ what was measured, what lost).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 import torch
 
 from finetune.metrics import classification_metrics
-from finetune.outputs import OutputError, refuse_under_a_file
+from finetune.outputs import OutputError, check_run_folder, remove_outputs
 from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Item, check_files, load_dataset
 from w2v2.data.labels import EMOTIONS
@@ -107,9 +106,7 @@ TRAVEL_OUTPUTS = ("model", "metrics.json", "loco.csv", "loco_summary.csv")  # de
 def earlier_outputs(run: Path, overwrite: bool) -> list[Path]:
     """An earlier travelling run's outputs in `run` (what `overwrite` removes); OutputError for a file as
     --run, or for an earlier run without `overwrite`. Touches nothing."""
-    if run.exists() and not run.is_dir():
-        raise OutputError(f"--run {run}: is a file, not a folder")
-    refuse_under_a_file(run.parent, f"--run {run}")
+    check_run_folder(run)
     old = [run / name for name in TRAVEL_OUTPUTS if (run / name).exists()]
     if old and not overwrite:
         raise OutputError(f"--run {run}: already holds a run ({', '.join(p.name for p in old)}); pass --overwrite "
@@ -206,10 +203,7 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
     if dry_run:
         print(f"--dry-run: nothing computed or written (the run would write {run})")
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
-    for p in old:  # only now, with every corpus read and checked, is the earlier run removed
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    if old:
-        print(f"--overwrite: removed the earlier run's {', '.join(p.name for p in old)} from {run}; starting afresh")
+    remove_outputs(run, old)  # only now, with every corpus read and checked, is the earlier run removed
     run.mkdir(parents=True, exist_ok=True)
     every, feats = descriptors(corpora + test_only, run / DESCRIPTORS)
     corpora, test_only = every[:len(corpora)], every[len(corpora):]  # without clips that would not decode

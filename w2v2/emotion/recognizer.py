@@ -343,8 +343,7 @@ class EmotionRecognizer:
     def timeline(self, audio: Audio, sample_rate: int | None = None, window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float | None = None) -> pd.DataFrame:
         """start_s, end_s, the six probabilities, speech_s and label_name of each window of one recording (a
-        file longer than STREAM_SECONDS streamed window by window)."""
-        check_windows(window_seconds, hop_seconds)
+        file longer than STREAM_SECONDS streamed window by window; both paths check the window and hop)."""
         if isinstance(audio, (str, Path)) and file_seconds(audio) > STREAM_SECONDS:
             return self.stream(audio, window_seconds, hop_seconds)[1]
         wave = as_wave(audio, sample_rate)
