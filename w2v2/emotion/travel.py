@@ -16,8 +16,8 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
   `min_group` counts recordings, not windows: one long file never becomes its own norm (its emotion
   would be standardised away), nor outweighs the short clips beside it;
 - a set's answer is hedged with the lone-clip heads' by its size: N / (N + `set_prior`) from the set heads.
-  On random sets of 10-50 clips of unseen corpora this beat the set heads alone, and on sets of two
-  emotions clip by clip as well up to 20 clips (experiments/travel/results/small_sets.txt);
+  On random sets of 10-50 clips of unseen corpora this beat the set heads alone (on sets of only two
+  emotions, clip by clip stays best; experiments/travel/results/small_sets.txt);
 - a lone clip (or a group of fewer than `min_group` clips) has no norm of its own: it goes to a second
   set of heads trained on descriptors standardised by the pooled training statistics. Standardising a
   lone clip by the training speakers' average instead put every clip of an unseen corpus in one class
