@@ -5,7 +5,8 @@ Design choices:
   LayerNorm before the first layer) and pre-LN (large, "stable layer norm"; LayerNorm inside each
   residual branch, one LayerNorm after the last layer).
 - One attention path: F.scaled_dot_product_attention with a boolean key-padding mask, so PyTorch
-  picks the flash / memory-efficient kernel. Q, K and V come from one fused Linear (one GEMM);
+  picks the flash / memory-efficient kernel (the ONNX export broadcasts the mask to (b, 1, t, t), a view,
+  so that the graph holds one fused Attention node). Q, K and V come from one fused Linear (one GEMM);
   the HF converter splits and joins their weights.
 - The positional convolution keeps weight normalisation over the kernel axis (dim 2) as its own
   two parameters (`weight_g`, `weight_v`), computed in fp32 under autocast (it is sensitive to
@@ -62,6 +63,9 @@ class SelfAttention(nn.Module):
         if d % heads:
             raise ValueError(f"context.dim={d} is not divisible by context.heads={heads}")
         self.heads, self.dropout = heads, dropout
+        # the key-padding mask broadcast to (b, 1, t, t), a view: what ONNX's Attention op (opset 23) takes,
+        # set by the ONNX export only (w2v2.emotion.exported); the probabilities are the same either way
+        self.square_mask = False
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
@@ -69,6 +73,8 @@ class SelfAttention(nn.Module):
         """x (b, t, d); frame_padding_mask (b, t) True = padded key, or None."""
         q, k, v = rearrange(self.qkv(x), "b t (n h e) -> n b h t e", n=3, h=self.heads)
         keep = None if frame_padding_mask is None else rearrange(~frame_padding_mask, "b t -> b 1 1 t")
+        if keep is not None and self.square_mask:
+            keep = keep.expand(-1, -1, x.shape[1], -1)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.out(rearrange(y, "b h t e -> b t (h e)"))

@@ -66,6 +66,45 @@ def test_an_ensemble_is_exported_whole_in_its_layout(exported: Path) -> None:
     assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members)  # type: ignore[attr-defined]
 
 
+def test_attention_is_one_onnx_node_and_an_older_runtime_gets_the_default_graph(exported: Path, tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    import json
+
+    import onnx
+
+    import w2v2.emotion.exported as ex
+
+    for member, layers in (("member_1", 4), ("member_2_scratch", 2)):  # the fine-tune of small, the tiny model
+        graph = onnx.load(str(exported / member / ONNX_FILE))
+        ops = [n.op_type for n in graph.graph.node]
+        assert ops.count("Attention") == layers and "Softmax" not in ops
+        assert json.loads((exported / member / "w2v2.json").read_text())["onnx"]["opset"] == 23
+    # an onnxruntime that cannot load the Attention node: the export falls back to the exporter's default graph
+    monkeypatch.setattr(ex, "runs_here", lambda path: False)
+    out = ex.export_network(SHIPPED / "member_2_scratch", tmp_path / "fallback")
+    ops = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
+    assert "Attention" not in ops and ops.count("Softmax") == 2
+    assert json.loads((out / "w2v2.json").read_text())["onnx"]["opset"] < 23
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3 * SAMPLE_RATE)).astype(np.float32))
+    mask = torch.zeros(wave.shape, dtype=torch.bool)
+    mask[1, -SAMPLE_RATE:] = True  # one padded row
+    a = OnnxClassifier(out)(wave, mask).logits
+    b = OnnxClassifier(exported / "member_2_scratch")(wave, mask).logits
+    assert torch.allclose(a, b, atol=1e-4)  # both graphs compute the same model
+
+
+def test_a_graph_this_onnxruntime_cannot_run_says_so(exported: Path, tmp_path: Path) -> None:
+    import onnx
+
+    folder = tmp_path / "future"
+    shutil.copytree(exported / "member_2_scratch", folder)
+    graph = onnx.load(str(folder / ONNX_FILE))
+    next(n for n in graph.graph.node if n.op_type == "Attention").op_type = "NoSuchOperator"
+    onnx.save(graph, str(folder / ONNX_FILE))
+    with pytest.raises(RuntimeError, match=r"future: onnxruntime .* cannot run this graph \(ONNX opset 23\).*Upgrade"):
+        OnnxClassifier(folder)
+
+
 def test_the_exported_ensemble_gives_pytorchs_probabilities_on_real_clips(parent: Path, exported: Path,
                                                                             tmp_path: Path) -> None:
     files = clips(tmp_path)

@@ -10,6 +10,11 @@ Design choices:
   speech presence and normalisation stay the one inference path's (`w2v2.emotion.windows`);
 - the graph takes (wave (b, s) float32, padding_mask (b, s) bool) and returns the logits, with batch and
   length dynamic (torch.export's exporter: one graph for every window length and batch size);
+- ONNX opset 23, where self-attention is one `Attention` node that onnxruntime runs with its own kernel:
+  on two threads 1.15-1.6x the speed of the exporter's default graph (attention spelled out in matrix
+  products and a softmax, which ran mostly on one thread), on one thread within noise of it
+  (`experiments/onnx_attention.py`, `experiments/results/onnx_attention.txt`). Where the installed
+  onnxruntime cannot load that node, the export falls back to the default graph;
 - one file per member (weights inside, not in a `.data` file beside it), fp32; `int8=True` adds
   onnxruntime's dynamic quantisation of the matrix products (weights int8, activations quantised on the
   fly); the convolutions stay fp32 (the positional convolution's weight is computed from its weight
@@ -37,11 +42,13 @@ from torch import nn
 
 from w2v2.checkpoint import META, read_meta
 from w2v2.config import ModelConfig, from_dict
+from w2v2.context import SelfAttention
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.emotion.members import classifier_checkpoint, load_classifier, member_folders
 from w2v2.emotion.travel import is_travel
 
 ONNX_FILE = "model.onnx"
+OPSETS = (23, None)  # ONNX's Attention operator; else the exporter's default (attention as matrix products)
 MAX_SECONDS = 600  # the longest input the exported graph is declared for (a window is 8 s)
 CHECK_SECONDS = (1.3, 4.0, 9.5)  # the export check's clip lengths: shorter than, about and longer than a window
 
@@ -92,10 +99,17 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
-        with quiet():
-            torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
-                              input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
-                              dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}))
+        for opset in OPSETS:
+            for module in model.modules():
+                if isinstance(module, SelfAttention):
+                    module.square_mask = opset is not None  # the Attention node takes a (b, 1, t, t) mask
+            with quiet():
+                torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
+                                  input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
+                                  dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
+                                  opset_version=opset)
+            if opset is None or runs_here(fp32):
+                break
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -105,10 +119,30 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
             (Path(tmp) / "int8.onnx").replace(out / ONNX_FILE)
         else:
             fp32.replace(out / ONNX_FILE)
-    meta = read_meta(ckpt) | {"onnx": {"file": ONNX_FILE, "int8": int8, "from": str(ckpt)}}
+    meta = read_meta(ckpt) | {"onnx": {"file": ONNX_FILE, "int8": int8, "opset": graph_opset(out / ONNX_FILE),
+                                       "from": str(ckpt)}}
     meta.pop("base", None)  # the graph holds every weight: nothing to add from an init
     (out / META).write_text(json.dumps(meta, indent=1))
     return out
+
+
+def runs_here(path: Path) -> bool:
+    """Whether the installed onnxruntime can load the graph at `path` (every operator implemented)."""
+    ort = require_onnxruntime()
+    try:
+        with quiet():
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception:  # onnxruntime raises its own error types (NotImplemented, InvalidGraph, ...)
+        return False
+    return True
+
+
+def graph_opset(path: Path) -> int:
+    """The default-domain ONNX opset of the graph at `path`."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
@@ -160,8 +194,14 @@ class OnnxClassifier(nn.Module):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(Path(ckpt) / ONNX_FILE), options,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(Path(ckpt) / ONNX_FILE), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # an operator this onnxruntime lacks (a graph exported with a newer one)
+            opset = meta.get("onnx", {}).get("opset", "?")
+            raise RuntimeError(f"{ckpt}: onnxruntime {ort.__version__} cannot run this graph (ONNX opset {opset}): "
+                               f"{str(e).strip()[:300]}. Upgrade onnxruntime (pip install -U onnxruntime), or "
+                               f"export the model again where it will run") from None
 
     def forward(self, wave: torch.Tensor, padding_mask: torch.Tensor | None = None) -> _Output:
         if padding_mask is None:
