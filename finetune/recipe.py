@@ -395,6 +395,30 @@ def read_recipe(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def begin_session(run: Path) -> float:
+    """Note in RUN/recipe.json that a session of the run starts now; return the wall seconds of its earlier
+    sessions. A session that was killed is counted up to the last file it wrote in the run folder (its
+    minutes after its last saved epoch are not known); a run started before sessions were noted counts 0."""
+    recipe = read_recipe(run)
+    sessions = recipe.get("sessions", [])
+    if sessions and "seconds" not in sessions[-1]:
+        started = sessions[-1]["started"]
+        last = max((p.stat().st_mtime for p in run.rglob("*") if p.is_file() and p.name != RECIPE), default=started)
+        sessions[-1]["seconds"] = max(0.0, last - started)
+    sessions.append({"started": time.time()})
+    write_json(run / RECIPE, recipe | {"sessions": sessions})
+    return float(sum(s["seconds"] for s in sessions[:-1]))
+
+
+def end_session(run: Path, seconds: float) -> int:
+    """Note this session's wall seconds in RUN/recipe.json; return how many sessions the run took."""
+    recipe = read_recipe(run)
+    sessions = recipe.get("sessions", [])
+    sessions[-1]["seconds"] = seconds
+    write_json(run / RECIPE, recipe | {"sessions": sessions})
+    return len(sessions)
+
+
 def planned_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None
                     ) -> tuple[list[Member], str]:
     """The members and how validation was chosen, each member's config saying how many train at once
@@ -433,6 +457,7 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
         write_recipe(run, data, cfg, val_speakers, members)
     total = sum(member_steps(m) for m in members)
     start = time.perf_counter()
+    before = begin_session(run) if len(members) > 1 else 0.0  # a lone member times its own epochs
     with progress_bar(total=total, desc="all members", unit="step", disable=None) as bar:
         if len(members) == 1:
             return train_member(data, members[0], run, bar, resume)
@@ -443,7 +468,9 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     if data.test:
         probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
         summary |= write_test_outputs(run, data, probs)
-    summary["train_seconds"] = time.perf_counter() - start
+    session = time.perf_counter() - start
+    summary["sessions"] = end_session(run, session)
+    summary["train_seconds"] = before + session  # every session of the run, resumed ones too
     write_json(run / "metrics.json", summary)
     print_members(summary)
     return summary
@@ -542,3 +569,6 @@ def print_members(summary: dict) -> None:
     if "test" in summary:
         print(f"{'ensemble':>18} {'':>8} {'':>4} {'':>5} {'':>7} {summary['test']['uar']:>8.3f} "
               f"{summary['train_seconds']:>7.0f}")
+    if summary.get("sessions", 1) > 1:
+        print(f"wall time: {summary['train_seconds'] / 60:.1f} min over {summary['sessions']} sessions (a killed "
+              "session counted up to its last saved file)")

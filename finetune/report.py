@@ -165,7 +165,9 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
     member = run.models[0] / "config.yaml"  # what the members ran with (side by side: their own threads)
     ran = yaml.safe_load(member.read_text()) if run.parent and member.is_file() else cfg
     side = f"{ran['workers']} members at a time, " if (ran.get("workers") or 1) > 1 else ""
-    lines.append(f"time: {run.metrics['train_seconds'] / 60:.1f} min wall clock (device: {cfg.get('device')}, "
+    sessions = run.metrics.get("sessions", 1)
+    over = f" over {sessions} sessions (resumed)" if sessions > 1 else ""
+    lines.append(f"time: {run.metrics['train_seconds'] / 60:.1f} min wall clock{over} (device: {cfg.get('device')}, "
                  f"{side}{ran.get('threads') or 'all'} thread(s){' each' if side else ''})")
     return lines
 

@@ -109,3 +109,8 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
     # the summary's seconds: member 1's own training time (before the kill), not 0
     own = json.loads(first.read_text())["train_seconds"]
     assert {m["name"]: m["seconds"] for m in mb["members"]}["member_1"] == pytest.approx(own) and own > 0
+    # the run's wall time: both sessions, the killed one up to its last saved file (member 1 trained in it whole)
+    sessions = json.loads((tmp_path / "killed" / "recipe.json").read_text())["sessions"]
+    assert ma["sessions"] == 1 and mb["sessions"] == len(sessions) == 2
+    assert sessions[0]["seconds"] >= own and sessions[1]["started"] > sessions[0]["started"] + sessions[0]["seconds"]
+    assert mb["train_seconds"] == pytest.approx(sessions[0]["seconds"] + sessions[1]["seconds"])
