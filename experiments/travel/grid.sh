@@ -138,3 +138,14 @@ run "descriptors, 90 epochs instead of 30, per speaker / per speaker shrunk, pri
 run "descriptors and each group's log mean square after standardisation (14 more inputs), per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test dev=1"
 run "descriptors and each group's log mean square, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 dev=1"
 run "descriptors, per speaker / per speaker shrunk, prior 10 / h^4 clips (h: entropy of the speaker's per-set answers)" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 mood_k=10"
+# heads constrained or trained for invariance across the training corpora; arousal/valence beside the classes
+for N in "per set|norm=spk_train_corpus_test" "per speaker shrunk, prior 10|norm=spk_train_shrunk_test k=10"; do
+  L=${N%%|*}; A=${N#*|}
+  run "descriptors, a low-rank linear head (rank 2), per speaker / $L" "meta $S w2v=0 prosody=trim $A rank=2"
+  run "descriptors, a low-rank linear head (rank 4), per speaker / $L" "meta $S w2v=0 prosody=trim $A rank=4"
+  run "descriptors, V-REx over training corpora (beta 1), per speaker / $L" "meta $S w2v=0 prosody=trim $A vrex=1"
+  run "descriptors, V-REx over training corpora (beta 10), per speaker / $L" "meta $S w2v=0 prosody=trim $A vrex=10"
+  run "descriptors, mixup within each corpus (alpha 0.4), per speaker / $L" "meta $S w2v=0 prosody=trim $A mixup=0.4"
+  run "descriptors, arousal and valence regressed beside the classes, per speaker / $L" "meta $S w2v=0 prosody=trim $A arousal=1"
+  run "descriptors, heads without each training corpus in turn and with all, averaged, per speaker / $L" "meta $S w2v=0 prosody=trim $A bag_corpus=1"
+done

@@ -137,25 +137,46 @@ def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2, groups=
     eta = CFG.get("dro", 0) if groups is not None else 0
     q = torch.ones(int(groups.max()) + 1) / (int(groups.max()) + 1) if eta else None
     d = x.shape[1]
-    if hidden:
+    if CFG.get("rank"):  # a low-rank linear head: d -> rank -> 6, no nonlinearity
+        net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, int(CFG["rank"])),
+                                  torch.nn.Linear(int(CFG["rank"]), 6))
+    elif hidden:
         net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, hidden), torch.nn.GELU(),
                                   torch.nn.Dropout(dropout), torch.nn.Linear(hidden, 6))
     else:
         net = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(d, 6))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    aux = torch.nn.Linear(d, 2) if CFG.get("arousal") else None  # arousal and valence from the same inputs
+    params = list(net.parameters()) + (list(aux.parameters()) if aux is not None else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     g = torch.Generator().manual_seed(seed)
     n = len(x)
     for ep in range(epochs):
         perm = torch.randperm(n, generator=g)
         for b in perm.split(128):
-            logits = net(x[b]).masked_fill(~mask[b], float("-inf"))
-            if CFG.get("smooth"):  # label smoothing over the clip's corpus's own classes
+            xb, yb_soft = x[b], None
+            if CFG.get("mixup"):  # mixup within each corpus (pairs share a class set): inputs and one-hot targets
+                lam = float(np.random.default_rng(seed * 100003 + ep).beta(CFG["mixup"], CFG["mixup"]))
+                lam = max(lam, 1 - lam)
+                partner = mix_partner(b, groups, g)
+                xb = lam * x[b] + (1 - lam) * x[partner]
+                yb_soft = lam * F.one_hot(y[b], 6).float() + (1 - lam) * F.one_hot(y[partner], 6).float()
+            logits = net(xb).masked_fill(~mask[b], float("-inf"))
+            if yb_soft is not None:
+                per = -(yb_soft * torch.log_softmax(logits, -1).masked_fill(~mask[b], 0)).sum(1) * w[b]
+            elif CFG.get("smooth"):  # label smoothing over the clip's corpus's own classes
                 allowed = mask[b].float()
                 target = (1 - CFG["smooth"]) * F.one_hot(y[b], 6).float() + CFG["smooth"] * allowed / allowed.sum(1, keepdim=True)
                 per = -(target * torch.log_softmax(logits, -1).masked_fill(~mask[b], 0)).sum(1) * w[b]
             else:
                 per = F.cross_entropy(logits, y[b], reduction="none") * w[b]
-            if eta:
+            if CFG.get("vrex"):  # V-REx (Krueger et al. 2021): the spread of the corpora's mean losses penalised
+                k = int(groups.max()) + 1
+                gl = torch.zeros(k).index_add(0, groups[b], per)
+                gw = torch.zeros(k).index_add(0, groups[b], w[b])
+                seen = gw > 0
+                gm = gl[seen] / gw[seen]
+                loss = per.sum() / w[b].sum() + (CFG["vrex"] * gm.var(correction=0) if seen.sum() > 1 else 0)
+            elif eta:
                 gl = torch.zeros_like(q).index_add(0, groups[b], per)
                 gw = torch.zeros_like(q).index_add(0, groups[b], w[b])
                 seen = gw > 0
@@ -164,8 +185,24 @@ def train(x, y, mask, w, hidden, seed, epochs, wd, lr=1e-3, dropout=0.2, groups=
                 loss = (q * gl).sum() / (q * seen).sum()
             else:
                 loss = per.sum() / w[b].sum()
+            if aux is not None:  # arousal / valence of each class (Russell's circumplex), a regression beside
+                av = AV[y[b]]
+                loss = loss + CFG["arousal"] * ((aux(x[b]) - av) ** 2 * w[b, None]).sum() / w[b].sum()
             opt.zero_grad(); loss.backward(); opt.step()
     return net.eval()
+
+# angry, fear, sad, disgust, neutral, happy: (arousal, valence)
+AV = torch.tensor([[1.0, -1.0], [1.0, -1.0], [-1.0, -1.0], [0.0, -1.0], [-1.0, 0.0], [1.0, 1.0]])
+
+
+def mix_partner(b, groups, g):
+    """For each index in batch b, a random partner in the batch from the same group (itself if alone)."""
+    out = b.clone()
+    gb = groups[b]
+    for k in gb.unique():
+        pos = torch.nonzero(gb == k).flatten()
+        out[pos] = b[pos[torch.randperm(len(pos), generator=g)]]
+    return out
 
 def uar(y, pred, classes):
     rec = {E[c]: float((pred[y == c] == c).mean()) for c in classes}
@@ -305,12 +342,26 @@ def run(meta, mean, std, cfg):
             net = lda_net if cfg.get("lda") is not None else train(
                 xtr, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
                 cfg.get("lr", 1e-3), cfg.get("dropout", 0.2), groups)
+            if cfg.get("bag_corpus"):  # heads trained without each training corpus in turn, with the full one, averaged
+                with torch.no_grad():
+                    pbag = torch.softmax(net(xte), -1)
+                for leave in np.unique(mtr.corpus.values):
+                    keep = torch.as_tensor(np.flatnonzero(mtr.corpus.values != leave))
+                    sub = mtr.iloc[keep.numpy()].reset_index(drop=True)
+                    net_b = train(xtr[keep], y[keep], mask[keep], sample_weights(sub), cfg.get("hidden", 0), seed,
+                                  cfg.get("epochs", 30), cfg.get("wd", 1e-2), cfg.get("lr", 1e-3),
+                                  cfg.get("dropout", 0.2), groups[keep])
+                    with torch.no_grad():
+                        pbag = pbag + torch.softmax(net_b(xte), -1)
+                BAG.append(torch.log(pbag / (1 + mtr.corpus.nunique())))
             if cfg.get("ens_corpus"):  # a second head on per-corpus standardised training, probabilities averaged
                 xc, _ = normed(x_all, tr, te, "corpus", spk, corp)
                 net_c = train(xc, y, mask, w, cfg.get("hidden", 0), seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2),
                               cfg.get("lr", 1e-3), cfg.get("dropout", 0.2))
             with torch.no_grad():
                 logits = net(xte)
+            if BAG:
+                logits = BAG.pop()
             if cfg.get("mood_k"):  # each speaker's prior grows as its per-set answers keep to one emotion
                 logits = mood_shrunk(net, x_all[te], spk[te], corp[te], cfg)
             if cfg.get("subspace"):  # random-subspace ensemble: heads on random descriptor groups, probabilities averaged
@@ -429,6 +480,7 @@ GROUPS = dict(loud=(0, 8), centroid=(8, 16), alpha=(16, 24), hammarberg=(24, 32)
 SPEAKER_EMB = "runs/travel/speaker_ge2e.pt"  # experiments/travel/speaker_embed.py
 CFG = {}
 HS = []
+BAG = []
 
 
 def ari(a, b):
