@@ -149,3 +149,7 @@ for N in "per set|norm=spk_train_corpus_test" "per speaker shrunk, prior 10|norm
   run "descriptors, arousal and valence regressed beside the classes, per speaker / $L" "meta $S w2v=0 prosody=trim $A arousal=1"
   run "descriptors, heads without each training corpus in turn and with all, averaged, per speaker / $L" "meta $S w2v=0 prosody=trim $A bag_corpus=1"
 done
+# the directions in which training speakers' means differ (corpus-standardised), projected out of both sets
+run "descriptors, per speaker / per set, the top 3 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=3"
+run "descriptors, per speaker / per set, the top 10 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=10"
+run "descriptors, per speaker / per set, the top 30 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=30"

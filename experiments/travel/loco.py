@@ -536,6 +536,14 @@ def mood_shrunk(net, raw, spk, sets, cfg):
     with torch.no_grad():
         return net(shrunk_standardise(raw, spk, sets, ks))
 
+def speaker_directions(x, groups, k):
+    """(k, d): the top k directions of the spread of the groups' (speakers') means of x (corpus-standardised
+    training clips): where voices differ, which a set of unknown speakers carries and a speaker's own
+    statistics remove."""
+    means = torch.stack([x[torch.as_tensor(np.flatnonzero(groups == g))].mean(0) for g in np.unique(groups)])
+    return torch.linalg.svd(means - means.mean(0), full_matrices=False).Vh[:k]
+
+
 def with_deviation(x, kind):
     """x (n, 189) standardised, with 14 more inputs (dev=1: each descriptor group's log mean square, a clip's
     distance from its speaker's or set's centre: neutral speech stays near it) or 1 (dev=all: over all 189)."""
@@ -593,7 +601,12 @@ def normed(x_all, tr, te, norm, spk, corp):
         elif norm == "speaker":
             xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, spk[te])
         elif norm == "spk_train_corpus_test":
-            xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, corp[te])
+            if CFG.get("spk_nap"):  # the directions in which training speakers' means differ, projected out
+                u = speaker_directions(group_standardise(xtr, corp[tr]), spk[tr], int(CFG["spk_nap"]))
+                xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, corp[te])
+                xtr, xte = xtr - (xtr @ u.T) @ u, xte - (xte @ u.T) @ u
+            else:
+                xtr = group_standardise(xtr, spk[tr]); xte = group_standardise(xte, corp[te])
         elif norm == "cbal_spk_train_corpus_test":  # training speakers' statistics class-balanced
             lab = CFG["_labels"]
             xtr = balanced_standardise(xtr, spk[tr], lab[tr]); xte = group_standardise(xte, corp[te])
