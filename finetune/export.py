@@ -1,14 +1,23 @@
 """`python -m finetune export --format onnx --out DIR [--ckpt X] [--int8]`: a model or ensemble as ONNX
-(`w2v2.emotion.exported`), checked against the original before the command ends."""
+(`w2v2.emotion.exported`), checked against the original before the command ends.
+
+The export is written into a new folder beside `--out` and takes its place only once it is complete and
+checked, so `--overwrite` never loses the earlier export to a failed one, and an `--out` that is or holds
+the `--ckpt` is refused before anything is removed."""
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from w2v2.emotion.exported import CHECK_SECONDS, check_clips, export_model, require_onnxruntime
+import torch
+
+from w2v2.emotion.exported import CHECK_SECONDS, OnnxClassifier, check_clips, export_model, is_onnx, require_onnxruntime
+from w2v2.emotion.members import load_classifier, member_folders
 from w2v2.emotion.recognizer import EmotionRecognizer
+from w2v2.emotion.travel import is_travel
 
 
 def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> float:
@@ -18,19 +27,75 @@ def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> 
     return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
 
 
+def max_logit_difference(source: Path, out: Path) -> float:
+    """max |Δlogit| between each source network and its exported graph on `check_clips()`, one clip at a time
+    and as one padded batch. Unlike probabilities, logits show a difference where the softmax saturates."""
+    pairs = list(zip(member_folders(source), member_folders(out), strict=True)) or [(source, out)]
+    clips = check_clips()
+    wave = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    mask = torch.arange(wave.shape[1])[None] >= torch.tensor([c.numel() for c in clips])[:, None]
+    worst = 0.0
+    for src, dst in pairs:
+        model, _ = load_classifier(src)
+        graph = OnnxClassifier(dst)
+        model.eval()
+        with torch.no_grad():
+            inputs = [(c[None], torch.zeros(1, c.numel(), dtype=torch.bool)) for c in clips]
+            if graph.batch_independent:  # an int8 graph is run one window at a time (see OnnxClassifier)
+                inputs.append((wave, mask))
+            for w, m in inputs:
+                worst = max(worst, float((model(w, m).logits - graph(w, m).logits).abs().max()))
+    return worst
+
+
+def refuse_unsafe_out(ckpt: Path, out: Path) -> None:
+    """--out may not be --ckpt, hold it, or lie inside it: replacing it would remove the model itself."""
+    src, dst = ckpt.resolve(), out.resolve()
+    if dst == src or dst in src.parents:
+        raise ValueError(f"--out {out} is or holds the model being exported ({ckpt}): name a new folder")
+    if src in dst.parents:
+        raise ValueError(f"--out {out} lies inside the model being exported ({ckpt}): name a folder outside it")
+
+
 def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> float:
     """Export `ckpt` into `out`, check it, print what was written; returns the check's max |Δp|."""
     require_onnxruntime()
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(f"--out {out} is not empty: name a new folder (or add --overwrite)")
-        shutil.rmtree(out)
+    if not ckpt.exists():
+        raise ValueError(f"--ckpt {ckpt}: no such file or folder")
+    refuse_unsafe_out(ckpt, out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: name a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} is not empty: name a new folder (or add --overwrite)")
+    if is_travel(ckpt):
+        if int8:
+            raise ValueError(f"{ckpt} is a travelling model: it has no network to quantise (drop --int8); exported "
+                             "as it is, it runs as fast as the original")
+    elif is_onnx(ckpt) or any(is_onnx(p) for p in member_folders(ckpt)):
+        raise ValueError(f"{ckpt}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
+                         f"this folder as it is (`--ckpt {ckpt}`)")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
-    written = export_model(ckpt, out, int8)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        new = Path(tmp) / out.name
+        written = export_model(ckpt, new, int8)
+        if is_travel(ckpt):
+            diff, logits = max_difference(EmotionRecognizer.from_pretrained(ckpt),
+                                          EmotionRecognizer.from_pretrained(new)), None
+        else:
+            diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))
+            logits = max_logit_difference(ckpt, new)
+        if out.exists():  # only now, with the new export complete and checked, does the old one go
+            shutil.rmtree(out)
+        new.replace(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+    signals = f"{len(CHECK_SECONDS)} test signals ({', '.join(f'{s:g}' for s in CHECK_SECONDS)} s)"
+    if logits is None:
+        print(f"{ckpt} is a travelling model (descriptors and linear heads, no network): copied as it is to {out} "
+              f"({size:.1f} MB); check: max |Δp| {diff:.2g} on {signals}; use it as --ckpt {out}")
+        return diff
     print(f"exported {len(written)} model(s) from {ckpt} to {out} ({size:.1f} MB, {'int8' if int8 else 'fp32'}) "
           f"in {time.perf_counter() - tick:.0f} s")
-    diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(out))
-    print(f"check: max |Δp| {diff:.2g} against the PyTorch model on {len(CHECK_SECONDS)} test signals "
-          f"({', '.join(f'{s:g}' for s in CHECK_SECONDS)} s); use it as --ckpt {out}")
+    print(f"check against the PyTorch model on {signals}: max |Δp| {diff:.2g}, max |Δlogit| {logits:.2g}"
+          f"{' (int8: expect about 1e-2 in probability on real speech)' if int8 else ''}; use it as --ckpt {out}")
     return diff

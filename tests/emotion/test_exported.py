@@ -80,11 +80,12 @@ def test_attention_is_one_onnx_node_and_an_older_runtime_gets_the_default_graph(
         assert ops.count("Attention") == layers and "Softmax" not in ops
         assert json.loads((exported / member / "w2v2.json").read_text())["onnx"]["opset"] == 23
     # an onnxruntime that cannot load the Attention node: the export falls back to the exporter's default graph
-    monkeypatch.setattr(ex, "runs_here", lambda path: False)
+    monkeypatch.setattr(ex, "load_error", lambda path: "onnxruntime 1.0: Attention(23) is not implemented")
     out = ex.export_network(SHIPPED / "member_2_scratch", tmp_path / "fallback")
     ops = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
     assert "Attention" not in ops and ops.count("Softmax") == 2
-    assert json.loads((out / "w2v2.json").read_text())["onnx"]["opset"] < 23
+    said = json.loads((out / "w2v2.json").read_text())["onnx"]
+    assert said["opset"] < 23 and said["opset_23_refused"] == "onnxruntime 1.0: Attention(23) is not implemented"
     wave = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3 * SAMPLE_RATE)).astype(np.float32))
     mask = torch.zeros(wave.shape, dtype=torch.bool)
     mask[1, -SAMPLE_RATE:] = True  # one padded row
@@ -131,8 +132,9 @@ def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: P
     main(["export", "--ckpt", str(parent / "member_2_scratch"), "--out", str(out), "--int8"])
     said = capsys.readouterr().out
     assert "int8" in said and "max |Δp|" in said
-    diff = float(said.split("max |Δp| ")[1].split()[0])
-    assert 0 < diff < 0.05  # quantised: close, not equal
+    diff = float(said.split("max |Δp| ")[1].split(",")[0])
+    logits = float(said.split("max |Δlogit| ")[1].split()[0])
+    assert 0 < diff < 0.05 and 1e-3 < logits < 1.0  # quantised: close, not equal (the logits show it)
     with pytest.raises(SystemExit, match="is not empty"):
         main(["export", "--ckpt", str(parent), "--out", str(out)])
     with pytest.raises(SystemExit, match="already exported to ONNX"):  # not "no model.safetensors"
@@ -143,6 +145,46 @@ def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: P
     a = EmotionRecognizer.from_pretrained("pretrained:emotion").predict(wave.numpy(), SAMPLE_RATE)
     b = EmotionRecognizer.from_pretrained(tmp_path / "travel").predict(wave.numpy(), SAMPLE_RATE)
     assert a.probs == b.probs
+
+
+def test_an_int8_graph_answers_a_clip_the_same_whatever_its_batch_mates(parent: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int8"  # the fine-tune (layer-norm CNN: windows of several lengths share padded batches)
+    main(["export", "--ckpt", str(parent / "member_1"), "--out", str(out), "--int8"])
+    recognizer = EmotionRecognizer.from_pretrained(out)
+    files = clips(tmp_path)
+    together = recognizer.predict_many(files)
+    for file, answer in zip(files, together, strict=True):
+        alone = recognizer.predict(file)
+        assert torch.equal(alone.windows, answer.windows)  # dynamic quantisation: one range per batch
+
+
+def test_export_never_removes_the_model_or_an_earlier_export_it_cannot_replace(parent: Path, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    import finetune.export as export_cli
+
+    model = tmp_path / "model"
+    shutil.copytree(parent / "member_2_scratch", model)
+    files = sorted(p.name for p in model.rglob("*"))
+    for out in (model, tmp_path, model / "onnx"):  # the model itself, a folder holding it, a folder inside it
+        with pytest.raises(SystemExit, match="--out .* (is or holds|lies inside) the model being exported"):
+            main(["export", "--ckpt", str(model), "--out", str(out), "--overwrite"])
+    assert sorted(p.name for p in model.rglob("*")) == files
+    earlier = tmp_path / "earlier"
+    main(["export", "--ckpt", str(model), "--out", str(earlier)])
+    stamp = (earlier / ONNX_FILE).stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="no such file or folder"):  # a mistyped --ckpt
+        main(["export", "--ckpt", str(tmp_path / "modle"), "--out", str(earlier), "--overwrite"])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the exporter failed")
+
+    monkeypatch.setattr(export_cli, "export_model", broken)
+    with pytest.raises((SystemExit, RuntimeError), match="the exporter failed"):
+        main(["export", "--ckpt", str(model), "--out", str(earlier), "--overwrite"])
+    assert (earlier / ONNX_FILE).stat().st_mtime_ns == stamp  # the earlier export is still there, untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []  # no half export left
+    with pytest.raises(SystemExit, match="travelling model: it has no network to quantise"):
+        main(["export", "--ckpt", "pretrained:emotion", "--out", str(tmp_path / "t8"), "--int8"])
 
 
 def test_the_benchmark_table_is_the_runs_output() -> None:

@@ -19,7 +19,9 @@ Design choices:
   onnxruntime's dynamic quantisation of the matrix products (weights int8, activations quantised on the
   fly); the convolutions stay fp32 (the positional convolution's weight is computed from its weight
   norm, which the quantiser cannot take);
-- onnxruntime runs with as many threads as PyTorch is given (`--threads`), one operator at a time.
+- onnxruntime runs with as many threads as PyTorch is given (`--threads`), one operator at a time;
+- an int8 graph is run one window at a time: its activations are quantised with one range per batch, so
+  in a batch a window's answer would depend on its batch mates (fp32 graphs batch as PyTorch does).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
+        refused = None  # why this onnxruntime could not load the opset-23 graph, where it could not
         for opset in OPSETS:
             for module in model.modules():
                 if isinstance(module, SelfAttention):
@@ -108,7 +111,7 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
                                   input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
                                   dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
                                   opset_version=opset)
-            if opset is None or runs_here(fp32):
+            if opset is None or (refused := load_error(fp32)) is None:
                 break
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -120,21 +123,23 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
         else:
             fp32.replace(out / ONNX_FILE)
     meta = read_meta(ckpt) | {"onnx": {"file": ONNX_FILE, "int8": int8, "opset": graph_opset(out / ONNX_FILE),
-                                       "from": str(ckpt)}}
+                                       "from": str(Path(ckpt).resolve())}
+                              | ({"opset_23_refused": refused} if refused else {})}
     meta.pop("base", None)  # the graph holds every weight: nothing to add from an init
     (out / META).write_text(json.dumps(meta, indent=1))
     return out
 
 
-def runs_here(path: Path) -> bool:
-    """Whether the installed onnxruntime can load the graph at `path` (every operator implemented)."""
+def load_error(path: Path) -> str | None:
+    """Why the installed onnxruntime cannot load the graph at `path` (an operator or opset it lacks), or None
+    where it can. The export records it beside the graph it falls back to (`onnx.opset_23_refused`)."""
     ort = require_onnxruntime()
     try:
         with quiet():
             ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception:  # onnxruntime raises its own error types (NotImplemented, InvalidGraph, ...)
-        return False
-    return True
+    except Exception as e:  # onnxruntime raises its own error types (NotImplemented, InvalidGraph, ...)
+        return f"onnxruntime {ort.__version__}: {str(e).strip()[:300]}"
+    return None
 
 
 def graph_opset(path: Path) -> int:
@@ -191,6 +196,9 @@ class OnnxClassifier(nn.Module):
         ort = require_onnxruntime()
         meta = read_meta(ckpt)
         self.cfg = from_dict(ModelConfig, meta["model"])
+        # int8 graphs quantise activations with one range over the whole batch: a clip's answer would depend
+        # on its batch mates (up to 1.4e-3 in probability), so they are run one window at a time
+        self.batch_independent = not meta.get("onnx", {}).get("int8", False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1

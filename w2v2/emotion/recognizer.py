@@ -111,7 +111,7 @@ class NetworkMember:
 
 
 class OnnxMember:
-    """An exported network (`w2v2.emotion.onnx`), run by onnxruntime on the CPU."""
+    """An exported network (`w2v2.emotion.exported`), run by onnxruntime on the CPU."""
 
     def __init__(self, ckpt: Path) -> None:
         from w2v2.emotion.exported import OnnxClassifier

@@ -138,6 +138,8 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     when the model outputs NaN/inf."""
     model.eval()
     device = next(iter(model.parameters()), torch.zeros(0)).device  # an ONNX model has none: the CPU
+    if not getattr(model, "batch_independent", True):  # int8 ONNX: one activation range per batch
+        batch_size = 1
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
     probs = torch.zeros(len(segments), model.cfg.head.num_labels)
     for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
