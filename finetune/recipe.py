@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -395,28 +396,41 @@ def read_recipe(run: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def begin_session(run: Path) -> float:
-    """Note in RUN/recipe.json that a session of the run starts now; return the wall seconds of its earlier
-    sessions. A session that was killed is counted up to the last file it wrote in the run folder (its
-    minutes after its last saved epoch are not known); a run started before sessions were noted counts 0."""
-    recipe = read_recipe(run)
-    sessions = recipe.get("sessions", [])
-    if sessions and "seconds" not in sessions[-1]:
-        started = sessions[-1]["started"]
-        last = max((p.stat().st_mtime for p in run.rglob("*") if p.is_file() and p.name != RECIPE), default=started)
-        sessions[-1]["seconds"] = max(0.0, last - started)
-    sessions.append({"started": time.time()})
-    write_json(run / RECIPE, recipe | {"sessions": sessions})
-    return float(sum(s["seconds"] for s in sessions[:-1]))
+class Session:
+    """This session of a run (a first start or a --resume), its wall seconds kept in RUN/recipe.json's
+    `sessions` every `beat` seconds by a background thread: a session killed outright (SIGKILL, a lost
+    machine) is counted up to its last beat, without trusting file times or clocks. `before` is the seconds of
+    the run's earlier sessions (0 for sessions of a run started before they were noted)."""
 
+    def __init__(self, run: Path, beat: float = 30.0) -> None:
+        self.run, self.beat = run, beat
+        self.sessions: list[dict] = read_recipe(run).get("sessions", [])
+        self.before = float(sum(s.get("seconds", 0.0) for s in self.sessions))
+        self.sessions.append({"seconds": 0.0})
+        self.start = time.perf_counter()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        self.note()
+        self.thread = threading.Thread(target=self.beating, name="session-clock", daemon=True)
+        self.thread.start()
 
-def end_session(run: Path, seconds: float) -> int:
-    """Note this session's wall seconds in RUN/recipe.json; return how many sessions the run took."""
-    recipe = read_recipe(run)
-    sessions = recipe.get("sessions", [])
-    sessions[-1]["seconds"] = seconds
-    write_json(run / RECIPE, recipe | {"sessions": sessions})
-    return len(sessions)
+    def note(self) -> float:
+        """Write this session's seconds so far into recipe.json; return them."""
+        with self.lock:
+            seconds = time.perf_counter() - self.start
+            self.sessions[-1]["seconds"] = seconds
+            write_json(self.run / RECIPE, read_recipe(self.run) | {"sessions": self.sessions})
+            return seconds
+
+    def beating(self) -> None:
+        while not self.stopped.wait(self.beat):
+            self.note()
+
+    def end(self) -> tuple[float, int]:
+        """Stop the clock: (the run's wall seconds over every session, the number of sessions)."""
+        self.stopped.set()
+        self.thread.join()
+        return self.before + self.note(), len(self.sessions)
 
 
 def planned_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | None
@@ -456,21 +470,22 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
         members = print_plan(data, cfg, members, how)
         write_recipe(run, data, cfg, val_speakers, members)
     total = sum(member_steps(m) for m in members)
-    start = time.perf_counter()
-    before = begin_session(run) if len(members) > 1 else 0.0  # a lone member times its own epochs
     with progress_bar(total=total, desc="all members", unit="step", disable=None) as bar:
-        if len(members) == 1:
+        if len(members) == 1:  # a lone member times its own epochs (its state keeps them across sessions)
             return train_member(data, members[0], run, bar, resume)
         start_run(run, cfg)
-        results = train_all(data, members, run, bar, resume, workers, threads)
+        session = Session(run)
+        try:
+            results = train_all(data, members, run, bar, resume, workers, threads)
+        except BaseException:  # Ctrl-C, an error: the session's seconds so far are noted for --resume
+            session.end()
+            raise
     summary: dict[str, Any] = {"recipe": seeds_said(how, members), "members": results}
     summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
         probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
         summary |= write_test_outputs(run, data, probs)
-    session = time.perf_counter() - start
-    summary["sessions"] = end_session(run, session)
-    summary["train_seconds"] = before + session  # every session of the run, resumed ones too
+    summary["train_seconds"], summary["sessions"] = session.end()  # every session of the run, resumed ones too
     write_json(run / "metrics.json", summary)
     print_members(summary)
     return summary

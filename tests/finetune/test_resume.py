@@ -109,8 +109,27 @@ def test_a_resumed_ensemble_keeps_its_finished_members(synthetic_corpus, tmp_pat
     # the summary's seconds: member 1's own training time (before the kill), not 0
     own = json.loads(first.read_text())["train_seconds"]
     assert {m["name"]: m["seconds"] for m in mb["members"]}["member_1"] == pytest.approx(own) and own > 0
-    # the run's wall time: both sessions, the killed one up to its last saved file (member 1 trained in it whole)
+    # the run's wall time: both sessions (member 1 trained whole in the interrupted one)
     sessions = json.loads((tmp_path / "killed" / "recipe.json").read_text())["sessions"]
     assert ma["sessions"] == 1 and mb["sessions"] == len(sessions) == 2
-    assert sessions[0]["seconds"] >= own and sessions[1]["started"] > sessions[0]["started"] + sessions[0]["seconds"]
+    assert sessions[0]["seconds"] >= own and sessions[1]["seconds"] > 0
     assert mb["train_seconds"] == pytest.approx(sessions[0]["seconds"] + sessions[1]["seconds"])
+
+
+def test_a_session_killed_outright_is_counted_up_to_its_last_beat(tmp_path: Path) -> None:
+    from finetune.recipe import RECIPE, Session
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RECIPE).write_text(json.dumps({"plan": {"member_1": 2}}))  # a run started before sessions were noted
+    first = Session(run, beat=0.05)
+    time.sleep(0.4)  # then SIGKILL: no end(), only the beats
+    first.stopped.set()
+    first.thread.join()
+    noted = json.loads((run / RECIPE).read_text())
+    assert noted["plan"] == {"member_1": 2} and 0.2 <= noted["sessions"][0]["seconds"] <= 0.45
+    second = Session(run, beat=60)
+    assert second.before == pytest.approx(noted["sessions"][0]["seconds"])
+    time.sleep(0.1)
+    seconds, count = second.end()
+    assert count == 2 and seconds == pytest.approx(second.before + 0.1, abs=0.05)

@@ -2,8 +2,9 @@
 
 PyTorch fp32, PyTorch bf16 (where this CPU computes it natively), ONNX fp32 and ONNX int8 (onnxruntime,
 the `.[onnx]` extra), at 1 and 2 threads, on the same clips on the same machine; each row the median of
-`--rounds` timed passes after one warm-up pass. Throughput is audio seconds per second of the whole
-prediction path (decoded clips -> windows -> every member -> probabilities). Agreement is against
+`--rounds` timed passes after one warm-up pass, the runtimes taking turns round by round (this machine's speed
+drifts by 10-20% between minutes: interleaved, the ratios stay comparable). Throughput is audio seconds per
+second of the whole prediction path (decoded clips -> windows -> every member -> probabilities). Agreement is against
 PyTorch fp32 on the same clips: max |Δp| of the clip probabilities, the share of clips whose label
 changed and, where the clips are labelled, UAR. The exports are written once into `--work`.
 
@@ -67,26 +68,28 @@ def main(argv: list[str] | None = None) -> None:
     reference: dict[int, np.ndarray] = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        base = None
+        models, answers = {}, {}
         for name, (path, precision) in runtimes.items():
             if precision == "bf16" and not native_bf16(torch.device("cpu")):
                 print(f"| {name} | {threads} | not native on this CPU | | | |" + (" |" if labels else ""))
                 continue
-            model = EmotionRecognizer.from_pretrained(path, precision=precision)  # type: ignore[arg-type]
-            probs = torch.stack([w.mean(0) for w in model.window_probs(waves)]).numpy()  # warm-up, and the answer
-            times = []
-            for _ in range(args.rounds):
+            models[name] = EmotionRecognizer.from_pretrained(path, precision=precision)  # type: ignore[arg-type]
+            answers[name] = torch.stack([w.mean(0) for w in models[name].window_probs(waves)]).numpy()  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for _ in range(args.rounds):  # runtimes interleaved, round by round: the machine's drift hits them alike
+            for name, model in models.items():
                 tick = time.perf_counter()
                 model.window_probs(waves)
-                times.append(time.perf_counter() - tick)
-            speed = audio / statistics.median(times)
+                times[name].append(time.perf_counter() - tick)
+        base = None
+        for name, probs in answers.items():
+            speed = audio / statistics.median(times[name])
             base = base or speed
             ref = reference.setdefault(threads, probs)
             changed = float((probs.argmax(1) != ref.argmax(1)).mean())
             row = f"| {name} | {threads} | {speed:.1f} | {speed / base:.2f} | {np.abs(probs - ref).max():.1e} | " \
                   f"{changed:.1%} |"
             print(row + (f" {uar(labels, probs.argmax(1)):.3f} |" if labels else ""), flush=True)
-
 
 if __name__ == "__main__":
     main()
