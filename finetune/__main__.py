@@ -173,7 +173,8 @@ def add_tool_parsers(sub: argparse._SubParsersAction) -> None:
 
 def add_ckpt(p: argparse.ArgumentParser, default: bool = False) -> None:
     p.add_argument("--ckpt", required=not default, type=checkpoint_arg, action="append",
-                   help="run folder, its best/ checkpoint, an ensemble parent or pretrained:NAME; repeat for an "
+                   help="run folder, its best/ checkpoint, an ensemble parent, a folder `export` wrote (ONNX) or "
+                   "pretrained:NAME; repeat for an "
                    f"ensemble{f' (default {SHIPPED_CLASSIFIER}, the shipped emotion model)' if default else ''}")
 
 

@@ -106,6 +106,15 @@ def test_a_graph_this_onnxruntime_cannot_run_says_so(exported: Path, tmp_path: P
         OnnxClassifier(folder)
 
 
+def test_bf16_asked_of_onnx_graphs_is_said_to_change_nothing(exported: Path) -> None:
+    from w2v2.training import native_bf16
+
+    if not native_bf16(torch.device("cpu")):
+        pytest.skip("bf16 is refused on a CPU without native bf16, before any member is looked at")
+    with pytest.warns(UserWarning, match="precision bf16 changes nothing for them"):
+        EmotionRecognizer.from_pretrained(exported, precision="bf16")
+
+
 def test_the_exported_ensemble_gives_pytorchs_probabilities_on_real_clips(parent: Path, exported: Path,
                                                                             tmp_path: Path) -> None:
     files = clips(tmp_path)

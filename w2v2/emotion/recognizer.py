@@ -32,6 +32,7 @@ Design choices:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,9 @@ class EmotionRecognizer:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
         inference_precision(precision, device)  # refused here, at load, rather than on each call
+        if precision == "bf16" and all(isinstance(m, OnnxMember) for m in members):
+            warnings.warn(f"{name}: ONNX graphs run as they were exported (fp32 or int8): precision bf16 changes "
+                          "nothing for them", stacklevel=2)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
