@@ -12,7 +12,7 @@ Design choices:
   length dynamic (torch.export's exporter: one graph for every window length and batch size);
 - ONNX opset 23, where self-attention is one `Attention` node that onnxruntime runs with its own kernel:
   on two threads 1.15-1.6x the speed of the exporter's default graph (attention spelled out in matrix
-  products and a softmax, which ran mostly on one thread), on one thread within noise of it
+  products and a softmax) for a fine-tune, on one thread within noise of it
   (`experiments/onnx_attention.py`, `experiments/results/onnx_attention.txt`). Where the installed
   onnxruntime cannot load that node, the export falls back to the default graph;
 - one file per member (weights inside, not in a `.data` file beside it), fp32; `int8=True` adds
