@@ -430,7 +430,8 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     if not data.test:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
     if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
-        print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)
+        print("--skip-bad: read as silence, they hold no evidence: 1/6 for each emotion (their submission rows: "
+              "label 0, the first of six equal)", file=sys.stderr)
     waves = cached_waves(AudioCache(data.test), len(data.test))
     probs, _ = recognizer.clip_probs(waves, args.tta, args.normalise, None, progress=True)  # as `predict` would
     result = write_test_outputs(args.out, data, probs)

@@ -82,6 +82,15 @@ def test_no_speech_is_said_for_silence_noise_and_music_and_not_for_speech(travel
         assert p.emotion in EMOTIONS and sum(p.probs.values()) == pytest.approx(1.0, abs=1e-5)
     speech = [rec.predict(f) for f in sorted((corpus / "test").glob("*.wav"))[:8]]
     assert all(p.label in EMOTIONS and p.speech_seconds > 0.5 for p in speech)
+    # no signal at all is no evidence: 1/6 each, alone or in a set (not the model's ~0.98 "disgust" for zeros);
+    # noise has a signal, and keeps the model's answer (as shouted speech the detector misses would)
+    waves = [torch.zeros(48000), torch.full((16000,), 0.25), white_noise(4.0), *map(load_audio, speech_files(corpus))]
+    for answers in ([rec.predict(w.numpy(), sample_rate=16000) for w in waves[:3]], rec.predict_many(waves, 16000)):
+        assert [a.probs == dict.fromkeys(EMOTIONS, pytest.approx(1 / 6)) for a in answers[:3]] == [True, True, False]
+
+
+def speech_files(corpus: Path) -> list[Path]:
+    return sorted((corpus / "test").glob("*.wav"))[:4]
 
 
 def test_a_lone_clips_answer_does_not_move_with_its_volume_or_a_dc_offset(travel_model) -> None:

@@ -10,7 +10,9 @@ Design choices:
 - a model is a list of members, each a network (a w2v2 classifier checkpoint) or a travelling model
   (`w2v2.emotion.travel`); every member predicts each window, and the members' probabilities are averaged;
 - a recording with less than `MIN_SPEECH_SECONDS` of speech (silence, noise, music) is answered
-  NO_SPEECH, and so is such a window of a timeline; its six probabilities are still given;
+  NO_SPEECH, and so is such a window of a timeline; its six probabilities are still given (a detector's miss
+  on shouted or whispered speech keeps the model's answer), except where the recording holds no signal at
+  all (digital silence, an unreadable file read as silence): 1/6 each, no evidence (`has_signal`);
 - how recordings are standardised for the travelling members: `normalise="speaker"` (the default) per
   speaker where `speakers` are given (each speaker's statistics shrunk toward the whole set's:
   `TravelConfig.speaker_prior`) and as one recording set otherwise, `"set"` the recordings of one
@@ -208,6 +210,13 @@ def speech_in(voiced: torch.Tensor, starts: list[int], window: int, offset: int 
             for s in starts]
 
 
+def has_signal(wave: torch.Tensor) -> bool:
+    """Whether a clip holds any signal: digital silence, a constant, and an unreadable file read as silence
+    (`--skip-bad`) hold none, so no evidence for any emotion (1/6 each), not the model's answer to an input it
+    never saw (about 0.98 "disgust" for digital silence)."""
+    return wave.numel() > 0 and float(wave.max() - wave.min()) > 0.0
+
+
 def speech_mean(windows: torch.Tensor, window_speech: Sequence[float] | None) -> torch.Tensor:
     """A recording's probabilities (..., 6) from its windows' (..., w, 6): the mean of the windows with speech
     (`window_speech`, seconds of each), of all windows where none has speech or the counts differ (a network
@@ -303,6 +312,8 @@ class EmotionRecognizer:
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
         each = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress, each=True)
+        each = [w if has_signal(wave) else torch.full_like(w, 1 / len(EMOTIONS))  # no signal, no evidence
+                for wave, w in zip(waves, each, strict=True)]
         window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)  # a network's own window may differ:
         hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None  # then the counts differ, and all count
         return [(windows, vad, s, speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
