@@ -118,7 +118,8 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("predict", help="emotion of each audio file (long files in windows)")
     add_ckpt(r, default=True)
     r.add_argument("inputs", nargs="+", type=Path, help="audio files or folders")
-    r.add_argument("--out", type=Path, help="CSV of predictions (default: print only)")
+    r.add_argument("--out", type=Path, help="CSV of predictions (default: printed; past 20 rows the whole table also "
+                   "goes to predictions.csv in the current folder, never overwriting one)")
     r.add_argument("--window-seconds", type=seconds("--window-seconds"),
                    help="long files are cut into windows this long, overlapping by half (default: the window the "
                    "model was trained with, 8 s for the shipped one)")

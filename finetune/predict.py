@@ -10,6 +10,7 @@ one recording set for the travelling model's standardisation (`--normalise clip`
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -49,7 +50,14 @@ def expand(inputs: list[Path]) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"no such file or folder: {', '.join(map(str, missing[:10]))}"
                                 + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
-    return files
+    seen: dict[Path, Path] = {}
+    for f in files:  # a file named twice (itself and in its folder) is one recording: once in the set, once out
+        seen.setdefault(f.resolve(), f)
+    if len(seen) < len(files):
+        twice = len(files) - len(seen)
+        warnings.warn(f"{twice} file(s) given more than once (e.g. a file and its folder): each predicted once",
+                      stacklevel=2)
+    return list(seen.values())
 
 
 def predict_files(recognizer: EmotionRecognizer, files: list[Path], window_seconds: float = 8.0,

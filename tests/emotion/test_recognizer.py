@@ -247,6 +247,14 @@ def test_the_api_refuses_what_the_cli_refuses(travel_model, tmp_path) -> None:
         rec.predict(corpus / "test")
     with pytest.raises(ValueError, match="sample_rate=0"):
         rec.predict(np.zeros(16000, dtype=np.float32), sample_rate=0)
+    with pytest.raises(TypeError, match="sample_rate='16000': give the array's sample rate as a number"):
+        rec.predict(np.zeros(16000, dtype=np.float32), sample_rate="16000")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a list of 2 recordings: predict_many"):
+        rec.predict(files[:2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sample rate is read from the file"):
+        rec.predict(files[0], sample_rate=8000)
+    with pytest.raises(TypeError, match="speakers='DC': give one name per recording"):
+        rec.predict_many(files, speakers="DC")
 
 
 def test_predict_names_missing_files_before_any_work_and_says_how_it_standardised(travel_model, tmp_path,

@@ -517,3 +517,16 @@ def test_ctrl_c_ends_in_one_line_that_says_how_to_resume(synthetic_corpus, tmp_p
     monkeypatch.setattr(recipe, "train_recipe", interrupted)
     with pytest.raises(SystemExit, match=r"^interrupted: `python -m finetune train --resume --run .*r` continues"):
         main(["train", "--data", str(synthetic_corpus(24, 4, 0)), "--run", str(tmp_path / "r")])
+
+
+def test_a_file_named_twice_is_predicted_once(tmp_path) -> None:
+    """A file and its folder on one command line: one recording, not two copies weighing twice in the set."""
+    from finetune.predict import expand
+
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.warns(UserWarning, match="1 file\\(s\\) given more than once"):
+        files = expand([tmp_path, tmp_path / "a.wav"])
+    assert sorted(f.name for f in files) == ["a.wav", "b.wav"]
+    with pytest.warns(UserWarning, match="2 file\\(s\\) given more than once"):
+        assert len(expand([tmp_path, tmp_path / "a.wav", tmp_path / "." / "b.wav"])) == 2

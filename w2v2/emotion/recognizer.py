@@ -174,8 +174,12 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         if Path(audio).is_dir():
             raise IsADirectoryError(f"{audio}: a folder; predict_many takes its files (w2v2.data.audio.find_audio)")
         return load_audio(audio)
+    if isinstance(audio, (list, tuple)) and audio and isinstance(audio[0], (str, Path)):
+        raise TypeError(f"a list of {len(audio)} recordings: predict_many(...) takes several, predict(...) one")
     if sample_rate is None:
         raise ValueError("an audio array needs its sample_rate")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise TypeError(f"sample_rate={sample_rate!r}: give the array's sample rate as a number of Hz (e.g. 16000)")
     if not sample_rate > 0:
         raise ValueError(f"sample_rate={sample_rate}: give the array's sample rate in Hz (e.g. 16000)")
     array = audio.numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
@@ -305,6 +309,8 @@ class EmotionRecognizer:
         """Per clip: (each member's windows (m, w, 6), the 32 ms speech probabilities, seconds of speech,
         seconds of speech in each window). The one scoring step under `predict_waves` and `clip_probs`: the
         speech found first, so that a clip without speech stays out of a set's statistics."""
+        if isinstance(speakers, str):
+            raise TypeError(f"speakers={speakers!r}: give one name per recording (a list), e.g. [{speakers!r}] * n")
         if speakers is not None and len(speakers) != len(waves):
             raise ValueError(f"{len(speakers)} speakers for {len(waves)} recordings: give one per recording")
         check_windows(window_seconds, hop_seconds)
@@ -343,6 +349,8 @@ class EmotionRecognizer:
 
     def predict(self, audio: Audio, sample_rate: int | None = None) -> Prediction:
         """One recording (a path, or an array with its sample_rate), standardised alone."""
+        if isinstance(audio, (str, Path)) and sample_rate is not None:
+            raise ValueError(f"{audio}: a file's sample rate is read from the file; sample_rate is for an array")
         return self.predict_waves([as_wave(audio, sample_rate)], "clip")[0]
 
     def predict_many(self, audios: Sequence[Audio], sample_rate: int | None = None,
