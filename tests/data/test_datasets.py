@@ -142,3 +142,12 @@ def test_test_ids_left_out_of_the_sample_submission_are_warned_about(tmp_path) -
     with pytest.warns(UserWarning, match=r"test.csv: 1 id\(s\) are not in sample_submission.csv, e.g. \['x1'\]"):
         data = load_dataset(competition(tmp_path, TRAIN, TEST, "id,label\nx2,0\nx0,0\n"))
     assert [t.id for t in data.test] == ["x2", "x0"]
+
+
+def test_a_class_folder_outside_the_six_emotions_is_named(tmp_path) -> None:
+    """RAVDESS's 'calm' beside 'angry': the error names the folder, not 'cannot tell the dataset layout'."""
+    for name in ("angry", "sad", "calm"):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.raises(DatasetError, match=r"class folders \(angry, sad\), but calm is not among the six emotions"):
+        load_dataset(tmp_path)

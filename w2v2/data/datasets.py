@@ -217,6 +217,13 @@ def detect_layout(root: Path) -> str:
     audio = find_audio(root)
     if audio and all(CREMA_NAME.match(p.stem) for p in audio[:50]):
         return "crema"
+    known = names & (set(EMOTIONS) | {c.lower() for c in CREMA_CODES})
+    if known:  # class folders, some of them named outside the six emotions
+        odd = sorted(d.name for d in subdirs if d.name.lower() not in known | {str(i) for i in range(6)})
+        one = len(odd) == 1
+        raise DatasetError(f"{root}: class folders ({', '.join(sorted(known))}), but {', '.join(odd)} "
+                           f"{'is' if one else 'are'} not among the six emotions ({', '.join(EMOTIONS)}, or "
+                           f"0-5): rename or remove {'it' if one else 'them'}")
     raise DatasetError(f"{root}: cannot tell the dataset layout (no train.csv, no CSV with path,label columns, "
                        "no class folders, no CREMA-D file names); pass --layout")
 
