@@ -400,8 +400,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         metrics["members"] = [{"ckpt": member.name, **{k: m[k] for k in HEADLINE}}
                               for member, m in zip(recognizer.members, scores, strict=True)]
         print(f"{f'ensemble of {len(recognizer.members)}':>40}: ", end="")
-    print(metrics_line(metrics))
     classes = sorted(set(labels))
+    if len(classes) < len(EMOTIONS) and len(recognizer.members) == 1:
+        print("six-way answers: ", end="")
+    print(metrics_line(metrics))
     if len(classes) < len(EMOTIONS):  # a corpus with fewer classes is also scored as its own task
         own = probs[:, classes].argmax(-1).tolist()
         metrics["own_classes"] = classification_metrics(labels, [classes[i] for i in own])
@@ -409,8 +411,9 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
               else f"over its {len(classes)} classes ({', '.join(EMOTIONS[c] for c in classes)}): ", end="")
         print(metrics_line(metrics["own_classes"]))
     final = metrics.get("own_classes", metrics)
-    print("recall per class: " + "  ".join(f"{name} {r:.2f}" for name, r in final["per_class_recall"].items()
-                                           if r is not None))
+    which = f", over its {len(classes)} classes" if "own_classes" in metrics else ""
+    print(f"recall per class{which}: " + "  ".join(f"{name} {r:.2f}" for name, r in final["per_class_recall"].items()
+                                                   if r is not None))
     if args.out:
         atomic_write(args.out, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return metrics
