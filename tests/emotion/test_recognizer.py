@@ -135,7 +135,8 @@ def test_a_timeline_spans_the_recording_and_marks_the_windows_without_speech(tra
     assert np.allclose(df[PROBS].sum(axis=1), 1, atol=1e-5)
 
 
-def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel_model, tmp_path, monkeypatch) -> None:
+def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel_model, tmp_path, monkeypatch,
+                                                                          capsys) -> None:
     import finetune.predict
     import w2v2.emotion.recognizer as recognizer
     import w2v2.emotion.windows as windows
@@ -164,6 +165,14 @@ def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel
     rows = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "streamed.csv")
     assert np.allclose(rows[0][PROBS], rows[1][PROBS], atol=1e-4) and rows[1].label_name[0] in EMOTIONS
     assert abs(rows[0].speech_s[0] - rows[1].speech_s[0]) < 0.5  # the VAD ran on stretches, not the whole
+    capsys.readouterr()
+    monkeypatch.setattr(windows, "load_audio", load_audio)  # a short file beside it is decoded, as it should be
+    monkeypatch.setattr(recognizer, "load_audio", load_audio)
+    short = next((corpus / "test").glob("*.wav"))
+    main(["predict", "--ckpt", str(folder), str(tmp_path / "long.wav"), str(short)])
+    said = capsys.readouterr().out  # the long file has speech too, but is taken alone: the line says why
+    assert "each file alone (1 file(s) with speech under 0.333333 min; a recording set needs 10; 1 file(s) " \
+           "over 0.333333 min, each taken alone window by window)" in said
 
 
 def test_a_long_recording_is_not_its_own_set_nor_moved_by_a_silent_file(travel_model) -> None:
