@@ -14,7 +14,14 @@ from pathlib import Path
 
 import torch
 
-from w2v2.emotion.exported import CHECK_SECONDS, OnnxClassifier, check_clips, export_model, is_onnx, require_onnxruntime
+from w2v2.emotion.exported import (
+    CHECK_SECONDS,
+    OnnxClassifier,
+    check_clips,
+    export_model,
+    refuse_exported,
+    require_onnxruntime,
+)
 from w2v2.emotion.members import load_classifier, member_folders
 from w2v2.emotion.recognizer import EmotionRecognizer
 from w2v2.emotion.travel import is_travel
@@ -71,20 +78,15 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         if int8:
             raise ValueError(f"{ckpt} is a travelling model: it has no network to quantise (drop --int8); exported "
                              "as it is, it runs as fast as the original")
-    elif is_onnx(ckpt) or any(is_onnx(p) for p in member_folders(ckpt)):
-        raise ValueError(f"{ckpt}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
-                         f"this folder as it is (`--ckpt {ckpt}`)")
+    else:
+        refuse_exported(ckpt)  # before any folder is made (export_model's own check, for its other callers)
     out.parent.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         new = Path(tmp) / out.name
         written = export_model(ckpt, new, int8)
-        if is_travel(ckpt):
-            diff, logits = max_difference(EmotionRecognizer.from_pretrained(ckpt),
-                                          EmotionRecognizer.from_pretrained(new)), None
-        else:
-            diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))
-            logits = max_logit_difference(ckpt, new)
+        diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))
+        logits = None if is_travel(ckpt) else max_logit_difference(ckpt, new)
         if out.exists():  # only now, with the new export complete and checked, does the old one go
             shutil.rmtree(out)
         new.replace(out)

@@ -178,14 +178,13 @@ def standardised_how(recognizer: EmotionRecognizer, normalise: Normalise, preds:
     talking = sum(p.speech_seconds >= MIN_SPEECH_SECONDS for p, s in zip(preds, sources, strict=True)
                   if isinstance(s, torch.Tensor))  # a streamed long file is always taken alone
     streamed = sum(isinstance(s, pd.DataFrame) for s in sources)
-    long = (f"; {streamed} file(s) over {STREAM_SECONDS / 60:g} min, each taken alone window by window"
-            if streamed else "")
+    minutes = f"{STREAM_SECONDS / 60:g} min"
+    long = f"; {streamed} file(s) over {minutes}, each taken alone window by window" if streamed else ""
     if normalise == "clip":
         return "normalisation: each file alone (--normalise clip)"
     if talking >= least:
         return (f"normalisation: the {talking} files with speech taken as one recording set, each relative to "
                 f"the set's average (--normalise set; --normalise clip takes each alone: a set should mix "
                 f"emotions){long}")
-    return (f"normalisation: each file alone ({talking} file(s) with speech under {STREAM_SECONDS / 60:g} min; "
-            f"a recording set needs {least}{long})") if streamed else \
-        f"normalisation: each file alone ({talking} file(s) with speech; a recording set needs {least})"
+    under = f" under {minutes}" if streamed else ""
+    return f"normalisation: each file alone ({talking} file(s) with speech{under}; a recording set needs {least}{long})"

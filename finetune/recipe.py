@@ -409,18 +409,17 @@ class Session:
         self.sessions.append({"seconds": 0.0})
         self.start = time.perf_counter()
         self.stopped = threading.Event()
-        self.lock = threading.Lock()
         self.note()
         self.thread = threading.Thread(target=self.beating, name="session-clock", daemon=True)
         self.thread.start()
 
     def note(self) -> float:
-        """Write this session's seconds so far into recipe.json; return them."""
-        with self.lock:
-            seconds = time.perf_counter() - self.start
-            self.sessions[-1]["seconds"] = seconds
-            write_json(self.run / RECIPE, read_recipe(self.run) | {"sessions": self.sessions})
-            return seconds
+        """Write this session's seconds so far into recipe.json; return them. Called by one thread at a time:
+        before the beat starts, by the beat, and after it is joined."""
+        seconds = time.perf_counter() - self.start
+        self.sessions[-1]["seconds"] = seconds
+        write_json(self.run / RECIPE, read_recipe(self.run) | {"sessions": self.sessions})
+        return seconds
 
     def beating(self) -> None:
         while not self.stopped.wait(self.beat):
@@ -586,4 +585,4 @@ def print_members(summary: dict) -> None:
               f"{summary['train_seconds']:>7.0f}")
     if summary.get("sessions", 1) > 1:
         print(f"wall time: {summary['train_seconds'] / 60:.1f} min over {summary['sessions']} sessions (a killed "
-              "session counted up to its last saved file)")
+              "session counted up to its last 30 s beat)")

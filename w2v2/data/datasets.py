@@ -212,14 +212,16 @@ def detect_layout(root: Path) -> str:
         return "csv"
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     names = {d.name.lower() for d in subdirs}
-    if subdirs and names <= set(EMOTIONS) | {c.lower() for c in CREMA_CODES} | {str(i) for i in range(6)}:
+    emotions = set(EMOTIONS) | {c.lower() for c in CREMA_CODES}  # a class folder's name: an emotion, a code or 0-5
+    numbers = {str(i) for i in range(6)}
+    if subdirs and names <= emotions | numbers:
         return "folders"
     audio = find_audio(root)
     if audio and all(CREMA_NAME.match(p.stem) for p in audio[:50]):
         return "crema"
-    known = names & (set(EMOTIONS) | {c.lower() for c in CREMA_CODES})
+    known = names & emotions
     if known:  # class folders, some of them named outside the six emotions
-        odd = sorted(d.name for d in subdirs if d.name.lower() not in known | {str(i) for i in range(6)})
+        odd = sorted(d.name for d in subdirs if d.name.lower() not in known | numbers)
         one = len(odd) == 1
         raise DatasetError(f"{root}: class folders ({', '.join(sorted(known))}), but {', '.join(odd)} "
                            f"{'is' if one else 'are'} not among the six emotions ({', '.join(EMOTIONS)}, or "

@@ -151,15 +151,20 @@ def graph_opset(path: Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def refuse_exported(source: Path) -> None:
+    """ValueError for a folder that already holds ONNX graphs (itself or its members): nothing to export."""
+    if is_onnx(source) or any(is_onnx(p) for p in member_folders(source)):
+        raise ValueError(f"{source}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
+                         f"this folder as it is (`--ckpt {source}`)")
+
+
 def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     """Export what `source` names (a run folder, checkpoint, ensemble parent or travelling model) into `out`,
     in its layout; returns the folders written (one per member)."""
     if is_travel(source):
         shutil.copytree(source, out, dirs_exist_ok=True)
         return [out]
-    if is_onnx(source) or any(is_onnx(p) for p in member_folders(source)):
-        raise ValueError(f"{source}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
-                         f"this folder as it is (`--ckpt {source}`)")
+    refuse_exported(source)
     parts = member_folders(source)
     if not parts:
         classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
