@@ -69,6 +69,20 @@ def test_crema_and_folder_layouts(tmp_path) -> None:
     wav(folders / "3" / "b.ogg")
     data = load_dataset(folders)
     assert data.layout == "folders" and sorted(it.label for it in data.train) == [1, 3]
+    wav(folders / "Sadness" / "c.wav")  # another name of an emotion, as many corpora spell it
+    assert sorted(it.label for it in load_dataset(folders).train) == [1, 2, 3]
+
+
+def test_other_names_of_the_emotions_are_read_as_ours(tmp_path) -> None:
+    names = ["anger", "Fearful", "afraid", "scared", "sadness", "disgusted", "HAPPINESS", "joy"]
+    for i, _ in enumerate(names):
+        wav(tmp_path / "clips" / f"{i}.wav")
+    rows = "".join(f"clips/{i}.wav,{name}\n" for i, name in enumerate(names))
+    (tmp_path / "labels.csv").write_text("path,label\n" + rows)
+    assert [it.label for it in load_dataset(tmp_path).train] == [0, 1, 1, 1, 2, 3, 5, 5]
+    (tmp_path / "labels.csv").write_text("path,label\nclips/0.wav,calm\n")  # not one of the six: refused
+    with pytest.raises(DatasetError, match="unknown label 'calm'"):
+        load_dataset(tmp_path)
 
 
 def test_speaker_independent_split() -> None:

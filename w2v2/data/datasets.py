@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from w2v2.data.audio import AudioError, audio_info, find_audio
-from w2v2.data.labels import CREMA_CODES, EMOTIONS
+from w2v2.data.labels import CREMA_CODES, EMOTIONS, SYNONYMS
 
 LAYOUTS = ("competition", "crema", "csv", "folders")
 CREMA_NAME = re.compile(r"^(\d+)_([A-Z]+)_([A-Z]{3})_([A-Z]+)$")
@@ -58,7 +58,8 @@ class Dataset:
 
 
 def parse_label(value: object, where: str) -> int:
-    """0..5, an emotion name or a CREMA-D code -> class index; DatasetError naming `where`."""
+    """0..5, an emotion name (or a common other name of it: anger, sadness, happiness, joy, fearful, ...) or a
+    CREMA-D code -> class index; DatasetError naming `where`."""
     text = str(value).strip()
     if re.fullmatch(r"-?\d+(\.0+)?", text):
         label = int(float(text))
@@ -67,6 +68,8 @@ def parse_label(value: object, where: str) -> int:
         raise DatasetError(f"{where}: label {text} is outside 0..{len(EMOTIONS) - 1}")
     if text.lower() in EMOTIONS:
         return EMOTIONS.index(text.lower())
+    if text.lower() in SYNONYMS:
+        return SYNONYMS[text.lower()]
     if text.upper() in CREMA_CODES:
         return CREMA_CODES[text.upper()]
     raise DatasetError(f"{where}: unknown label {text!r} (use 0..5, {', '.join(EMOTIONS)} or a CREMA-D code)")
@@ -212,7 +215,8 @@ def detect_layout(root: Path) -> str:
         return "csv"
     subdirs = [d for d in root.iterdir() if d.is_dir()]
     names = {d.name.lower() for d in subdirs}
-    emotions = set(EMOTIONS) | {c.lower() for c in CREMA_CODES}  # a class folder's name: an emotion, a code or 0-5
+    # a class folder's name: an emotion (or another name of it), a code or 0-5
+    emotions = set(EMOTIONS) | set(SYNONYMS) | {c.lower() for c in CREMA_CODES}
     numbers = {str(i) for i in range(6)}
     if subdirs and names <= emotions | numbers:
         return "folders"
