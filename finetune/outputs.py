@@ -26,7 +26,7 @@ from w2v2.config import to_dict
 from w2v2.data.datasets import Dataset, Item, item_labels, labelled_test
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.members import MEMBER_NAME
-from w2v2.emotion.recognizer import Prediction
+from w2v2.emotion.recognizer import Prediction, has_signal
 from w2v2.emotion.windows import AudioCache, cached_waves, predict_probs
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_device
@@ -188,9 +188,19 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
 
 def evaluate_items(model: Wav2Vec2ForClassification, items: list[Item], cache: AudioCache, window_seconds: float,
                    progress: bool = False, tta: tuple[float, ...] = ()) -> tuple[dict, torch.Tensor]:
-    """Metrics and probabilities (n, 6) over labelled items (undecodable clips predicted as silence)."""
-    probs = predict_probs(model, cached_waves(cache, len(items)), window_seconds, progress=progress, tta=tta)
+    """Metrics and probabilities (n, 6) over labelled items (`network_probs`: an undecodable clip 1/6 each)."""
+    probs = network_probs(model, cached_waves(cache, len(items)), window_seconds, progress, tta)
     return classification_metrics(item_labels(items), probs.argmax(-1).tolist()), probs
+
+
+def network_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
+                  progress: bool = False, tta: tuple[float, ...] = ()) -> torch.Tensor:
+    """(n, 6) probabilities of whole clips, as `predict` answers them: a clip with no signal (an undecodable
+    one, read as silence) holds no evidence, 1/6 each, not the network's answer to silence."""
+    probs = predict_probs(model, waves, window_seconds, progress=progress, tta=tta)
+    empty = [i for i, w in enumerate(waves) if not has_signal(w)]
+    probs[empty] = 1 / len(EMOTIONS)
+    return probs
 
 
 def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCache, cfg: FinetuneConfig,
@@ -208,8 +218,7 @@ def finish(run: Path, data: Dataset, val_items: list[Item], val_cache: AudioCach
                    f"validation (UAR {val_metrics['uar']:.3f})")
     if data.test:
         waves = cached_waves(AudioCache(data.test), len(data.test))
-        result |= write_test_outputs(run, data, predict_probs(model, waves, cfg.window_seconds, progress=True,
-                                                              tta=cfg.tta))
+        result |= write_test_outputs(run, data, network_probs(model, waves, cfg.window_seconds, True, cfg.tta))
     write_json(run / "metrics.json", result)
     return result
 

@@ -251,6 +251,12 @@ def test_skip_bad_test_files_keep_their_submission_rows(damaged: tuple[Path, Pat
     root, out = damaged
     sub, sample = pd.read_csv(out / "submission.csv"), pd.read_csv(root / "sample_submission.csv")
     assert list(sub.id) == list(sample.id) and sub.label.between(0, 5).all()
+    # the corrupt clip holds no evidence: 1/6 each, as predict answers it (not the network's answer to silence)
+    corrupt = pd.read_csv(root / "test_labels.csv").id.iloc[-1]
+    probs = pd.read_csv(out / "test_probs.csv").set_index("id")
+    cols = [c for c in probs.columns if c.startswith("p_")]
+    assert np.allclose(probs.loc[corrupt, cols].to_numpy(float), 1 / 6)
+    assert not np.allclose(probs.drop(index=corrupt)[cols].to_numpy(), 1 / 6, atol=1e-3)
 
 
 def test_predict_and_evaluate_refuse_a_pretraining_run(corpus: Path, tmp_path) -> None:
