@@ -34,7 +34,8 @@ serve: $(STAMP)
 	$(PY) -m finetune serve $(if $(CKPT),--ckpt $(CKPT))
 
 # Zero-download demo: synthesise the emotional-speech corpus, run the default recipe with one seed
-# (pretrained:small fine-tuned + probed, the tiny model from scratch at 30 epochs), print metrics and the submission path.
+# (pretrained:small fine-tuned + probed, the tiny model from scratch at 30 epochs, descriptors heads), print metrics
+# and the submission path.
 demo: $(STAMP)
 	$(PY) -m finetune demo
 

@@ -89,8 +89,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "completed epoch, with the settings it was started with (finished members are kept)")
     t.add_argument("--val-speakers", help="comma-separated speakers to validate on")
     t.add_argument("--members", type=count("--members", 1), help="seeds of the ensemble, each with its own "
-                   "validation speakers and one model of every kind (a fine-tune, a probe and the tiny model "
-                   "from scratch; `kinds=[...]` chooses) (default 3; 1 for --init scratch)")
+                   "validation speakers and one model of every kind (a fine-tune, a probe, the tiny model "
+                   "from scratch and descriptors heads; `kinds=[...]` chooses) (default 3; 1 for --init scratch)")
     t.add_argument("--folds", type=count("--folds", 2), help="K speaker-disjoint folds instead of seeds, each "
                    "validated on its K-th of the clips: out-of-fold metrics, ensemble submission")
     t.add_argument("--budget-minutes", type=minutes("--budget-minutes"), help="fit the recipe to this many "
@@ -520,8 +520,9 @@ def demo(threads: int | None = None) -> None:
     if not (DEMO_DATA / "train.csv").is_file():
         print(f"generating the synthetic emotional-speech corpus in {DEMO_DATA} ...")
         generate_corpus(DEMO_DATA, clips=600, seed=0)
-    print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, and the tiny "
-          "model from scratch (30 epochs here instead of 80, to stay within a few minutes), the three averaged ...")
+    print("the default recipe with one seed (--members 1): pretrained:small fine-tuned and probed, the tiny model "
+          "from scratch (30 epochs here instead of 80, to stay within a few minutes) and descriptors heads, the four "
+          "weighted as they predicted the seed's validation speakers ...")
     main(["train", "--data", str(DEMO_DATA), "--run", str(DEMO_RUN), "--members", "1", "--overwrite",
           "scratch.epochs=30", "scratch.patience=10", *([f"threads={threads}"] if threads else [])])
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

@@ -26,7 +26,7 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] = (15.0, 40.0)
 
 
-Kind = Literal["finetune", "probe", "scratch"]
+Kind = Literal["finetune", "probe", "scratch", "descriptors"]
 # settings a scratch member takes from its run (the rest is RECIPES["scratch"] and `scratch.*`)
 SHARED = ("device", "amp", "threads", "num_workers", "window_seconds", "tta", "balance", "val_fraction")
 
@@ -42,10 +42,12 @@ class FinetuneConfig:
     # the ensemble (finetune/recipe.py): `members` seeds, each with its own validation speakers, or `folds`
     # speaker-disjoint folds; each trains one model of every kind in `kinds` (finetune: the whole model from
     # init; probe: a linear probe on its frozen backbone; scratch: the tiny model from random weights, a
-    # member unlike the other two), and their test probabilities are averaged (docs/recipe.md)
+    # member unlike the other two; descriptors: linear heads over acoustic descriptors standardised per
+    # speaker, the travelling model's recipe, finetune/descriptor_head.py), and their test probabilities are
+    # averaged (docs/recipe.md)
     members: int = ranged(3, 1)
     folds: int = ranged(0, 0)  # 0: seeds; K >= 2: folds instead
-    kinds: tuple[Kind, ...] = ("finetune", "probe", "scratch")
+    kinds: tuple[Kind, ...] = ("finetune", "probe", "scratch", "descriptors")
     # the scratch members' settings: RECIPES["scratch"] with these on top (scratch.epochs=10); the run's own
     # epochs, crops and learning rates are the fine-tune's
     scratch: dict[str, Any] = field(default_factory=dict)

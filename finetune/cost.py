@@ -1,9 +1,9 @@
 """What the default recipe costs, kind by kind: `python -m finetune.cost [--clips N] [--kinds ...]`.
 
 A fixed synthetic corpus (`w2v2.synth`, the same clips for a given --clips and --seed) is trained on with
-the default recipe's settings, one seed, one kind at a time (`kinds=[finetune]`, `[probe]`, `[scratch]`),
-on --threads threads. Each row: the kind's CPU-seconds (this process's user + system time, every thread)
-and wall-seconds, both per hour of training audio, and the recipe's own estimate for it. Then the
+the default recipe's settings, one seed, one kind at a time (`kinds=[finetune]`, `[probe]`, `[scratch]`,
+`[descriptors]`), on --threads threads. Each row: the kind's CPU-seconds (this process's user + system time,
+every thread) and wall-seconds, both per hour of training audio, and the recipe's own estimate for it. Then the
 default recipe, 3 seeds of every kind, as the sum of its members, and with --whole as one command
 (members side by side: wall time below the sum). Nothing is timed in a test:
 the figures in docs/benchmark.md come from this command's output (experiments/results/cost.txt).
@@ -28,7 +28,7 @@ from finetune.recipe import audio_hours
 from w2v2.data.datasets import load_dataset
 from w2v2.synth import generate_corpus
 
-KINDS = ("finetune", "probe", "scratch")
+KINDS = ("finetune", "probe", "scratch", "descriptors")
 SEEDS = 3  # the default recipe's
 
 

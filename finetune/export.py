@@ -22,9 +22,8 @@ from w2v2.emotion.exported import (
     refuse_exported,
     require_onnxruntime,
 )
-from w2v2.emotion.members import load_classifier, member_folders
+from w2v2.emotion.members import load_classifier, member_folders, travel_folder
 from w2v2.emotion.recognizer import EmotionRecognizer
-from w2v2.emotion.travel import is_travel
 
 
 def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> float:
@@ -37,7 +36,8 @@ def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> 
 def max_logit_difference(source: Path, out: Path) -> float:
     """max |Δlogit| between each source network and its exported graph on `check_clips()`, one clip at a time
     and as one padded batch. Unlike probabilities, logits show a difference where the softmax saturates."""
-    pairs = list(zip(member_folders(source), member_folders(out), strict=True)) or [(source, out)]
+    pairs = [(src, dst) for src, dst in zip(member_folders(source), member_folders(out), strict=True)
+             if travel_folder(src) is None] or [(source, out)]  # a descriptors member has no network
     clips = check_clips()
     wave = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
     mask = torch.arange(wave.shape[1])[None] >= torch.tensor([c.numel() for c in clips])[:, None]
@@ -74,7 +74,7 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         raise ValueError(f"--out {out} is a file: name a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} is not empty: name a new folder (or add --overwrite)")
-    if is_travel(ckpt):
+    if travel_folder(ckpt) is not None:
         if int8:
             raise ValueError(f"{ckpt} is a travelling model: it has no network to quantise (drop --int8); exported "
                              "as it is, it runs as fast as the original")
@@ -86,7 +86,7 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         new = Path(tmp) / out.name
         written = export_model(ckpt, new, int8)
         diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))
-        logits = None if is_travel(ckpt) else max_logit_difference(ckpt, new)
+        logits = None if travel_folder(ckpt) is not None else max_logit_difference(ckpt, new)
         if out.exists():  # only now, with the new export complete and checked, does the old one go
             shutil.rmtree(out)
         new.replace(out)

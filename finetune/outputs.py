@@ -36,7 +36,7 @@ from w2v2.training import resolve_device
 RUN_OUTPUTS = ("config.yaml", "history.jsonl", "metrics.json", "submission.csv", "submission.tmp", "curves.png",
                "confusion_matrix.png", "confusion_matrix_test.png", "confusion_matrix_oof.png", "best", "best.old",
                "test_probs.csv", "test_probs.tmp", "val_probs.csv", "val_probs.tmp", "oof_probs.csv", "oof_probs.tmp",
-               "recipe.json", "resume", "resume.old", ".resume.tmp")
+               "recipe.json", "resume", "resume.old", ".resume.tmp", "ensemble.json", "ensemble.tmp")
 
 
 PROB_COLUMNS = [f"p_{name}" for name in EMOTIONS]  # in every probability file we write
@@ -156,20 +156,25 @@ def probs_frame(items: list[Item], probs: torch.Tensor, labelled: bool = False) 
 
 
 def seed_validation(run: Path, members: list[dict]) -> pd.DataFrame | None:
-    """The ensemble's own validation estimate, one seed at a time: the members of a seed (its fine-tune, probe
-    and tiny model) validate on the same clips, so their val_probs.csv are averaged row by row into that
-    seed's ensemble; the rows of every seed follow one another, with a `seed` column (a clip may be in
-    several seeds' validation). None where the members of a seed validate on different clips (k-fold
+    """The ensemble's own validation estimate, one seed at a time: the members of a seed (its fine-tune, probe,
+    tiny model and descriptors head) validate on the same clips, so their val_probs.csv are averaged row by
+    row into that seed's ensemble, weighted as `finetune.weights` fitted the kinds on the other seeds'
+    clips; the rows of every seed follow one another, with a `seed` column (a clip may be in several
+    seeds' validation). None where the members of a seed validate on different clips (k-fold
     members: their estimate is out-of-fold) or a member's file is missing."""
+    from finetune.weights import unit_weights  # it writes through this module
+
     frames = []
     for seed in dict.fromkeys(m["seed"] for m in members):
-        paths = [run / m["name"] / "val_probs.csv" for m in members if m["seed"] == seed]
+        names = [m["name"] for m in members if m["seed"] == seed]
+        paths = [run / name / "val_probs.csv" for name in names]
         if not all(p.is_file() for p in paths):
             return None
         each = [pd.read_csv(p) for p in paths]
         if any(df["id"].tolist() != each[0]["id"].tolist() for df in each):
             return None
-        mean = sum(df[PROB_COLUMNS].to_numpy() for df in each) / len(each)
+        weights = unit_weights(run, names)  # the kinds' weights fitted without this seed's clips, if any
+        mean = sum(w * df[PROB_COLUMNS].to_numpy() for w, df in zip(weights, each, strict=True)) / sum(weights)
         frame = each[0].assign(**dict(zip(PROB_COLUMNS, mean.T, strict=True)))
         frame.insert(3, "seed", seed)
         frames.append(frame)

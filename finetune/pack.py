@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from w2v2.checkpoint import CheckpointError, load_model, read_meta, save_model
-from w2v2.emotion.members import classifier_checkpoint, member_folders
+from w2v2.emotion.members import ENSEMBLE_FILE, classifier_checkpoint, member_folders, travel_folder
 from w2v2.training.runs import init_checkpoint
 
 
@@ -41,11 +41,20 @@ def pack(run: Path, out: Path, base: str | None = "auto", half: bool = False) ->
     if out.exists():
         raise FileExistsError(f"--out {out} exists: pack writes a new folder (remove it or choose another)")
     parts = member_folders(run)
-    sources = [(classifier_checkpoint(m), out / m.name) for m in parts] or [(classifier_checkpoint(run), out)]
+    if not parts and travel_folder(run) is not None:  # a travelling model, a descriptors member: copied as it is
+        shutil.copytree(run, out)
+        return [out]
+    # a descriptors member (a few kB of linear heads, no network) is copied as it is; a network packed
+    sources = [(travel_folder(m) or classifier_checkpoint(m), out / m.name) for m in parts] or \
+        [(classifier_checkpoint(run), out)]
     tmp = out.with_name(f".{out.name}.packing")
     shutil.rmtree(tmp, ignore_errors=True)
     written = []
     for ckpt, target in sources:
+        if travel_folder(ckpt) is not None:
+            shutil.copytree(ckpt, tmp / target.relative_to(out))
+            written.append(target)
+            continue
         meta = read_meta(ckpt)
         if meta.get("base") and base is None:
             raise CheckpointError(f"{ckpt} is itself packed against {meta['base']}: pack it with a base")
@@ -54,6 +63,8 @@ def pack(run: Path, out: Path, base: str | None = "auto", half: bool = False) ->
         extra = {k: v for k, v in meta.items() if k not in ("kind", "model", "base")}
         save_model(model, tmp / target.relative_to(out) if target != out else tmp, extra, member_base, half)
         written.append(target)
+    if parts and (run / ENSEMBLE_FILE).is_file():  # the kinds' weights in the vote
+        shutil.copy2(run / ENSEMBLE_FILE, tmp / ENSEMBLE_FILE)
     tmp.rename(out)
     return written
 

@@ -2,12 +2,14 @@
 
 Design choices:
 - a member is a unit (a seed, or a speaker-disjoint fold) and a kind (`FinetuneConfig.kinds`: a fine-tune
-  of the init, a linear probe on its frozen backbone, the tiny model from scratch). A seed chooses its
+  of the init, a linear probe on its frozen backbone, the tiny model from scratch, linear heads over acoustic
+  descriptors standardised per speaker (`finetune.descriptor_head`)). A seed chooses its
   own validation speakers (`speaker_split` with that seed), so members differ in data as well as in
   initialisation; the kinds of one unit share its split;
 - every member is a complete run folder (`member_2/`, `member_2_probe/`, `fold_1_scratch/`), so
   evaluate, predict and submit take one member, or the parent for all of them (`w2v2.emotion.members`);
-- the parent's submission.csv and test_probs.csv average the members' test probabilities (soft voting);
+- the parent's submission.csv and test_probs.csv average the members' test probabilities (soft voting),
+  each kind weighted as its members predicted their validation clips (`finetune.weights`, ensemble.json);
   with folds, oof_probs.csv averages each clip's out-of-fold probabilities over the kinds; with seeds, the
   parent's val_probs.csv averages each seed's kinds on that seed's validation clips: the ensemble's own
   validation estimate, one seed at a time (`outputs.seed_validation`);
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 
 from finetune.config import FinetuneConfig, Kind, scratch_config
+from finetune.descriptor_head import train_descriptors
 from finetune.folds import assign_folds, out_of_fold, read_probs, validation_words
 from finetune.metrics import HEADLINE
 from finetune.model import check_model
@@ -42,17 +45,22 @@ from finetune.parallel import available_bytes, plan_workers, run_side_by_side, t
 from finetune.plots import plot_confusion
 from finetune.probe import train_probe
 from finetune.train import split_train, train
+from finetune.weights import fit_ensemble, unit_weights
 from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.members import member_weights
 from w2v2.emotion.windows import AudioCache
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_amp, resolve_device
 from w2v2.training.progress import no_progress, progress_bar
 
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
-KIND_WORDS = {"finetune": "fine-tune", "probe": "linear probe", "scratch": "tiny model"}  # a member of each kind
+KIND_WORDS = {"finetune": "fine-tune", "probe": "linear probe", "scratch": "tiny model",
+              "descriptors": "descriptors head"}  # a member of each kind
+SUFFIX = {"finetune": "", "probe": "_probe", "scratch": "_scratch", "descriptors": "_descriptors"}  # its folder
+CHEAP: tuple[Kind, ...] = ("probe", "descriptors")  # minutes at most: trained last, to fill the pool's gaps
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | N
     kinds = [k for k in dict.fromkeys(cfg.kinds) if not (k == "probe" and cfg.init == "scratch")]
     if not kinds:
         raise ValueError("--probe judges a pretrained backbone: give --init pretrained:NAME, hf:DIR_OR_ID or ckpt:PATH")
-    suffix = {"finetune": "", "probe": "_probe", "scratch": "_scratch"}
+    suffix = SUFFIX
     members = []
     if cfg.folds:
         if val_speakers:
@@ -107,9 +115,9 @@ def plan_members(data: Dataset, cfg: FinetuneConfig, val_speakers: list[str] | N
 
 def member_steps(member: Member) -> int:
     """Work units of a member on the progress bar: training steps of a fine-tune, batches of a probe's
-    feature pass."""
+    feature pass or of a descriptors member's clips."""
     batches = math.ceil(len(member.train_items) / member.cfg.batch_size)
-    return batches if member.kind == "probe" else member.cfg.max_steps or member.cfg.epochs * batches
+    return batches if member.kind in CHEAP else member.cfg.max_steps or member.cfg.epochs * batches
 
 
 def clip_durations(items: list[Item]) -> list[float] | None:
@@ -136,6 +144,9 @@ def fit_crops(members: list[Member], longest: float) -> list[Member]:
     to this machine's free memory (`check_memory`)."""
     fitted = []
     for m in members:
+        if m.kind == "descriptors":  # no network, no crops: whole clips
+            fitted.append(m)
+            continue
         if m.cfg.crop_seconds > longest:
             print(f"      {m.name or m.kind}: crop_seconds={m.cfg.crop_seconds:g} is longer than the longest training "
                   f"clip ({longest:.1f} s): whole clips, crops of at most {math.ceil(longest):g} s")
@@ -190,8 +201,26 @@ def time_member(cfg: FinetuneConfig, kind: Kind, items: list[Item], steps: int =
     device = resolve_device(cfg.device)
     cfg = replace(cfg, init="scratch") if kind == "scratch" else cfg
     sample = items[:: max(1, len(items) // (cfg.batch_size * steps))][: cfg.batch_size * steps]
+    if kind == "descriptors":
+        return _timed_descriptors(sample)
     with no_progress():  # what is only timed shows no bar and no line
         return _timed(cfg, kind, sample, device)
+
+
+def _timed_descriptors(sample: list[Item]) -> dict[str, float]:
+    """A descriptors member's cost per second of audio: its descriptors (training, validation and test
+    alike; the heads' training and the speech detector are cheap beside them), timed on a few clips."""
+    from w2v2.emotion.descriptors import clip_descriptors
+
+    cache = AudioCache(sample)
+    waves = [w for w in (cache[i] for i in range(len(sample))) if w is not None]
+    if waves:
+        clip_descriptors(waves[0])  # warm-up
+    tick = time.perf_counter()
+    for w in waves:
+        clip_descriptors(w)
+    rate = (time.perf_counter() - tick) / max(sum(w.numel() for w in waves) / SAMPLE_RATE, 1e-9)
+    return {"step": 0.0, "cnn": 0.0, "val": rate, "predict": rate}
 
 
 def _timed(cfg: FinetuneConfig, kind: Kind, sample: list[Item], device: torch.device) -> dict[str, float]:
@@ -255,7 +284,7 @@ def estimate_seconds(members: list[Member], test_seconds: float, clip_seconds: f
     call) scaled by the work."""
     timings = {} if timings is None else timings
     each = [member_seconds(m, test_seconds, clip_seconds, timings)
-            for m in sorted(members, key=lambda m: m.kind == "probe")]  # the order the pool takes them in
+            for m in sorted(members, key=lambda m: m.kind in CHEAP)]  # the order the pool takes them in
     free = [0.0] * max(1, max((m.cfg.workers for m in members), default=1))
     for seconds in each:
         free[free.index(min(free))] += seconds
@@ -271,7 +300,7 @@ def member_seconds(m: Member, test_seconds: float, clip_seconds: float, timings:
     t = timings[key]
     train_audio, val_audio = len(m.train_items) * clip_seconds, len(m.val_items) * clip_seconds
     predict = (val_audio + test_seconds) * t["predict"]  # finish(): validation and test predictions
-    if m.kind == "probe":  # one feature pass over its clips (a prediction's cost), then a cheap head
+    if m.kind in CHEAP:  # one feature pass over its clips (a prediction's cost), then a cheap head
         return (train_audio + val_audio) * t["predict"] + predict
     cached = m.cfg.freeze_feature_encoder and m.cfg.feature_cache
     views = (m.cfg.cache_views if m.cfg.augment else 1) if cached else 0
@@ -302,9 +331,9 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
         time_side_by_side(members, timings)
         if cfg.budget_minutes:
             members = fit_budget(members, cfg, estimate)
-    kinds = {k: sum(m.kind == k for m in members) for k in ("finetune", "probe", "scratch")}
+    kinds = {k: sum(m.kind == k for m in members) for k in SUFFIX}
     words = {"finetune": f"fine-tune(s) of {cfg.init}", "probe": "linear probe(s)",
-             "scratch": "tiny model(s) from scratch"}
+             "scratch": "tiny model(s) from scratch", "descriptors": "descriptors head(s)"}
     how = seeds_said(how, members)
     print(f"plan: {' + '.join(f'{n} {words[k]}' for k, n in kinds.items() if n)} ({how}); "
           f"{len(data.train)} labelled clips{f' ({hours:.2f} h)' if hours is not None else ''}"
@@ -319,6 +348,9 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
     probe = next((m for m in members if m.kind == "probe"), None)
     if probe is not None:
         print(f"      linear probe: {probe.cfg.probe_epochs} epochs of the head over cached features (probe_epochs)")
+    if any(m.kind == "descriptors" for m in members):
+        print("      descriptors head: linear heads over 189 acoustic descriptors of each clip, standardised per "
+              "speaker (where the data names them), as the travelling model's")
     if len(members) > 1 and members[0].cfg.workers > 1:
         print(f"      side by side: {members[0].cfg.workers} members at a time, {members[0].cfg.threads} thread(s) "
               "each (workers, threads)")
@@ -331,7 +363,7 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
         per_kind = {m.kind: one(m) for m in members}
         print("      per member: " + ", ".join(f"{KIND_WORDS[k]} {minutes_text(v)} min" for k, v in per_kind.items()),
               flush=True)
-        stops = {m.kind: m.cfg.patience for m in members if m.kind != "probe" and m.cfg.patience < m.cfg.epochs}
+        stops = {m.kind: m.cfg.patience for m in members if m.kind not in CHEAP and m.cfg.patience < m.cfg.epochs}
         if stops:  # the default's tiny models: 80 epochs, patience 20 (one stopped at 54 on 5,000 clips)
             print("      the estimate counts every epoch; " + ", ".join(
                 f"a {KIND_WORDS[k]} stops early after {p} epochs without a better validation UAR"
@@ -480,10 +512,15 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
             session.end()
             raise
     summary: dict[str, Any] = {"recipe": seeds_said(how, members), "members": results}
+    if ensemble := fit_ensemble(run, results):  # the kinds' weights, fitted on their validation clips
+        summary["kind_weights"] = ensemble["kind_weights"]
+        print("kinds weighed by their validation clips: " + ", ".join(
+            f"{KIND_WORDS[k]} {w:.1f}" for k, w in ensemble["kind_weights"].items()))
     summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
-        probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members]).mean(0)
-        summary |= write_test_outputs(run, data, probs)
+        weights = torch.tensor(member_weights(run, [run / m.name for m in members]))
+        probs = torch.stack([read_probs(run / m.name / "test_probs.csv") for m in members])
+        summary |= write_test_outputs(run, data, torch.einsum("m,mnc->nc", weights / weights.sum(), probs))
     summary["train_seconds"], summary["sessions"] = session.end()  # every session of the run, resumed ones too
     write_json(run / "metrics.json", summary)
     print_members(summary)
@@ -503,8 +540,8 @@ def train_all(data: Dataset, members: list[Member], run: Path, bar: Any, resume:
             bar.update(member_steps(m))
         else:
             tasks.append((m.name, announced_member, (data, m, f"member {i}/{len(members)}", run / m.name, resume)))
-    if workers > 1:  # the probes (seconds each) last, to fill the gaps the long members leave at the end
-        tasks.sort(key=lambda task: task[2][1].kind == "probe")
+    if workers > 1:  # the probes and descriptors (minutes each) last, to fill the gaps the long members leave
+        tasks.sort(key=lambda task: task[2][1].kind in CHEAP)
         done |= run_side_by_side(tasks, workers, threads, bar)
     else:
         done |= {name: task(*args, bar) for name, task, args in tasks}
@@ -527,8 +564,9 @@ def announced_member(data: Dataset, m: Member, which: str, folder: Path, resume:
 def train_member(data: Dataset, m: Member, folder: Path, bar: Any, resume: bool = False) -> dict:
     """One member into `folder`; resume: a fine-tune continues after its last epoch (a probe, minutes at
     most, starts over)."""
-    if m.kind == "probe":
-        result = train_probe(data, m.cfg, folder, m.train_items, m.val_items)
+    if m.kind in CHEAP:
+        trainer = train_probe if m.kind == "probe" else train_descriptors
+        result = trainer(data, m.cfg, folder, m.train_items, m.val_items)
         bar.update(member_steps(m))
         return result
     return train(data, m.cfg, folder, split=(m.train_items, m.val_items), overall=bar, resume=resume)
@@ -560,11 +598,13 @@ def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:
     for m in members:
         assert m.fold is not None  # with cfg.folds every member is a fold's
         rows = [index[id(it)] for it in m.val_items]
-        oof[rows] += read_probs(run / m.name / "val_probs.csv")
-        count[rows] += 1
+        fold = [n.name for n in members if n.fold == m.fold]
+        weight = unit_weights(run, fold)[fold.index(m.name)]  # its kind's, fitted without this fold's clips
+        oof[rows] += weight * read_probs(run / m.name / "val_probs.csv")
+        count[rows] += weight
         for r in rows:
             fold_of[r] = m.fold
-    return out_of_fold(run, data.train, fold_of, oof / count.clamp(min=1))
+    return out_of_fold(run, data.train, fold_of, oof / count.clamp(min=1e-12))
 
 
 def print_members(summary: dict) -> None:

@@ -37,7 +37,7 @@ from finetune.outputs import PROB_COLUMNS, check_output_file, frame_metrics, see
 from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Dataset, DatasetError, Item, load_dataset
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.members import member_folders
+from w2v2.emotion.members import member_folders, travel_folder
 
 SPLIT_NAMES = {"validation": "validation", "oof": "out-of-fold", "test": "test"}
 
@@ -89,7 +89,12 @@ def read_run(path: Path) -> Run:
 
 
 def is_probe(model: Path) -> bool:
-    return bool(read_json(model / "best" / "w2v2.json").get("probe"))
+    return travel_folder(model) is None and bool(read_json(model / "best" / "w2v2.json").get("probe"))
+
+
+def networks(run: Run) -> list[Path]:
+    """The run's models that are networks (a descriptors member has no learning curve, layers or embeddings)."""
+    return [m for m in run.models if travel_folder(m) is None]
 
 
 def find_path(text: str, run: Path) -> Path | None:
@@ -148,11 +153,15 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
     """The recipe in plain words: init, data, clips, speakers, epochs, time."""
     cfg, first = run.config, read_json(run.models[0] / "metrics.json")
     kinds = [m["kind"] for m in run.metrics["members"]] if run.parent else \
-        ["probe" if is_probe(run.path) else "finetune"]
+        ["descriptors" if travel_folder(run.path) else "probe" if is_probe(run.path) else "finetune"]
     words = {"finetune": f"fine-tune(s) of {cfg['init']}", "probe": f"linear probe(s) of the frozen {cfg['init']}",
-             "scratch": "tiny model(s) from scratch"}
+             "scratch": "tiny model(s) from scratch", "descriptors": "descriptors head(s)"}
+    weights = run.metrics.get("kind_weights")
+    said = {"finetune": "fine-tunes", "probe": "probes", "scratch": "tiny models", "descriptors": "descriptors heads"}
     lines = [" + ".join(f"{kinds.count(k)} {w}" for k, w in words.items() if k in kinds)
-             + ("; their probabilities averaged" if run.parent else "")]
+             + ("; their probabilities averaged" if run.parent else "")
+             + ("; each kind weighted as it predicted the validation clips: " + ", ".join(
+                 f"{said[k]} {w:.1f}" for k, w in weights.items()) if weights else "")]
     lines.append(f"data: {first.get('data', '?')} ({first.get('layout', '?')} layout)"
                  + (f", {len(data.train)} labelled clips" if data else "")
                  + (f", {len(data.test)} test clips" if data and data.test else ""))
@@ -162,6 +171,9 @@ def recipe_lines(run: Run, data: Dataset | None) -> list[str]:
                      f"{cfg['batch_size']}, CNN {'frozen' if cfg['freeze_feature_encoder'] else 'trained'}")
     if "probe" in kinds:
         lines.append(f"probe: {cfg['probe_epochs']} epochs on each clip's pooled hidden states")
+    if "descriptors" in kinds:
+        lines.append("descriptors heads: linear heads over 189 acoustic descriptors of each clip, standardised per "
+                     "speaker where the data names speakers (the travelling model's recipe)")
     member = run.models[0] / "config.yaml"  # what the members ran with (side by side: their own threads)
     ran = yaml.safe_load(member.read_text()) if run.parent and member.is_file() else cfg
     side = f"{ran['workers']} members at a time, " if (ran.get("workers") or 1) > 1 else ""
@@ -252,10 +264,11 @@ def curves_section(run: Run) -> str:
     """Learning curves of every model; for an ensemble, each member's UAR beside the ensemble's."""
     name = lambda m: m.name if run.parent else "validation"  # noqa: E731
     histories = {name(m): [json.loads(line) for line in (m / "history.jsonl").read_text().splitlines() if line]
-                 for m in run.models}
-    best = {name(m): read_json(m / "metrics.json")["best_epoch"] for m in run.models}
+                 for m in networks(run)}
+    best = {name(m): read_json(m / "metrics.json")["best_epoch"] for m in networks(run)}
     kinds = {m["name"]: m["kind"] for m in run.metrics["members"]} if run.parent else None
-    out = image(plots.data_uri(plots.curves_figure(histories, best, kinds)), "learning curves (star: the kept epoch)")
+    out = image(plots.data_uri(plots.curves_figure(histories, best, kinds)), "learning curves (star: the kept epoch)") \
+        if histories else "<p>A descriptors head trains a fixed number of epochs: no learning curve.</p>"
     if run.parent:
         members = run.metrics["members"]
         ensemble = {SPLIT_NAMES[s]: m["uar"] for s, m in run.splits().items()}
@@ -270,7 +283,7 @@ def curves_section(run: Run) -> str:
 
 
 def layers_section(run: Run, notes: list[str]) -> str | None:
-    weights = {m.name: w for m in run.models if (w := analysis.layer_weights(m / "best")) is not None}
+    weights = {m.name: w for m in networks(run) if (w := analysis.layer_weights(m / "best")) is not None}
     if not weights:
         notes.append("no model has a weighted layer sum: no layer weights to show")
         return None
@@ -295,7 +308,10 @@ def embeddings_section(run: Run, data: Dataset | None, notes: list[str]) -> str 
     from w2v2.checkpoint import load_model
     from w2v2.model import Wav2Vec2ForClassification
 
-    model_dir = run.models[0]
+    if not networks(run):
+        notes.append("no network among the models: no embedding picture")
+        return None
+    model_dir = networks(run)[0]
     val = pd.read_csv(model_dir / "val_probs.csv")
     items = clip_items(val, model_dir, data)
     if items is None:
@@ -340,7 +356,8 @@ def build_report(path: Path, data: Path | None = None) -> Report:
     if "validation" in frames and "validation" not in metrics:  # a parent trained before it scored its seeds
         metrics = {"validation": frame_metrics(frames["validation"]), **metrics}
     check_against_metrics(frames, metrics, notes)
-    kind = "ensemble" if run.parent else ("probe" if is_probe(path) else "model")
+    kind = "ensemble" if run.parent else ("descriptors head" if travel_folder(path) else "probe" if is_probe(path)
+                                          else "model")
     report = Report(path, f"{kind} {path.name}", metrics, notes=notes)
     report.sections.append(("Recipe", "<ul>" + "".join(f"<li>{html.escape(s)}</li>"
                                                         for s in recipe_lines(run, dataset)) + "</ul>"))

@@ -17,7 +17,7 @@ from w2v2 import EmotionRecognizer
 from w2v2.checkpoint import PRETRAINED_DIR
 from w2v2.data.audio import SAMPLE_RATE, load_audio
 from w2v2.emotion.exported import ONNX_FILE, OnnxClassifier, export_model
-from w2v2.emotion.recognizer import OnnxMember
+from w2v2.emotion.recognizer import OnnxMember, TravelMember
 
 pytest.importorskip("onnxruntime", reason="the .[onnx] extra (make install installs it)")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -43,10 +43,13 @@ def clips(tmp_path: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory) -> Path:
-    """An ensemble parent of two shipped members: a fine-tune of pretrained:small and a tiny model."""
+    """An ensemble parent of two shipped members, a fine-tune of pretrained:small and a tiny model, and a
+    descriptors member (a travelling model as its best/, as the recipe writes one)."""
     folder = tmp_path_factory.mktemp("parent") / "run"
     for name in ("member_1", "member_2_scratch"):
         shutil.copytree(SHIPPED / name, folder / name)
+    shutil.copytree(PRETRAINED_DIR / "emotion", folder / "member_3_descriptors" / "best")
+    (folder / "ensemble.json").write_text('{"kind_weights": {"finetune": 0.5, "scratch": 0.3, "descriptors": 0.2}}')
     return folder
 
 
@@ -58,12 +61,16 @@ def exported(parent: Path, tmp_path_factory) -> Path:
 
 
 def test_an_ensemble_is_exported_whole_in_its_layout(exported: Path) -> None:
-    assert sorted(p.name for p in exported.iterdir()) == ["member_1", "member_2_scratch"]
-    for member in exported.iterdir():
-        assert (member / ONNX_FILE).is_file() and (member / "w2v2.json").is_file()
+    assert sorted(p.name for p in exported.iterdir()) == ["ensemble.json", "member_1", "member_2_scratch",
+                                                          "member_3_descriptors"]
+    for member in ("member_1", "member_2_scratch"):
+        assert (exported / member / ONNX_FILE).is_file() and (exported / member / "w2v2.json").is_file()
+    # the descriptors member has no network: copied as it is, run by PyTorch beside the graphs
+    assert (exported / "member_3_descriptors" / "best" / "travel.json").is_file()
     recognizer = EmotionRecognizer.from_pretrained(exported)
-    assert [type(m) for m in recognizer.members] == [OnnxMember, OnnxMember]
-    assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members)  # type: ignore[attr-defined]
+    assert [type(m) for m in recognizer.members] == [OnnxMember, OnnxMember, TravelMember]
+    assert recognizer.weights.tolist() == pytest.approx([0.5, 0.3, 0.2])  # the kinds' weights came along
+    assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members[:2])  # type: ignore[attr-defined]
 
 
 def test_attention_is_one_onnx_node_and_an_older_runtime_gets_the_default_graph(exported: Path, tmp_path: Path,

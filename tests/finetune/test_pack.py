@@ -45,6 +45,7 @@ def ensemble(tmp_path_factory) -> tuple[Path, Path]:
     for name, probe in (("member_1", False), ("member_1_probe", True)):
         extra = {"labels": list(EMOTIONS), "finetune": {"init": f"ckpt:{base}", "window_seconds": 2.0}}
         save_model(fine_tuned(base, 1, probe), run / name / "best", extra)
+    shutil.copytree(PRETRAINED_DIR / "emotion", run / "member_1_descriptors" / "best")  # as the recipe writes one
     return base, run
 
 
@@ -57,7 +58,8 @@ def test_a_packed_ensemble_stores_only_what_changed_and_predicts_the_same(ensemb
     base, run = ensemble
     out = tmp_path / "packed"
     written = pack(run, out)
-    assert [p.name for p in written] == ["member_1", "member_1_probe"]
+    assert [p.name for p in written] == ["member_1", "member_1_probe", "member_1_descriptors"]
+    assert (out / "member_1_descriptors" / "travel.json").is_file()  # no network: copied as it is
     probe_keys = set(load_file(str(out / "member_1_probe" / "model.safetensors")))
     assert probe_keys and all(k.startswith("head.") for k in probe_keys)  # the probe's backbone is the base's
     tuned_keys = set(load_file(str(out / "member_1" / "model.safetensors")))
@@ -66,6 +68,9 @@ def test_a_packed_ensemble_stores_only_what_changed_and_predicts_the_same(ensemb
         original, packed = load_model(run / name / "best").state_dict(), load_model(out / name).state_dict()
         assert original.keys() == packed.keys()
         assert all(torch.equal(original[k], packed[k]) for k in original)
+    # members trained with different windows (the 2 s networks, the 8 s travelling model) all cut a clip into
+    # the same 8 s windows (before, the 2.5 s clip's 2 and 1 windows could not be averaged)
+    assert EmotionRecognizer.from_pretrained(run).window_seconds == 8.0
     ref, _ = EmotionRecognizer.from_pretrained(run).clip_probs(waves())
     got, _ = EmotionRecognizer.from_pretrained(out).clip_probs(waves())
     assert torch.equal(ref, got)
@@ -135,3 +140,24 @@ def test_the_ravdess_emotion_model_still_loads_by_name_and_fits_the_size_limit()
     probs, each = EmotionRecognizer.from_pretrained(folder).clip_probs(waves())
     assert each.shape == (9, 3, 6) and torch.allclose(probs.sum(-1), torch.ones(3), atol=1e-5)
     assert "CC BY-NC-SA 4.0" in (folder / "README.md").read_text()
+
+
+def test_a_parents_kind_weights_set_its_members_votes_and_travel_with_the_pack(ensemble, tmp_path: Path) -> None:
+    import json
+
+    _, original = ensemble
+    run = shutil.copytree(original, tmp_path / "run")
+    equal = EmotionRecognizer.from_pretrained(run)
+    assert torch.allclose(equal.weights, torch.full((3,), 1 / 3))  # no ensemble.json: one vote each
+    (run / "ensemble.json").write_text(json.dumps({"kind_weights": {"finetune": 0.6, "probe": 0.0,
+                                                                    "descriptors": 0.4}}))
+    weighted = EmotionRecognizer.from_pretrained(run)
+    assert weighted.weights.tolist() == pytest.approx([0.6, 0.0, 0.4])  # member_1, its probe, its descriptors
+    mean, each = weighted.clip_probs(waves())
+    assert torch.allclose(mean, 0.6 * each[0] + 0.4 * each[2], atol=1e-6)
+    assert not torch.allclose(mean, each.mean(0), atol=1e-3)
+    packed = pack(run, tmp_path / "packed")[0].parent
+    assert EmotionRecognizer.from_pretrained(packed).weights.tolist() == pytest.approx([0.6, 0.0, 0.4])
+    # two runs given together: each run's members share its votes as its file says, each run as many as before
+    both = EmotionRecognizer.from_pretrained([run, original])
+    assert both.weights.tolist() == pytest.approx([0.3, 0.0, 0.2, 1 / 6, 1 / 6, 1 / 6])

@@ -4,6 +4,7 @@ command, its plan and estimate, folds of probes, the recipes by init, and the de
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import re
 import shutil
@@ -44,14 +45,27 @@ def default_run(corpus: Path, tmp_path_factory) -> tuple[Path, str]:
     return run, out.getvalue()
 
 
-def test_the_default_is_an_ensemble_of_fine_tunes_probes_and_tiny_models(default_run) -> None:
+NAMES = ["member_1", "member_1_descriptors", "member_1_probe", "member_1_scratch",
+         "member_2", "member_2_descriptors", "member_2_probe", "member_2_scratch"]  # sorted
+
+
+def test_the_default_is_an_ensemble_of_fine_tunes_probes_tiny_models_and_descriptors(default_run,
+                                                                                     corpus: Path) -> None:
+    from w2v2.emotion.travel import load_travel
+
     run, _ = default_run
-    names = ["member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe", "member_2_scratch"]
-    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == names
+    labelled = len(pd.read_csv(corpus / "train.csv"))
+    assert sorted(p.name for p in run.iterdir() if p.is_dir()) == NAMES
     metrics = json.loads((run / "metrics.json").read_text())
     assert [(m["name"], m["kind"], m["seed"]) for m in metrics["members"]] == [
         ("member_1", "finetune", 0), ("member_1_probe", "probe", 0), ("member_1_scratch", "scratch", 0),
-        ("member_2", "finetune", 1), ("member_2_probe", "probe", 1), ("member_2_scratch", "scratch", 1)]
+        ("member_1_descriptors", "descriptors", 0), ("member_2", "finetune", 1), ("member_2_probe", "probe", 1),
+        ("member_2_scratch", "scratch", 1), ("member_2_descriptors", "descriptors", 1)]
+    names = [n for n in NAMES if not n.endswith("_descriptors")]
+    for seed, name in enumerate(("member_1_descriptors", "member_2_descriptors")):
+        model, info = load_travel(run / name / "best")  # linear heads over descriptors, each seed its own heads
+        assert info["clips"] == labelled - len(pd.read_csv(run / name / "val_probs.csv"))  # its seed's training clips
+        assert model.cfg.seed == seed * model.cfg.heads
     for name in names:
         meta = json.loads((run / name / "best" / "w2v2.json").read_text())
         assert meta["finetune"]["init"] == ("scratch" if name.endswith("_scratch") else "pretrained:small")
@@ -59,18 +73,43 @@ def test_the_default_is_an_ensemble_of_fine_tunes_probes_and_tiny_models(default
     tiny = json.loads((run / "member_1_scratch" / "best" / "w2v2.json").read_text())
     assert tiny["finetune"]["epochs"] == 1 and tiny["finetune"]["preset"] == "tiny"  # scratch.epochs=1 reached it
     # each seed validated on its own speakers; the kinds of one seed share them
-    val = {n: set(pd.read_csv(run / n / "val_probs.csv").id) for n in names}
-    assert val["member_1"] == val["member_1_probe"] == val["member_1_scratch"] != val["member_2"]
-    assert val["member_2"] == val["member_2_probe"] == val["member_2_scratch"]
+    val = {n: set(pd.read_csv(run / n / "val_probs.csv").id) for n in NAMES}
+    assert val["member_1"] == val["member_1_probe"] == val["member_1_scratch"] == val["member_1_descriptors"]
+    assert val["member_2"] == val["member_2_probe"] == val["member_2_scratch"] == val["member_2_descriptors"]
+    assert val["member_1"] != val["member_2"]
 
 
-def test_the_default_writes_one_submission_averaging_every_member(default_run, corpus: Path) -> None:
+def test_a_descriptors_member_answers_its_test_clips_as_predict_and_submit_do(default_run, corpus: Path) -> None:
+    from w2v2.data.datasets import load_dataset
+    from w2v2.emotion.recognizer import EmotionRecognizer, NetworkMember, TravelMember
+    from w2v2.emotion.windows import AudioCache, cached_waves
+
+    run, _ = default_run
+    whole = EmotionRecognizer.from_pretrained(run)  # the run folder stands for all 8 members
+    assert [type(m) for m in whole.members] == [NetworkMember] * 3 + [TravelMember] + [NetworkMember] * 3 + [
+        TravelMember]
+    test = load_dataset(corpus).test
+    waves = cached_waves(AudioCache(test), len(test))
+    member = EmotionRecognizer.from_pretrained(run / "member_1_descriptors")
+    probs, _ = member.clip_probs(waves, normalise="set")  # the test folder as one recording set, as submit does
+    saved = pd.read_csv(run / "member_1_descriptors" / "test_probs.csv")
+    assert list(saved.id) == [t.id for t in test]
+    assert np.allclose(saved[PROB_COLUMNS].to_numpy(), probs.numpy(), atol=1e-5)
+    alone, _ = member.clip_probs(waves[:1])  # one clip alone: the lone-clip heads, another answer
+    assert not np.allclose(alone.numpy(), probs[:1].numpy(), atol=1e-3)
+
+
+def test_the_default_writes_one_submission_averaging_every_member_by_its_kinds_weight(default_run,
+                                                                                     corpus: Path) -> None:
     run, _ = default_run
     probs = pd.read_csv(run / "test_probs.csv")
-    each = np.stack([pd.read_csv(run / n / "test_probs.csv")[PROB_COLUMNS].to_numpy()
-                     for n in ("member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe",
-                               "member_2_scratch")])
-    assert np.allclose(probs[PROB_COLUMNS].to_numpy(), each.mean(0), atol=2e-6)
+    each = np.stack([pd.read_csv(run / n / "test_probs.csv")[PROB_COLUMNS].to_numpy() for n in NAMES])
+    weights = json.loads((run / "ensemble.json").read_text())["kind_weights"]
+    assert set(weights) == {"finetune", "probe", "scratch", "descriptors"} and sum(weights.values()) == \
+        pytest.approx(1)
+    kind = [n.split("_")[2] if n.count("_") > 1 else "finetune" for n in NAMES]
+    w = np.array([weights[k] / kind.count(k) for k in kind])  # a kind's weight shared by its 2 members
+    assert np.allclose(probs[PROB_COLUMNS].to_numpy(), np.einsum("m,mnc->nc", w / w.sum(), each), atol=2e-6)
     assert not np.allclose(each[0], each[1], atol=1e-3)  # the members differ
     sub = pd.read_csv(run / "submission.csv")
     assert list(sub.id) == list(pd.read_csv(corpus / "sample_submission.csv").id)
@@ -87,17 +126,39 @@ def test_the_parent_scores_each_seeds_ensemble_on_that_seeds_validation_clips(de
     assert metrics["recipe"] == (f"2 seed(s), each validating on its own whole speakers ({said} of the clips), "
                                  "none in training")
     parent = pd.read_csv(run / "val_probs.csv")
-    for seed, first in ((0, "member_1"), (1, "member_2")):
+    ensemble = json.loads((run / "ensemble.json").read_text())
+    kinds = ("finetune", "probe", "scratch", "descriptors")
+    frames = {(first, k): pd.read_csv(run / f"{first}{'' if k == 'finetune' else '_' + k}" / "val_probs.csv")
+              for first in ("member_1", "member_2") for k in kinds}
+    for seed, (first, other) in enumerate((("member_1", "member_2"), ("member_2", "member_1"))):
         mine = parent[parent.seed == seed].reset_index(drop=True)
-        each = [pd.read_csv(run / f"{first}{k}" / "val_probs.csv") for k in ("", "_probe", "_scratch")]
+        each = [frames[first, k] for k in kinds]
         assert list(mine.id) == list(each[0].id) and list(mine.label) == list(each[0].label)
-        mean = np.mean([df[PROB_COLUMNS].to_numpy() for df in each], axis=0)
+        # the seed's clips are scored with the kinds' weights fitted on the other seed's clips alone
+        own = ensemble["validation_weights"][first]
+        assert own == pytest.approx(best_weights({k: frames[other, k] for k in kinds}))
+        mean = sum(own[k] * df[PROB_COLUMNS].to_numpy() for k, df in zip(kinds, each, strict=True))
         assert np.allclose(mine[PROB_COLUMNS].to_numpy(), mean, atol=2e-6)
         seed_uar = metrics["validation_seeds"][str(seed)]["uar"]
         assert seed_uar == pytest.approx(recall_mean(mine), abs=1e-9)
         assert f"ensemble, seed {seed}" in printed and f"{seed_uar:.3f}" in printed
     assert metrics["validation"]["n"] == len(parent)
     assert metrics["validation"]["uar"] == pytest.approx(recall_mean(parent), abs=1e-9)
+
+
+def best_weights(frames: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """The kind weights (0.1 steps, summing to 1) whose mixture gives the clips the most likelihood, by brute
+    force over every grid point (a second computation, not the library's)."""
+    kinds, y = list(frames), next(iter(frames.values()))["label"].to_numpy()
+    best, chosen = -np.inf, {}
+    for w in itertools.product(range(11), repeat=len(kinds)):
+        if sum(w) != 10:
+            continue
+        p = sum(wk / 10 * frames[k][PROB_COLUMNS].to_numpy() for wk, k in zip(w, kinds, strict=True))
+        ll = np.log(np.clip(p[np.arange(len(y)), y], 1e-8, None)).sum()
+        if ll > best + 1e-9:
+            best, chosen = ll, {k: wk / 10 for wk, k in zip(w, kinds, strict=True)}
+    return chosen
 
 
 def recall_mean(df: pd.DataFrame) -> float:
@@ -109,15 +170,15 @@ def recall_mean(df: pd.DataFrame) -> float:
 def test_the_plan_and_estimate_are_printed_before_training(default_run) -> None:
     _, printed = default_run
     plan, estimate = printed.index("plan: 2 fine-tune(s) of pretrained:small + 2 linear probe(s) + 2 tiny model(s) "
-                                   "from scratch"), printed.index("estimate: ")
+                                   "from scratch + 2 descriptors head(s)"), printed.index("estimate: ")
     assert plan < printed.index("tiny from scratch: 1 epochs") < estimate
-    assert estimate < printed.index("member 1/6: member_1 (finetune, seed 0)")
+    assert estimate < printed.index("member 1/8: member_1 (finetune, seed 0)")
     minutes = float(printed[estimate:].split()[1])
     assert 0 < minutes < 30
     # where the time goes: one member of each kind; two seeds of each make up the whole estimate
     line = printed[printed.index("per member: "):].splitlines()[0].removeprefix("per member: ")
     each = {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1]) for part in line.split(", ")}
-    assert set(each) == {"fine-tune", "linear probe", "tiny model"} and min(each.values()) > 0
+    assert set(each) == {"fine-tune", "linear probe", "tiny model", "descriptors head"} and min(each.values()) > 0
     assert max(each.values()) <= minutes + 0.05 and minutes <= 2 * sum(each.values()) + 0.05
 
 
@@ -138,7 +199,7 @@ def test_probe_folds_are_an_ensemble_with_out_of_fold_metrics(corpus: Path, tmp_
 def test_recipes_follow_the_init_unless_a_config_file_is_given() -> None:
     default = resolve_run(None, [])
     assert (default.init, default.members, default.kinds, default.freeze_feature_encoder) == (
-        "pretrained:small", 3, ("finetune", "probe", "scratch"), True)
+        "pretrained:small", 3, ("finetune", "probe", "scratch", "descriptors"), True)
     scratch = resolve_run(None, ["init=scratch"])
     assert (scratch.preset, scratch.members, scratch.kinds, scratch.freeze_feature_encoder, scratch.epochs) == (
         "tiny", 1, ("finetune",), False, 80)
@@ -214,8 +275,9 @@ def test_a_budget_drops_seeds_first_then_epochs(corpus: Path, capsys) -> None:
     assert fit_budget(members, replace(cfg, budget_minutes=1), cost)[0].cfg.epochs == 3
     assert "even the smallest plan" in capsys.readouterr().out
     three, _ = plan_members(load_dataset(corpus), resolve_run(None, ["members=3"]), None)  # the default kinds
-    assert [m.name for m in fit_budget(three, replace(cfg, budget_minutes=50), cost)] == [  # 20 min a seed
-        "member_1", "member_1_probe", "member_1_scratch", "member_2", "member_2_probe", "member_2_scratch"]
+    assert [m.name for m in fit_budget(three, replace(cfg, budget_minutes=50), cost)] == [  # 21 min a seed
+        "member_1", "member_1_probe", "member_1_scratch", "member_1_descriptors",
+        "member_2", "member_2_probe", "member_2_scratch", "member_2_descriptors"]
 
 
 def test_the_gpu_check_says_when_there_is_no_gpu(tmp_path: Path, capsys) -> None:
@@ -266,6 +328,10 @@ def test_the_report_of_the_default_run_shows_each_seeds_ensemble(default_run, tm
         cells = re.search(rf"<tr><td>seed {seed}</td>(.*?)</tr>", page).group(1)
         assert f"<td>{metrics['validation_seeds'][seed]['uar']:.3f}</td>" in cells
     assert "validation: 2 seed(s), each validating on its own whole speakers" in page
+    said = (("finetune", "fine-tunes"), ("probe", "probes"), ("scratch", "tiny models"),
+            ("descriptors", "descriptors heads"))
+    weights = ", ".join(f"{w} {metrics['kind_weights'][k]:.1f}" for k, w in said)
+    assert f"each kind weighted as it predicted the validation clips: {weights}" in page
     if "side by side: 2 members at a time" in default_run[1]:
         assert "2 members at a time, 1 thread(s) each)" in page  # the report says how the members ran
     assert "<h3>validation: ECE" in page  # calibration of the ensemble's validation estimate
@@ -430,7 +496,7 @@ def test_a_plan_over_an_hour_names_the_budget_and_says_which_kinds_stop_early(co
                                                                               monkeypatch, capsys, budget) -> None:
     import finetune.recipe as recipe
 
-    # 50 min a member, two at a time: the default's 6 members of 2 seeds take 150 min
+    # 50 min a member, two at a time: the default's 8 members of 2 seeds take 200 min
     monkeypatch.setattr(recipe, "time_side_by_side", lambda members, timings: None)
     monkeypatch.setattr(recipe, "member_seconds", lambda m, *args: 3000.0)
     main(["train", "--data", str(corpus), "--run", str(tmp_path / "run"), "--dry-run", "--members", "2",
@@ -439,8 +505,9 @@ def test_a_plan_over_an_hour_names_the_budget_and_says_which_kinds_stop_early(co
         main(["train", "--data", str(corpus), "--run", str(tmp_path / "run"), "--dry-run", "--members", "2",
               "workers=2", "threads=1", *budget])
     out = capsys.readouterr().out.split("--dry-run: nothing trained")[-2 if budget else 0]
-    assert "estimate: 150.0 min" in out
-    assert "per member: fine-tune 50.0 min, linear probe 50.0 min, tiny model 50.0 min" in out
+    assert "estimate: 200.0 min" in out
+    assert "per member: fine-tune 50.0 min, linear probe 50.0 min, tiny model 50.0 min, descriptors head 50.0 min" \
+        in out
     # the tiny model's 80 epochs have patience 20; the fine-tune's 18 epochs have 18: only the tiny one is named
     assert "the estimate counts every epoch; a tiny model stops early after 20 epochs without" in out
     assert "a fine-tune stops early" not in out

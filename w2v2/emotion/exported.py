@@ -47,8 +47,7 @@ from w2v2.checkpoint import META, read_meta
 from w2v2.config import ModelConfig, from_dict
 from w2v2.context import SelfAttention
 from w2v2.data.audio import SAMPLE_RATE
-from w2v2.emotion.members import classifier_checkpoint, load_classifier, member_folders
-from w2v2.emotion.travel import is_travel
+from w2v2.emotion.members import ENSEMBLE_FILE, classifier_checkpoint, load_classifier, member_folders, travel_folder
 
 ONNX_FILE = "model.onnx"
 OPSETS = (23, None)  # ONNX's Attention operator; else the exporter's default (attention as matrix products)
@@ -161,7 +160,7 @@ def refuse_exported(source: Path) -> None:
 def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     """Export what `source` names (a run folder, checkpoint, ensemble parent or travelling model) into `out`,
     in its layout; returns the folders written (one per member)."""
-    if is_travel(source):
+    if travel_folder(source) is not None:  # a travelling model, or a recipe's descriptors member
         shutil.copytree(source, out, dirs_exist_ok=True)
         return [out]
     refuse_exported(source)
@@ -169,9 +168,20 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     if not parts:
         classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
         return [export_network(source, out, int8)]
+    for part in parts:  # a descriptors member (a travelling model, no network) is copied as it is
+        if travel_folder(part) is None:
+            classifier_checkpoint(part)
+    written = []
+    if (source / ENSEMBLE_FILE).is_file():  # the kinds' weights in the vote travel with the members
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / ENSEMBLE_FILE, out / ENSEMBLE_FILE)
     for part in parts:
-        classifier_checkpoint(part)
-    return [export_network(part, out / part.name, int8) for part in parts]
+        if travel_folder(part) is not None:
+            shutil.copytree(part, out / part.name, dirs_exist_ok=True)
+            written.append(out / part.name)
+        else:
+            written.append(export_network(part, out / part.name, int8))
+    return written
 
 
 def check_clips(seed: int = 0) -> list[torch.Tensor]:

@@ -2,16 +2,20 @@
 
 Design choices:
 - soft voting: members' probabilities are averaged (not their labels), so a confident member counts
-  more than a hesitant one, and the average is itself a probability table for stacking/blending;
+  more than a hesitant one, and the average is itself a probability table for stacking/blending; a
+  parent's ENSEMBLE_FILE (written by `finetune.recipe`) weighs its kinds as they did on its validation
+  clips (`member_weights`), else every member counts the same;
 - members may differ in architecture, init and window length: each predicts on its own, so nothing
   but the six emotions must match;
 - members are loaded one at a time: an ensemble needs one model's memory, not k models';
 - an ensemble run's folder (fold_1/, member_1_probe/, ...) stands for its members, a run folder for its
-  best/; MEMBER_NAME is the one place that spells a member folder's name.
+  best/; MEMBER_NAME is the one place that spells a member folder's name. A descriptors member
+  (member_1_descriptors/) holds a travelling model as its best/ (`travel_folder`), not a network.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +25,12 @@ import torch
 
 from w2v2.checkpoint import PRETRAINED_DIR, CheckpointError, load_model, read_meta
 from w2v2.data.labels import EMOTIONS
+from w2v2.emotion.travel import is_travel
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training.runs import resolve_checkpoint
 
-MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch)?")  # an ensemble's members (finetune.recipe)
+# an ensemble's members (finetune.recipe)
+MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch|_descriptors)?")
 
 
 SHIPPED_CLASSIFIER = "pretrained:emotion"  # evaluate/predict/submit/serve without --ckpt (the model that travels)
@@ -79,8 +85,38 @@ def member_folders(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
     found = [(m, d) for d in path.iterdir() if d.is_dir() and (m := MEMBER_NAME.fullmatch(d.name))]
-    order = {None: 0, "_probe": 1, "_scratch": 2}
+    order = {None: 0, "_probe": 1, "_scratch": 2, "_descriptors": 3}
     return [d for m, d in sorted(found, key=lambda md: (md[0].group(1), int(md[0].group(2)), order[md[0].group(3)]))]
+
+
+ENSEMBLE_FILE = "ensemble.json"  # a parent's weight for each kind of member (finetune/weights.py)
+KINDS_BY_SUFFIX = {None: "finetune", "_probe": "probe", "_scratch": "scratch", "_descriptors": "descriptors"}
+
+
+def member_kind(folder: Path) -> str:
+    """The kind of an ensemble's member folder, from its name (a fine-tune where the name says nothing)."""
+    m = MEMBER_NAME.fullmatch(folder.name)
+    return KINDS_BY_SUFFIX[m.group(3)] if m else "finetune"
+
+
+def member_weights(parent: Path, parts: list[Path]) -> list[float]:
+    """Each member's share of the vote, summing to len(parts): 1 each, or, where the parent holds
+    ENSEMBLE_FILE, each kind's weight shared equally among its members (a kind the file does not name: 0)."""
+    file = parent / ENSEMBLE_FILE
+    if not parts or not file.is_file():
+        return [1.0] * len(parts)
+    weights = json.loads(file.read_text())["kind_weights"]
+    kinds = [member_kind(p) for p in parts]
+    shares = [float(weights.get(k, 0.0)) / kinds.count(k) for k in kinds]
+    total = sum(shares)
+    if total <= 0:
+        raise ValueError(f"{file}: its kind weights give none of the members {', '.join(sorted(set(kinds)))} a vote")
+    return [len(parts) * w / total for w in shares]
+
+
+def travel_folder(path: Path) -> Path | None:
+    """The travelling model a folder is or holds as its best/ (a recipe's descriptors member), else None."""
+    return next((p for p in (path, path / "best") if is_travel(p)), None)
 
 
 def members(paths: list[Path]) -> list[Path]:

@@ -52,9 +52,12 @@ from w2v2.emotion.members import (
     SHIPPED_CLASSIFIER,
     blamed,
     checkpoint_spec,
+    classifier_checkpoint,
     load_classifier,
-    members,
+    member_folders,
+    member_weights,
     trained_window,
+    travel_folder,
 )
 from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
 from w2v2.emotion.travel import TravelModel, is_travel, load_travel
@@ -91,6 +94,7 @@ class Prediction:
 
 class Member(Protocol):
     name: str
+    weight: float  # its share of the ensemble's vote (`w2v2.emotion.members.member_weights`)
 
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
                      tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
@@ -100,6 +104,8 @@ class Member(Protocol):
 
 class NetworkMember:
     """A w2v2 emotion classifier checkpoint (a fine-tune, a probe, the tiny model)."""
+
+    weight = 1.0
 
     def __init__(self, ckpt: Path, device: torch.device, keep_loaded: bool) -> None:
         self.name, self.ckpt, self.device = str(ckpt), ckpt, device
@@ -115,6 +121,8 @@ class NetworkMember:
 
 class OnnxMember:
     """An exported network (`w2v2.emotion.exported`), run by onnxruntime on the CPU."""
+
+    weight = 1.0
 
     def __init__(self, ckpt: Path) -> None:
         from w2v2.emotion.exported import OnnxClassifier
@@ -132,13 +140,18 @@ class OnnxMember:
 class TravelMember:
     """A travelling model: descriptors of each window, standardised by its clip's group."""
 
+    weight = 1.0
+
     def __init__(self, folder: Path) -> None:
         self.name = str(folder)
-        self.model: TravelModel = load_travel(folder)[0]
+        self.model: TravelModel
+        self.model, info = load_travel(folder)
+        # a recipe's descriptors member windows as its run's networks do; the shipped model 8 s
+        self.window = float(info.get("window_seconds", WINDOW_SECONDS))
 
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
                      tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
-        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)
+        window = int((window_seconds or self.window) * SAMPLE_RATE)
         hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
         per_clip = [windows(w, window, hop) for w in waves]
         # the windows of a group's clips are standardised together, each clip counting once; a lone clip's
@@ -156,14 +169,19 @@ class TravelMember:
 def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded: bool = False) -> list[Member]:
     """The members of the named models (pretrained:NAME, run folders, ensemble parents, travelling models),
     each checked before any network is loaded."""
-    found: list[Member] = []
     paths = [checkpoint_spec(str(m)) if isinstance(m, str) else m for m in models]
+    parts: list[tuple[Path, float]] = []  # (a member, its share of the vote)
     for path in paths:
-        if is_travel(path):
-            found.append(TravelMember(path))
-        else:
-            found += [OnnxMember(ckpt) if is_onnx(ckpt) else NetworkMember(ckpt, device, keep_loaded)
-                      for ckpt in members([path])]
+        folders = member_folders(path)
+        parts += list(zip(folders, member_weights(path, folders), strict=True)) if folders else [(path, 1.0)]
+    # every part checked (a travelling model, or a classifier's metadata) before any model is loaded
+    checked = [(travel_folder(part) or classifier_checkpoint(part), weight) for part, weight in parts]
+    found: list[Member] = []
+    for p, weight in checked:
+        member: Member = TravelMember(p) if is_travel(p) else OnnxMember(p) if is_onnx(p) else \
+            NetworkMember(p, device, keep_loaded)
+        member.weight = weight
+        found.append(member)
     return found
 
 
@@ -249,8 +267,11 @@ class EmotionRecognizer:
         if not members:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
+        weights = torch.tensor([float(getattr(m, "weight", 1.0)) for m in members])
+        self.weights = weights / weights.sum()  # each member's share of the vote
         inference_precision(precision, device)  # refused here, at load, rather than on each call
-        if precision == "bf16" and all(isinstance(m, OnnxMember) for m in members):
+        networks = [m for m in members if not isinstance(m, TravelMember)]
+        if precision == "bf16" and networks and all(isinstance(m, OnnxMember) for m in networks):
             warnings.warn(f"{name}: ONNX graphs run as they were exported (fp32 or int8): precision bf16 changes "
                           "nothing for them", stacklevel=2)
 
@@ -267,7 +288,7 @@ class EmotionRecognizer:
     @property
     def window_seconds(self) -> float:
         """The window the members were trained with where they share one, else WINDOW_SECONDS (8 s)."""
-        own = {WINDOW_SECONDS if isinstance(m, TravelMember) else trained_window(m.ckpt)  # type: ignore[attr-defined]
+        own = {m.window if isinstance(m, TravelMember) else trained_window(m.ckpt)  # type: ignore[attr-defined]
                for m in self.members}
         return own.pop() if len(own) == 1 else WINDOW_SECONDS
 
@@ -282,7 +303,9 @@ class EmotionRecognizer:
                      groups: list[str | None] | None = None,
                      progress: bool = False, each: bool = False) -> list[torch.Tensor]:
         """Per clip (windows, 6), the members' mean (each=True: (members, windows, 6)). window_seconds None:
-        each network its trained window (travelling members 8 s); hop None: half a window."""
+        the window the members were trained with where they share one, else 8 s (`window_seconds`: every
+        member must cut a clip into the same windows); hop None: half a window."""
+        window_seconds = window_seconds or self.window_seconds
         groups = groups if groups is not None else [None] * len(waves)
         one = len(self.members) == 1  # one progress bar a call: batches of one model, or the models of an ensemble
         bar = progress_bar(self.members, desc="predicting", unit="model", disable=one or not progress or None,
@@ -292,7 +315,11 @@ class EmotionRecognizer:
                           for m in bar]
         if each:
             return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
-        return [torch.stack(clip).mean(0) for clip in zip(*per_member, strict=True)]
+        return [self.vote(torch.stack(clip)) for clip in zip(*per_member, strict=True)]
+
+    def vote(self, each: torch.Tensor) -> torch.Tensor:
+        """The ensemble's probabilities from each member's (members, ...): their weighted mean."""
+        return torch.einsum("m,m...->...", self.weights.to(each.dtype), each)
 
     def clip_probs(self, waves: list[torch.Tensor], tta: tuple[float, ...] = (), normalise: Normalise = "clip",
                    speakers: Sequence[str | None] | None = None, progress: bool = False
@@ -301,7 +328,7 @@ class EmotionRecognizer:
         (its `probs`, each network with its trained window): `evaluate` and `submit` score these."""
         scored = self.scored(waves, normalise, speakers, None, None, tta, progress)
         each = torch.stack([speech_mean(windows, in_windows) for windows, _, _, in_windows in scored], 1)
-        return each.mean(0), each
+        return self.vote(each), each
 
     def scored(self, waves: list[torch.Tensor], normalise: Normalise, speakers: Sequence[str | None] | None,
                window_seconds: float | None, hop_seconds: float | None, tta: tuple[float, ...], progress: bool
@@ -317,11 +344,12 @@ class EmotionRecognizer:
         speech = [speech_probs(w) for w in waves]
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
+        window_seconds = window_seconds or self.window_seconds  # the members' shared window, else 8 s
         each = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress, each=True)
         each = [w if has_signal(wave) else torch.full_like(w, 1 / len(EMOTIONS))  # no signal, no evidence
                 for wave, w in zip(waves, each, strict=True)]
-        window = int((window_seconds or WINDOW_SECONDS) * SAMPLE_RATE)  # a network's own window may differ:
-        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None  # then the counts differ, and all count
+        window = int(window_seconds * SAMPLE_RATE)
+        hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
         return [(windows, vad, s, speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
                 for wave, windows, vad, s in zip(waves, each, speech, seconds, strict=True)]
 
@@ -333,7 +361,7 @@ class EmotionRecognizer:
         if not waves:
             return []
         scored = self.scored(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)
-        return [answer(windows.mean(0), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
+        return [answer(self.vote(windows), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
                 for wave, (windows, vad, s, in_windows) in zip(waves, scored, strict=True)]
 
     @staticmethod
