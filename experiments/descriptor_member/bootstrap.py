@@ -28,4 +28,4 @@ y = [labels[i] for i in frames[0].id]
 m = classification_metrics(y, p.argmax(1).tolist())
 low, high = bootstrap_uar(np.asarray(m["confusion_matrix"]))
 print(f"{len(frames)} members: UAR {m['uar']:.3f} acc {m['accuracy']:.3f} bootstrap 95% {low:.3f}-{high:.3f} recall",
-      {k: round(v, 2) for k, v in m["per_class_recall"].items()})
+      {k: round(v, 2) for k, v in m["per_class_recall"].items() if v is not None})
