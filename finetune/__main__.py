@@ -399,7 +399,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
             print(f"{member.name:>40}: {metrics_line(m)}")
         metrics["members"] = [{"ckpt": member.name, **{k: m[k] for k in HEADLINE}}
                               for member, m in zip(recognizer.members, scores, strict=True)]
-        print(f"{f'ensemble of {len(recognizer.members)}':>40}: ", end="")
+        weighted = "" if bool((recognizer.weights == recognizer.weights[0]).all()) else ", kinds weighted"
+        print(f"{f'ensemble of {len(recognizer.members)}{weighted}':>40}: ", end="")
     classes = sorted(set(labels))
     if len(classes) < len(EMOTIONS) and len(recognizer.members) == 1:
         print("six-way answers: ", end="")

@@ -375,6 +375,7 @@ def print_plan(data: Dataset, cfg: FinetuneConfig, members: list[Member], how: s
 
 
 LONG_SECONDS = 3600  # a plan estimated above it names --budget-minutes
+FEW_CLIPS = 100  # kind weights fitted on fewer validation clips are said to be uncertain
 
 
 def minutes_text(seconds: float) -> str:
@@ -515,7 +516,11 @@ def train_recipe(data: Dataset, cfg: FinetuneConfig, run: Path, val_speakers: li
     if ensemble := fit_ensemble(run, results):  # the kinds' weights, fitted on their validation clips
         summary["kind_weights"] = ensemble["kind_weights"]
         print("kinds weighed by their validation clips: " + ", ".join(
-            f"{KIND_WORDS[k]} {w:.1f}" for k, w in ensemble["kind_weights"].items()))
+            f"{KIND_WORDS[k]} {w:.1f}" for k, w in ensemble["kind_weights"].items())
+            + " (a kind at 0 has no vote: predict does not run it)")
+        if ensemble["clips"] < FEW_CLIPS:
+            print(f"      only {ensemble['clips']} validation clips chose these weights: they may not hold on new "
+                  "speakers (more seeds or --folds give them more clips)")
     summary |= folds_oof(run, data, members) if cfg.folds else ensemble_validation(run, results)
     if data.test:
         weights = torch.tensor(member_weights(run, [run / m.name for m in members]))
@@ -609,19 +614,19 @@ def folds_oof(run: Path, data: Dataset, members: list[Member]) -> dict:
 
 def print_members(summary: dict) -> None:
     """One row per member (validation, and test where labelled), then the ensemble's rows."""
-    print(f"{'member':>18} {'kind':>8} {'seed':>4} {'epoch':>5} {'val UAR':>7} {'test UAR':>8} {'seconds':>7}")
+    print(f"{'member':>20} {'kind':>11} {'seed':>4} {'epoch':>5} {'val UAR':>7} {'test UAR':>8} {'seconds':>7}")
     for r in summary["members"]:
         test = f"{r['test']['uar']:.3f}" if "test" in r else "-"
-        print(f"{r['name']:>18} {r['kind']:>8} {r['seed']:>4} {r['best_epoch']:>5} {r['validation']['uar']:>7.3f} "
+        print(f"{r['name']:>20} {r['kind']:>11} {r['seed']:>4} {r['best_epoch']:>5} {r['validation']['uar']:>7.3f} "
               f"{test:>8} {r['seconds']:>7.0f}")
     for seed, m in summary.get("validation_seeds", {}).items():
-        print(f"{'ensemble, seed ' + seed:>18} {'':>8} {seed:>4} {'':>5} {m['uar']:>7.3f}")
+        print(f"{'ensemble, seed ' + seed:>20} {'':>11} {seed:>4} {'':>5} {m['uar']:>7.3f}")
     if "validation" in summary and len(summary.get("validation_seeds", {})) > 1:
-        print(f"{'ensemble, pooled':>18} {'':>8} {'':>4} {'':>5} {summary['validation']['uar']:>7.3f}")
+        print(f"{'ensemble, pooled':>20} {'':>11} {'':>4} {'':>5} {summary['validation']['uar']:>7.3f}")
     if "oof" in summary:
-        print(f"{'out-of-fold':>18} {'':>8} {'':>4} {'':>5} {summary['oof']['uar']:>7.3f}")
+        print(f"{'out-of-fold':>20} {'':>11} {'':>4} {'':>5} {summary['oof']['uar']:>7.3f}")
     if "test" in summary:
-        print(f"{'ensemble':>18} {'':>8} {'':>4} {'':>5} {'':>7} {summary['test']['uar']:>8.3f} "
+        print(f"{'ensemble':>20} {'':>11} {'':>4} {'':>5} {'':>7} {summary['test']['uar']:>8.3f} "
               f"{summary['train_seconds']:>7.0f}")
     if summary.get("sessions", 1) > 1:
         print(f"wall time: {summary['train_seconds'] / 60:.1f} min over {summary['sessions']} sessions (a killed "

@@ -85,9 +85,9 @@ def fit_ensemble(run: Path, members: list[dict]) -> dict | None:
         return None
     weights = fit(units, order)
     own = {u: fit({v: f for v, f in units.items() if v != u}, order) if len(units) > 1 else weights for u in units}
-    content = {"kind_weights": weights, "validation_weights": own,
-               "fitted_on": f"the validation clips of {len(units)} seed(s)/fold(s), "
-                            f"{sum(len(next(iter(f.values()))) for f in units.values())} clips",
+    clips = sum(len(next(iter(f.values()))) for f in units.values())
+    content = {"kind_weights": weights, "validation_weights": own, "clips": clips,
+               "fitted_on": f"the validation clips of {len(units)} seed(s)/fold(s), {clips} clips",
                "validation_nll": mixture_nll(weights, units),
                "validation_nll_equal": mixture_nll(dict.fromkeys(order, 1 / len(order)), units),
                "validation_estimate": "each seed scored with the weights fitted on the other seeds" if len(units) > 1

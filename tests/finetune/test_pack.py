@@ -152,12 +152,14 @@ def test_a_parents_kind_weights_set_its_members_votes_and_travel_with_the_pack(e
     (run / "ensemble.json").write_text(json.dumps({"kind_weights": {"finetune": 0.6, "probe": 0.0,
                                                                     "descriptors": 0.4}}))
     weighted = EmotionRecognizer.from_pretrained(run)
-    assert weighted.weights.tolist() == pytest.approx([0.6, 0.0, 0.4])  # member_1, its probe, its descriptors
+    assert [m.name for m in weighted.members] == [str(run / "member_1" / "best"),  # the probe has no vote: not run
+                                                  str(run / "member_1_descriptors" / "best")]
+    assert weighted.weights.tolist() == pytest.approx([0.6, 0.4])
     mean, each = weighted.clip_probs(waves())
-    assert torch.allclose(mean, 0.6 * each[0] + 0.4 * each[2], atol=1e-6)
+    assert torch.allclose(mean, 0.6 * each[0] + 0.4 * each[1], atol=1e-6)
     assert not torch.allclose(mean, each.mean(0), atol=1e-3)
     packed = pack(run, tmp_path / "packed")[0].parent
-    assert EmotionRecognizer.from_pretrained(packed).weights.tolist() == pytest.approx([0.6, 0.0, 0.4])
+    assert EmotionRecognizer.from_pretrained(packed).weights.tolist() == pytest.approx([0.6, 0.4])
     # two runs given together: each run's members share its votes as its file says, each run as many as before
     both = EmotionRecognizer.from_pretrained([run, original])
-    assert both.weights.tolist() == pytest.approx([0.3, 0.0, 0.2, 1 / 6, 1 / 6, 1 / 6])
+    assert both.weights.tolist() == pytest.approx([0.3, 0.2, 1 / 6, 1 / 6, 1 / 6])

@@ -84,10 +84,19 @@ def test_a_descriptors_member_answers_its_test_clips_as_predict_and_submit_do(de
     from w2v2.emotion.recognizer import EmotionRecognizer, NetworkMember, TravelMember
     from w2v2.emotion.windows import AudioCache, cached_waves
 
-    run, _ = default_run
-    whole = EmotionRecognizer.from_pretrained(run)  # the run folder stands for all 8 members
-    assert [type(m) for m in whole.members] == [NetworkMember] * 3 + [TravelMember] + [NetworkMember] * 3 + [
-        TravelMember]
+    run, printed = default_run
+    weights = json.loads((run / "ensemble.json").read_text())["kind_weights"]
+    words = (("finetune", "fine-tune"), ("probe", "linear probe"), ("scratch", "tiny model"),
+             ("descriptors", "descriptors head"))
+    said = ", ".join(f"{w} {weights[k]:.1f}" for k, w in words)
+    assert f"kinds weighed by their validation clips: {said}" in printed
+    clips = json.loads((run / "ensemble.json").read_text())["clips"]
+    assert clips == len(pd.read_csv(run / "val_probs.csv")) and clips < 100
+    assert f"only {clips} validation clips chose these weights" in printed  # a small corpus is warned about
+    whole = EmotionRecognizer.from_pretrained(run)  # the run folder stands for its members with a vote
+    kinds = ["finetune", "probe", "scratch", "descriptors"] * 2  # member_folders' order
+    assert [type(m) for m in whole.members] == [TravelMember if k == "descriptors" else NetworkMember
+                                                for k in kinds if weights[k] > 0]
     test = load_dataset(corpus).test
     waves = cached_waves(AudioCache(test), len(test))
     member = EmotionRecognizer.from_pretrained(run / "member_1_descriptors")

@@ -175,7 +175,8 @@ def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded
         folders = member_folders(path)
         parts += list(zip(folders, member_weights(path, folders), strict=True)) if folders else [(path, 1.0)]
     # every part checked (a travelling model, or a classifier's metadata) before any model is loaded
-    checked = [(travel_folder(part) or classifier_checkpoint(part), weight) for part, weight in parts]
+    # a member whose kind has no vote (weight 0 in its parent's ensemble.json) is not loaded or run
+    checked = [(travel_folder(part) or classifier_checkpoint(part), weight) for part, weight in parts if weight > 0]
     found: list[Member] = []
     for p, weight in checked:
         member: Member = TravelMember(p) if is_travel(p) else OnnxMember(p) if is_onnx(p) else \
@@ -325,7 +326,7 @@ class EmotionRecognizer:
                    speakers: Sequence[str | None] | None = None, progress: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the members' mean (n, 6), each member's (m, n, 6)) of whole clips, as `predict_waves` answers them
-        (its `probs`, each network with its trained window): `evaluate` and `submit` score these."""
+        (its `probs`, in the members' shared trained window): `evaluate` and `submit` score these."""
         scored = self.scored(waves, normalise, speakers, None, None, tta, progress)
         each = torch.stack([speech_mean(windows, in_windows) for windows, _, _, in_windows in scored], 1)
         return self.vote(each), each
