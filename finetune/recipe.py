@@ -50,7 +50,7 @@ from w2v2.config import to_dict
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.data.datasets import Dataset, Item
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.members import member_weights
+from w2v2.emotion.members import KINDS_BY_SUFFIX, member_weights
 from w2v2.emotion.windows import AudioCache
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import resolve_amp, resolve_device
@@ -59,7 +59,7 @@ from w2v2.training.progress import no_progress, progress_bar
 RECIPE = "recipe.json"  # the run's config, data and plan (train --resume)
 KIND_WORDS = {"finetune": "fine-tune", "probe": "linear probe", "scratch": "tiny model",
               "descriptors": "descriptors head"}  # a member of each kind
-SUFFIX = {"finetune": "", "probe": "_probe", "scratch": "_scratch", "descriptors": "_descriptors"}  # its folder
+SUFFIX = {kind: suffix or "" for suffix, kind in KINDS_BY_SUFFIX.items()}  # a member's folder name ends in it
 CHEAP: tuple[Kind, ...] = ("probe", "descriptors")  # minutes at most: trained last, to fill the pool's gaps
 
 

@@ -31,6 +31,8 @@ from w2v2.training.runs import resolve_checkpoint
 
 # an ensemble's members (finetune.recipe)
 MEMBER_NAME = re.compile(r"(fold|member)_(\d+)(_probe|_scratch|_descriptors)?")
+# each kind of member by its folder's suffix, in the order the recipe trains a unit's kinds
+KINDS_BY_SUFFIX = {None: "finetune", "_probe": "probe", "_scratch": "scratch", "_descriptors": "descriptors"}
 
 
 SHIPPED_CLASSIFIER = "pretrained:emotion"  # evaluate/predict/submit/serve without --ckpt (the model that travels)
@@ -85,12 +87,11 @@ def member_folders(path: Path) -> list[Path]:
     if not path.is_dir():
         return []
     found = [(m, d) for d in path.iterdir() if d.is_dir() and (m := MEMBER_NAME.fullmatch(d.name))]
-    order = {None: 0, "_probe": 1, "_scratch": 2, "_descriptors": 3}
+    order = {suffix: i for i, suffix in enumerate(KINDS_BY_SUFFIX)}
     return [d for m, d in sorted(found, key=lambda md: (md[0].group(1), int(md[0].group(2)), order[md[0].group(3)]))]
 
 
 ENSEMBLE_FILE = "ensemble.json"  # a parent's weight for each kind of member (finetune/weights.py)
-KINDS_BY_SUFFIX = {None: "finetune", "_probe": "probe", "_scratch": "scratch", "_descriptors": "descriptors"}
 
 
 def member_kind(folder: Path) -> str:
