@@ -2,8 +2,9 @@
 
   python -m finetune train --data DIR [--init pretrained:small | hf:DIR_OR_ID | ckpt:PATH | scratch]
                            [--members N | --folds K] [--probe] [--config YAML] key=value ...
-  python -m finetune train --data A --data B ... [--test-corpus NAME|all] [--test-data C]  (several corpora:
-                           the model that travels, scored leave-one-corpus-out)
+  python -m finetune train --data A --data B ... [--test-corpus NAME|all] [--test-data C]
+                           [--neutral-data READ_SPEECH]  (several corpora: the model that travels, scored
+                           leave-one-corpus-out)
   python -m finetune evaluate [--ckpt RUN ...] --data DIR [--tta 0.9,1,1.1]
   python -m finetune predict [--ckpt RUN ...] FILES_OR_DIRS... [--out preds.csv] [--timeline DIR]
   python -m finetune submit [--ckpt RUN ...] --data COMPETITION_DIR --out DIR
@@ -80,6 +81,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "train on the others, score it (leave-one-corpus-out)")
     t.add_argument("--test-data", action="append", help="with several --data: a corpus only scored, never "
                    "trained on (repeatable)")
+    t.add_argument("--neutral-data", action="append", help="with several --data: read speech of many voices "
+                   "(a folder, manifest.tsv or CSV with path[,speaker]) learnt as neutral by the set heads, "
+                   "weighing travel.neutral_weight of one corpus (repeatable; docs/travel.md)")
     t.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
     t.add_argument("--init", help="scratch | pretrained:small | hf:DIR_OR_ID | ckpt:PATH (overrides the config's init)")
     t.add_argument("--config", help="YAML with differences from the defaults (default: the init's built-in recipe)")
@@ -277,7 +281,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     flags += ["kinds=[probe]"] if args.probe else []
     flags += [f"budget_minutes={args.budget_minutes}"] if args.budget_minutes is not None else []
     flags += [f"threads={args.threads}"] if args.threads else []
-    if args.data and len(args.data) > 1 or args.test_corpus or args.test_data:
+    if args.data and len(args.data) > 1 or args.test_corpus or args.test_data or args.neutral_data:
         return cmd_train_travel(args)
     if args.resume:
         cfg, data_path, layout, val_speakers = resumed(args, flags)
@@ -320,7 +324,7 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     from w2v2.emotion.travel import TravelConfig
 
     if not args.data or len(args.data) < 2:
-        given = "--test-corpus" if args.test_corpus else "--test-data"
+        given = "--test-corpus" if args.test_corpus else "--test-data" if args.test_data else "--neutral-data"
         raise SystemExit(f"error: {given} belongs to the travelling model, trained on several corpora: give two or "
                          "more --data")
     if args.resume or args.init or args.probe or args.folds or args.budget_minutes or args.val_speakers:
@@ -336,7 +340,7 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     run = args.run or Path("runs") / time.strftime("travel-%Y%m%d-%H%M%S")
     return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
                         test_specs=args.test_data, skip_bad=args.skip_bad, dry_run=args.dry_run,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, neutral_specs=args.neutral_data)
 
 
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:

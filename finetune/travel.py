@@ -21,7 +21,7 @@ import torch
 from finetune.metrics import classification_metrics
 from finetune.outputs import OutputError, check_run_folder, remove_outputs
 from w2v2.checkpoint import atomic_write
-from w2v2.data.datasets import Item, check_files, load_dataset
+from w2v2.data.datasets import Item, check_files, load_dataset, speech_items
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.travel import TravelConfig, TravelModel, fit, save_travel
@@ -77,6 +77,30 @@ def load_corpora(specs: list[str], layout: str | None = None, skip_bad: bool = F
     return corpora
 
 
+NEUTRAL_SPEECH = "neutral speech"  # the corpus name of --neutral-data (never scored, never held out)
+
+
+def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
+    """Every --neutral-data (read speech: a folder, a manifest or a CSV with path[,speaker]) as one corpus of
+    clips labelled neutral; speakers prefixed with the source's name, a source without speakers one group."""
+    items: list[Item] = []
+    names: set[str] = set()
+    for spec in specs:
+        name, path = corpus_spec(spec)
+        if name in names:
+            raise ValueError(f"two --neutral-data are named {name!r}: name them NAME=PATH")
+        names.add(name)
+        good, bad = check_files(speech_items(path, EMOTIONS.index("neutral")))
+        if bad:
+            listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            if not skip_bad:
+                raise ValueError(f"--neutral-data {name}: {len(bad)} clips are missing or unreadable ({listed}): "
+                                 "fix or remove them, or pass --skip-bad to leave them out")
+            print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
+        items += [replace(it, speaker=f"{name}:{it.speaker or '*'}") for it in good]
+    return Corpus(NEUTRAL_SPEECH, items) if items else None
+
+
 def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], dict[str, torch.Tensor]]:
     """(the corpora without clips that could not be decoded (warned), per corpus (n, d) descriptors of their
     clips), cached in `cache_file` by path, size and modification time (a re-run decodes nothing)."""
@@ -124,11 +148,15 @@ def groups_of(corpus: Corpus) -> list[str]:
     return [it.speaker or f"{corpus.name}:*" for it in corpus.items]
 
 
-def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig) -> TravelModel:
+def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
+                neutral: Corpus | None = None) -> TravelModel:
     x = torch.cat([feats[c.name] for c in corpora])
     labels = [int(it.label) for c in corpora for it in c.items]  # type: ignore[arg-type]  # training items
     names = [c.name for c in corpora for _ in c.items]
-    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg)
+    if neutral is None:
+        return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg)
+    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg, feats[neutral.name],
+               [str(it.speaker) for it in neutral.items])
 
 
 NORMALISATIONS = ("set", "speaker", "clip")  # how an unseen corpus is scored (see `score`)
@@ -149,15 +177,16 @@ def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str) -
 
 
 def leave_one_out(corpora: list[Corpus], unseen: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
-                  seeds: int) -> pd.DataFrame:
+                  seeds: int, neutral: Corpus | None = None) -> pd.DataFrame:
     """One row per (unseen corpus, seed, normalisation): UAR and per-class recall on a corpus that no model
-    trained on: a training corpus held out (the model trains on the others), or a test-only corpus."""
+    trained on: a training corpus held out (the model trains on the others), or a test-only corpus. The
+    neutral reference speech, if any, trains every model (it holds no emotion to score)."""
     rows = []
     for test in unseen:
         name = test.name
         train = [c for c in corpora if c.name != name]
         for seed in range(seeds):
-            model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads))
+            model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads), neutral)
             for normalise in NORMALISATIONS:
                 m = score(model, test, feats[name], normalise)
                 rows.append({"test_corpus": name, "seed": seed, "normalise": normalise,
@@ -179,24 +208,33 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
                  seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None,
-                 skip_bad: bool = False, dry_run: bool = False, overwrite: bool = False) -> dict:
-    """Train on the corpora of `specs`; score held-out ones (`test_corpus`: a name or all) and the test-only
-    corpora of `test_specs`; save the model trained on all of `specs` (`dry_run`: the plan alone). An earlier
-    run in `run` is refused, or with `overwrite` its outputs are removed, once the data have been checked."""
+                 skip_bad: bool = False, dry_run: bool = False, overwrite: bool = False,
+                 neutral_specs: list[str] | None = None) -> dict:
+    """Train on the corpora of `specs` (and the neutral reference speech of `neutral_specs`); score held-out
+    ones (`test_corpus`: a name or all) and the test-only corpora of `test_specs`; save the model trained on
+    all of `specs` (`dry_run`: the plan alone). An earlier run in `run` is refused, or with `overwrite` its
+    outputs are removed, once the data have been checked."""
     start = time.perf_counter()
     old = earlier_outputs(run, overwrite)
     cfg = cfg or TravelConfig()
     corpora = load_corpora(specs, layout, skip_bad)
     test_only = load_corpora(test_specs or [], layout, skip_bad)
+    neutral = load_neutral(neutral_specs or [], skip_bad)
     names = [c.name for c in corpora]
     held_out = names if test_corpus == "all" else [test_corpus] if test_corpus else []
     if any(h not in names for h in held_out):
         raise ValueError(f"--test-corpus {test_corpus}: not one of the corpora ({', '.join(names)}, or all)")
     if clash := {c.name for c in test_only} & set(names):
         raise ValueError(f"{', '.join(sorted(clash))}: given both as --data and --test-data")
+    if NEUTRAL_SPEECH in names + [c.name for c in test_only]:
+        raise ValueError(f"{NEUTRAL_SPEECH!r} names the --neutral-data clips: name the corpus otherwise (NAME=PATH)")
     scored = held_out + [c.name for c in test_only]
     print(f"travelling model on {len(corpora)} corpora: " + ", ".join(
         f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
+    if neutral:
+        print(f"neutral reference speech: {len(neutral.items)} clips of {len({it.speaker for it in neutral.items})} "
+              f"speakers, together weighing {cfg.neutral_weight:g} of one corpus in the set heads "
+              "(travel.neutral_weight), in every model; not in the lone-clip heads")
     print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
           + (f"; scored unseen: {', '.join(scored)} ({seeds} seed{'s' if seeds != 1 else ''})" if scored else ""))
@@ -205,19 +243,23 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
     remove_outputs(run, old)  # only now, with every corpus read and checked, is the earlier run removed
     run.mkdir(parents=True, exist_ok=True)
-    every, feats = descriptors(corpora + test_only, run / DESCRIPTORS)
-    corpora, test_only = every[:len(corpora)], every[len(corpora):]  # without clips that would not decode
+    every, feats = descriptors(corpora + test_only + ([neutral] if neutral else []), run / DESCRIPTORS)
+    corpora, test_only = every[:len(corpora)], every[len(corpora):len(corpora) + len(test_only)]  # decoded clips
+    neutral = every[-1] if neutral else None
     unseen = [c for c in corpora if c.name in held_out] + test_only
     result: dict = {"corpora": {c.name: len(c.items) for c in corpora}, "config": cfg.__dict__}
+    if neutral:
+        result["neutral_speech"] = {"clips": len(neutral.items), "sources": neutral_specs}
     if unseen:
-        df = leave_one_out(corpora, unseen, feats, cfg, seeds)
+        df = leave_one_out(corpora, unseen, feats, cfg, seeds, neutral)
         atomic_write(run / "loco.csv", lambda tmp: df.to_csv(tmp, index=False))
         table = summary(df)
         atomic_write(run / "loco_summary.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
         result["loco"] = table.to_dict(orient="records")
         print_table(table)
-    model = fit_corpora(corpora, feats, cfg)
-    save_travel(model, run / "model", {"trained_on": result["corpora"]})
+    model = fit_corpora(corpora, feats, cfg, neutral)
+    save_travel(model, run / "model", {"trained_on": result["corpora"],
+                                       **({"neutral_speech": result["neutral_speech"]} if neutral else {})})
     result["seconds"] = time.perf_counter() - start
     atomic_write(run / "metrics.json", lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     print(f"model: {run / 'model'} (use it as --ckpt {run / 'model'}); {result['seconds']:.0f} s")

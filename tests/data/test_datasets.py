@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2v2.data.datasets import DatasetError, Item, check_files, detect_layout, load_dataset, speaker_split
+from w2v2.data.datasets import (
+    DatasetError,
+    Item,
+    check_files,
+    detect_layout,
+    load_dataset,
+    speaker_split,
+    speech_items,
+)
 
 
 def wav(path: Path, seconds: float = 0.5, sr: int = 16000, channels: int = 1) -> Path:
@@ -165,3 +173,27 @@ def test_a_class_folder_outside_the_six_emotions_is_named(tmp_path) -> None:
         sf.write(tmp_path / name / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
     with pytest.raises(DatasetError, match=r"class folders \(angry, sad\), but calm is not among the six emotions"):
         load_dataset(tmp_path)
+
+
+def test_read_speech_comes_with_speakers_from_a_manifest_or_its_sub_folders(tmp_path) -> None:
+    books = tmp_path / "books"  # LibriSpeech's layout: SPEAKER/CHAPTER/clip
+    for spk in ("84", "121"):
+        wav(books / spk / "1" / f"{spk}-a.flac")
+        wav(books / spk / "1" / f"{spk}-b.flac")
+    items = speech_items(books, 4)
+    assert sorted((it.path.name, it.speaker, it.label) for it in items) == [
+        ("121-a.flac", "121", 4), ("121-b.flac", "121", 4), ("84-a.flac", "84", 4), ("84-b.flac", "84", 4)]
+    flat = tmp_path / "flat"
+    wav(flat / "one.wav")
+    assert [it.speaker for it in speech_items(flat, 4)] == [None]  # one unknown speaker
+    (books / "manifest.tsv").write_text("path\tnum_samples\tspeaker\n84/1/84-a.flac\t8000\treader7\n")
+    assert [(it.path, it.speaker) for it in speech_items(books, 4)] == [(books / "84/1/84-a.flac", "reader7")]
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"path\n{books / '121/1/121-b.flac'}\n")
+    assert [(it.path, it.speaker) for it in speech_items(listed, 4)] == [(books / "121/1/121-b.flac", None)]
+    (tmp_path / "bad.csv").write_text("file,speaker\na.wav,1\n")
+    with pytest.raises(DatasetError, match=r"bad.csv: no path column"):
+        speech_items(tmp_path / "bad.csv", 4)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"empty: no audio files"):
+        speech_items(tmp_path / "empty", 4)

@@ -196,3 +196,41 @@ def test_a_small_set_is_hedged_with_the_clip_heads_by_its_size() -> None:
     long = torch.cat([xt[:1].repeat(7, 1), xt[1:10]])
     cut = model.probs(long, ["set"] * 16, [0] * 7 + list(range(1, 10)))
     assert torch.allclose(cut[7:], model.probs(xt[:10], ["set"] * 10)[1:], atol=1e-6)
+
+
+
+def acted_without_neutral_and_read_speech(seed: int) -> tuple:
+    """An acted corpus of every emotion but neutral, and read speech of 20 other voices: each voice at its own
+    offset, the read clips with no emotion's direction (as neutral clips are made in `offset_speakers`)."""
+    x, y, spk = offset_speakers(12, seed=seed)
+    keep = [i for i, label in enumerate(y) if label != 4]
+    g = torch.Generator().manual_seed(seed + 100)
+    read = torch.cat([o + torch.randn(10, 8, generator=g) * 0.5 for o in torch.randn(20, 1, 8, generator=g) * 4])
+    readers = [f"reader{r}" for r in range(20) for _ in range(10)]
+    return x[keep], [y[i] for i in keep], [spk[i] for i in keep], read, readers
+
+
+def test_read_speech_teaches_the_set_heads_neutral_and_leaves_the_clip_heads_alone() -> None:
+    x, y, spk, read, readers = acted_without_neutral_and_read_speech(0)
+    cfg = TravelConfig(epochs=40, lr=1e-2, dropout=0.0, level_free_clips=False)
+    plain = fit(x, y, ["acted"] * len(y), spk, cfg)
+    with_read = fit(x, y, ["acted"] * len(y), spk, cfg, read, readers)
+    unused = fit(x, y, ["acted"] * len(y), spk, replace(cfg, neutral_weight=0.0), read, readers)
+    xt, yt_list, _ = offset_speakers(1, seed=7)  # a new speaker in all six emotions
+    yt = torch.tensor(yt_list)
+    neutral = yt == 4
+    p_plain, p_read = plain.probs(xt, ["set"] * len(yt)), with_read.probs(xt, ["set"] * len(yt))
+    assert float((p_plain.argmax(1)[neutral] == 4).float().mean()) == 0.0  # never heard neutral: never says it
+    assert float((p_read.argmax(1)[neutral] == 4).float().mean()) >= 0.8
+    assert float(p_read[neutral, 4].mean()) > 2 * float(p_plain[neutral, 4].mean())
+    # the emotions it knew are still told apart (chance 0.2), though less often (neutral takes some of them)
+    assert float((p_read.argmax(1)[~neutral] == yt[~neutral]).float().mean()) >= 0.4
+    # the lone-clip heads and their pooled statistics never see the read speech; weight 0 changes nothing
+    for a, b in ((plain, with_read), (plain, unused)):
+        assert torch.equal(a.pool_mean, b.pool_mean) and torch.equal(a.pool_std, b.pool_std)
+        assert all(torch.equal(p, q) for p, q in zip(a.clip_heads.parameters(), b.clip_heads.parameters(),
+                                                     strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(plain.set_heads.parameters(), unused.set_heads.parameters(),
+                                                 strict=True))
+    with pytest.raises(ValueError, match="one entry per clip"):
+        fit(x, y, ["acted"] * len(y), spk, cfg, read, readers[:-1])

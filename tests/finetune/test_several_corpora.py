@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from finetune.__main__ import main
 from finetune.travel import corpus_spec
@@ -123,3 +124,30 @@ def test_an_earlier_run_is_kept_until_the_new_data_are_checked_and_then_wholly_r
             main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "afile"), *dry])
     with pytest.raises(SystemExit, match="--test-data belongs to the travelling model"):
         main(["train", "--data", str(full), "--test-data", str(three), "--run", str(tmp_path / "x")])
+
+
+def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_scored(synthetic_corpus, tmp_path,
+                                                                                   capsys) -> None:
+    full = synthetic_corpus(96, 8, 0)
+    three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
+    read = synthetic_corpus(48, 4, 2) / "test"  # a flat folder of 12 clips: one unknown speaker
+    run = tmp_path / "r"
+    main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--neutral-data", str(read),
+          "--run", str(run), "--members", "1", "travel.epochs=3", "travel.neutral_weight=0.5"])
+    out = capsys.readouterr().out
+    assert "neutral reference speech: 12 clips of 1 speakers, together weighing 0.5 of one corpus" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["neutral_speech"] == {"clips": 12, "sources": [str(read)]}
+    assert set(pd.read_csv(run / "loco.csv").test_corpus) == {full.name, "three"}  # read speech is never scored
+    _, info = load_travel(run / "model")
+    assert info["neutral_speech"]["clips"] == 12 and info["config"]["neutral_weight"] == 0.5
+    # the same run without it: the set heads differ, the lone-clip heads do not
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "plain"), "travel.epochs=3"])
+    a, b = load_travel(run / "model")[0], load_travel(tmp_path / "plain" / "model")[0]
+    assert torch.equal(a.clip_heads[0].weight, b.clip_heads[0].weight)
+    assert not torch.equal(a.set_heads[0].weight, b.set_heads[0].weight)
+    with pytest.raises(SystemExit, match="--neutral-data belongs to the travelling model"):
+        main(["train", "--data", str(full), "--neutral-data", str(read), "--run", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="no such file or folder"):
+        main(["train", "--data", str(full), "--data", str(three), "--neutral-data", str(tmp_path / "typo"),
+              "--run", str(tmp_path / "y")])

@@ -243,6 +243,44 @@ def _find_label_csv(root: Path) -> Path | None:
     return None
 
 
+MANIFESTS = ("manifest.tsv", "manifest.csv")
+
+
+def speech_items(source: str | Path, label: int) -> list[Item]:
+    """Unlabelled speech given one `label` (e.g. read speech as "neutral"), with speakers where the source
+    names them: a CSV/TSV with a `path` column (and `speaker`), a folder holding such a manifest.tsv or
+    manifest.csv, or any folder of audio (a clip's speaker: its first sub-folder, as in LibriSpeech; the clips
+    of a flat folder, one unknown speaker). Paths are relative to the manifest's folder."""
+    root = Path(source)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    manifest = root if root.is_file() else next((root / m for m in MANIFESTS if (root / m).is_file()), None)
+    if manifest is None:
+        found = find_audio(root)
+        if not found:
+            raise DatasetError(f"{root}: no audio files (and no manifest.tsv or manifest.csv)")
+        return [Item(id=p.stem, path=p, label=label,
+                     speaker=p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None)
+                for p in found]
+    try:
+        df = pd.read_csv(manifest, dtype=str, keep_default_na=False,
+                         sep="\t" if manifest.suffix.lower() in (".tsv", ".tab") else ",")
+    except Exception as e:
+        raise DatasetError(f"{manifest}: cannot read it ({type(e).__name__}: {e})") from None
+    df.columns = [c.strip().lower() for c in df.columns]
+    if "path" not in df.columns:
+        raise DatasetError(f"{manifest}: no path column; found {list(df.columns)}")
+    items = []
+    for i, row in enumerate(df.itertuples(index=False), start=2):
+        if not row.path:
+            raise DatasetError(f"{manifest}, row {i}: empty path")
+        items.append(Item(id=Path(row.path).stem, path=_clip_path(manifest.parent, row.path), label=label,
+                          speaker=getattr(row, "speaker", "") or None))
+    if not items:
+        raise DatasetError(f"{manifest}: no rows")
+    return items
+
+
 def load_dataset(root: str | Path, layout: str | None = None) -> Dataset:
     root = Path(root)
     if not root.exists():

@@ -31,6 +31,10 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
   logits are left out of its softmax (unknown there, never a negative);
 - each corpus weighs the same in the loss, and within a corpus each of its classes: a big corpus or a
   frequent class does not become the default answer;
+- neutral reference speech (read speech of many voices and studios, `--neutral-data`) trains the set heads
+  as "neutral" against all six classes, weighing `neutral_weight` of one emotional corpus: acted corpora
+  hold few neutral clips of few voices, and without it the model rarely said "neutral" on unseen corpora
+  (docs/travel.md);
 - `heads` linear classifiers from different seeds, their probabilities averaged.
 """
 
@@ -75,6 +79,9 @@ class TravelConfig:
     # the lone-clip heads see each clip's descriptors relative to its own level (`level_free`): a lone
     # clip's recording gain is unknown, and its answer does not move with it (False: absolute levels)
     level_free_clips: bool = True
+    # neutral reference speech (read speech of many voices, `--neutral-data`): all its clips together weigh
+    # this much of one emotional corpus in the set heads' loss, as "neutral" against all six classes (0: unused)
+    neutral_weight: float = ranged(0.2, 0)
     seed: int = ranged(0, 0)
 
 
@@ -208,9 +215,14 @@ def balanced_weights(labels: Sequence[int], corpora: Sequence[str]) -> torch.Ten
 
 
 def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers: Sequence[str],
-        cfg: TravelConfig = TravelConfig()) -> TravelModel:
+        cfg: TravelConfig = TravelConfig(), neutral: torch.Tensor | None = None,
+        neutral_speakers: Sequence[str] = ()) -> TravelModel:
     """Train on raw descriptors x (n, d) of clips with their labels, corpus names and speaker ids (speaker
-    ids must be unique across corpora: prefix them with the corpus)."""
+    ids must be unique across corpora: prefix them with the corpus). `neutral` (m, d): descriptors of neutral
+    reference speech (read speech), with `neutral_speakers` (m,) its groups: the set heads also learn them as
+    "neutral" against all six classes, together weighing `cfg.neutral_weight` of one corpus. They stay out of
+    the lone-clip heads and their pooled statistics (a lone clip is answered "neutral" often enough: measured
+    in docs/travel.md)."""
     if len({len(x), len(labels), len(corpora), len(speakers)}) != 1:
         raise ValueError("x, labels, corpora and speakers must have one entry per clip")
     x = x.float()
@@ -219,10 +231,21 @@ def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers
     model.pool_mean, model.pool_std = pooled.mean(0), pooled.std(0, unbiased=False).clamp(min=1e-5)
     y = torch.as_tensor(list(labels))
     masks, weights = class_masks(labels, corpora), balanced_weights(labels, corpora)
-    for heads, z in ((model.set_heads, standardise(x, speakers)), (model.clip_heads,
-                                                                   (pooled - model.pool_mean) / model.pool_std)):
-        for k, head in enumerate(heads):
-            train_head(head, z, y, masks, weights, cfg, seed=cfg.seed + k)
+    clip_z = (pooled - model.pool_mean) / model.pool_std
+    set_z, set_y, set_masks, set_w = standardise(x, speakers), y, masks, weights
+    if neutral is not None and len(neutral) and cfg.neutral_weight > 0:
+        if len(neutral) != len(neutral_speakers):
+            raise ValueError("neutral and neutral_speakers must have one entry per clip")
+        m = len(neutral)
+        share = cfg.neutral_weight * float(weights.sum()) / len(set(corpora))  # of one corpus's total
+        set_z = torch.cat([set_z, standardise(neutral.float(), neutral_speakers)])
+        set_y = torch.cat([y, torch.full((m,), EMOTIONS.index("neutral"))])
+        set_masks = torch.cat([masks, torch.ones(m, len(EMOTIONS), dtype=torch.bool)])
+        set_w = torch.cat([weights, torch.full((m,), share / m)])
+    for k, head in enumerate(model.set_heads):
+        train_head(head, set_z, set_y, set_masks, set_w, cfg, seed=cfg.seed + k)
+    for k, head in enumerate(model.clip_heads):
+        train_head(head, clip_z, y, masks, weights, cfg, seed=cfg.seed + k)
     check_finite(model, "the travelling model")
     return model.eval()
 
