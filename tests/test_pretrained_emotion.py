@@ -23,6 +23,9 @@ def test_the_default_model_is_the_one_that_travels_and_names_its_data() -> None:
     assert sum(f.stat().st_size for f in folder.iterdir()) < 25 * 2**20
     card = (folder / "README.md").read_text()
     assert "CC BY-NC-SA 4.0" in card and all(n in card for n in ("Livingstone", "Retta", "Indian"))
+    # the read speech learnt as neutral: shippable corpora, each named with its licence, and as many clips
+    assert all(n in card for n in ("LibriSpeech", "CC BY 4.0", "speechocean762", "Zhang", "LJ Speech", "public domain"))
+    assert f"{info['neutral_speech']['clips']} clips of read speech" in card.replace("\n", " ")
     loco = pd.read_csv(folder / "loco.csv")
     trained_on = {name for row in loco.trained_on for name in row.split("+")}
     assert not EVALUATION_ONLY & trained_on  # evaluation-only corpora were only ever scored

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The methods table of docs/travel.md: leave-one-corpus-out on cached features, 3 seeds each.
 # Needs runs/travel/feats_{small,ravft}.pt (extract.py), prosody2.pt (descriptors.py), prosody2_aug.pt (augdesc.py).
+# The read-speech rows need runs/travel/read_desc.pt and read_desc_all.pt (read_speech.py, read_speech.py all).
 # openSMILE rows also need runs/travel/smile_{egemaps,compare}.pt (smile.py).
 # Run from the project root: bash experiments/travel/grid.sh > experiments/travel/results/methods.txt
 # (bash experiments/travel/grid.sh --from N >> ...: only the rows from the N-th on, counting from 1)
@@ -153,3 +154,22 @@ done
 run "descriptors, per speaker / per set, the top 3 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=3"
 run "descriptors, per speaker / per set, the top 10 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=10"
 run "descriptors, per speaker / per set, the top 30 directions of training speakers' means projected out" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test spk_nap=30"
+# read speech (LibriSpeech, speechocean762 adults, LJ Speech: 820 clips of 81 voices; read_speech.py) as extra
+# neutral training clips against all six classes, weighing read_w of one emotional corpus
+for N in "per set|norm=spk_train_corpus_test" "per speaker shrunk, prior 10|norm=spk_train_shrunk_test k=10"; do
+  L=${N%%|*}; A=${N#*|}
+  for W in 0.1 0.2 0.3 0.5; do
+    run "descriptors, read speech as neutral at weight $W of a corpus, per speaker / $L" "meta $S w2v=0 prosody=trim $A read=all read_w=$W"
+  done
+  run "descriptors, read speech as neutral at weight 0.2, LibriSpeech and LJ Speech alone, per speaker / $L" "meta $S w2v=0 prosody=trim $A read=librispeech+ljspeech read_w=0.2"
+  run "descriptors, read speech as neutral at weight 0.2, speechocean762 adults alone, per speaker / $L" "meta $S w2v=0 prosody=trim $A read=speechocean read_w=0.2"
+  run "descriptors, read speech as neutral at weight 0.2, all 250 speechocean762 speakers (children too), per speaker / $L" "meta $S w2v=0 prosody=trim $A read=all read_w=0.2 read_file=_all"
+  run "descriptors, read speech as neutral at weight 0.2, its clips standardised as one group, per speaker / $L" "meta $S w2v=0 prosody=trim $A read=all read_w=0.2 read_norm=corpus"
+done
+run "descriptors, read speech as neutral at weight 0.05 in the lone-clip heads too, lone clip relative to its level" "meta $S w2v=0 prosody=trim norm=global level_free=1 read=all read_w=0.05"
+# a lone clip standardised by read speech (neutral voices) instead of the emotional training pool: the K voices
+# nearest it in MFCC means (and median pitch), or all of them pooled; training clips the same way
+run "descriptors, lone clip by the 10 read-speech voices nearest its MFCC means and pitch (of 291)" "meta $S w2v=0 prosody=trim norm=ref_read refk=10 match=mfcc+pitch"
+run "descriptors, lone clip by the 60 read-speech voices nearest its MFCC means and pitch (of 291)" "meta $S w2v=0 prosody=trim norm=ref_read refk=60 match=mfcc+pitch"
+run "descriptors, lone clip by the statistics of 2,920 read-speech clips pooled (291 voices)" "meta $S w2v=0 prosody=trim norm=ref_read ref_pooled=1"
+run "descriptors, lone clip by the statistics of the shipped 820 read-speech clips pooled (81 voices)" "meta $S w2v=0 prosody=trim norm=ref_read ref_file=ship ref_pooled=1"

@@ -299,12 +299,22 @@ def run(meta, mean, std, cfg):
     if cfg.get("drop"):  # leave descriptor groups out (w2v2.emotion.descriptors' layout; descriptors alone)
         gone = set().union(*(range(*GROUPS[g]) for g in cfg["drop"].split("+")))
         x_all = x_all[:, [i for i in range(x_all.shape[1]) if i not in gone]]
+    if cfg.get("read"):  # read speech (read_speech.py) as extra neutral training clips of many voices
+        rd = torch.load(f"runs/travel/read_desc{cfg.get('read_file', '')}.pt", weights_only=False)
+        rm = rd["meta"] if cfg["read"] == "all" else rd["meta"][rd["meta"].corpus.isin(cfg["read"].split("+"))]
+        meta = pd.concat([meta[["corpus", "label", "speaker"]],
+                          rm[["speaker", "label"]].assign(corpus="read")], ignore_index=True)
+        x_all = torch.cat([x_all, rd["x"][torch.as_tensor(rm.index.values)]])
+        kind = np.concatenate([kind, np.array(["read"] * len(rm))])
+        CFG["_labels"] = meta.label.values
+        if cfg.get("read_norm") == "corpus":  # the read clips standardised as one group, not per speaker
+            meta.loc[meta.corpus == "read", "speaker"] = "read:all"
     spk = meta.speaker.values; corp = meta.corpus.values
     results = []
     for test in CORPORA:
         pool = SHIP if cfg.get("train", "ship") == "ship" else CORPORA
         train_kind = (kind == "clip") | bool(cfg.get("concat_train"))
-        tr = np.flatnonzero(np.isin(corp, [c for c in pool if c != test]) & train_kind)
+        tr = np.flatnonzero((np.isin(corp, [c for c in pool if c != test]) & train_kind) | (kind == "read"))
         te = np.flatnonzero((corp == test) & (kind == ("window" if cfg.get("concat_test") else "clip")))
         norm = cfg.get("norm", "speaker")
         xtr, xte = normed(x_all, tr, te, norm, spk, corp)
@@ -326,6 +336,10 @@ def run(meta, mean, std, cfg):
             mtr = pd.concat([mtr] * (len(xtr) // len(tr))).reset_index(drop=True)
         y = torch.as_tensor(mtr.label.values); mask = class_mask(mtr)
         w = sample_weights(mtr) if cfg.get("balance", 1) else torch.ones(len(mtr))
+        if cfg.get("read"):  # read clips: neutral against all six classes, weighing read_w of an emotional corpus
+            is_read = torch.as_tensor(mtr.corpus.values == "read")
+            mask[is_read] = True
+            w[is_read] *= float(cfg.get("read_w", 1.0))
         classes = sorted(set(meta.label.values[te]))
         ys = meta.label.values[te]
         if cfg.get("select"):  # keep the descriptors most informative in every training corpus
@@ -572,6 +586,28 @@ def subspace(xtr, xte, y, mask, w, cfg, seed):
             p = p + torch.softmax(net(xte[:, cols]), -1)
     return torch.log(p / len(picks))
 
+def neutral_reference(x):
+    """Each clip (level-free) standardised by the statistics of the K read-speech voices (read_desc_all.pt,
+    291 voices, all neutral) nearest it in the match features (CFG match: mfcc = MFCC 1-12 means, mfcc+pitch
+    adds the median pitch), so that a lone clip is compared with neutral voices like its own."""
+    rd = torch.load(f"runs/travel/read_desc{'' if CFG.get('ref_file') == 'ship' else '_all'}.pt", weights_only=False)
+    bank, voices = level_free(rd["x"]), rd["meta"].speaker.values
+    if CFG.get("ref_pooled"):  # the bank's clips pooled: one mean and sd over all of them (as the product would)
+        voices = np.array(["all"] * len(voices))
+    cols = list(range(65, 77)) + ([51] if CFG.get("match", "mfcc") == "mfcc+pitch" else [])
+    names = np.unique(voices)
+    mus = torch.stack([bank[torch.as_tensor(voices == v)].mean(0) for v in names])
+    var = torch.stack([bank[torch.as_tensor(voices == v)].var(0, correction=0) for v in names])
+    key = mus[:, cols]
+    km, ks = key.mean(0), key.std(0) + 1e-5
+    x = level_free(x)
+    d = torch.cdist((x[:, cols] - km) / ks, (key - km) / ks)
+    nn_idx = d.topk(min(int(CFG.get("refk", 10)), len(names)), largest=False).indices  # (n, K)
+    mu = mus[nn_idx].mean(1)
+    v = var[nn_idx].mean(1) + mus[nn_idx].var(1, correction=0)  # the K voices' clips pooled
+    return (x - mu) / (v.sqrt() + 1e-5)
+
+
 def normed(x_all, tr, te, norm, spk, corp):
         if CFG.get("train_gain_db") and not CFG.get("_copy"):  # 4 copies of training at random gains
             g, outs = torch.Generator().manual_seed(1), []
@@ -673,6 +709,8 @@ def normed(x_all, tr, te, norm, spk, corp):
                 a = (f0 - lo).abs() > (f0 - hi).abs()
                 lo, hi = f0[~a].mean(), f0[a].mean()
             xte = shrunk_standardise(xte, a.numpy(), np.zeros(len(a)), CFG.get("k", 10))
+        elif norm == "ref_read":  # a lone clip against the read-speech voices nearest its own (all neutral)
+            xtr, xte = neutral_reference(xtr), neutral_reference(xte)
         elif norm == "rank_spk_train_corpus_test":
             xtr = group_rank(xtr, spk[tr]); xte = group_rank(xte, corp[te])
         elif norm == "mix_train_corpus_test":
