@@ -313,8 +313,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if not args.resume:  # only now, with the data read and checked, does --overwrite remove an earlier run
         prepare_run(run, args.overwrite)
     result = train_recipe(data, cfg, run, val_speakers, resume=args.resume)
-    report(result, run, "member folders, test_probs.csv" if "members" in result
-           else "confusion_matrix.png, curves.png, val_probs.csv, best/")
+    # the files this run wrote (a descriptors head draws no learning curves)
+    written = [n for n in ("confusion_matrix.png", "curves.png", "val_probs.csv", "best/") if (run / n).exists()]
+    report(result, run, "member folders, test_probs.csv" if "members" in result else ", ".join(written))
     return result
 
 

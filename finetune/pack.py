@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from w2v2.checkpoint import CheckpointError, load_model, read_meta, save_model
-from w2v2.emotion.members import ENSEMBLE_FILE, classifier_checkpoint, member_folders, travel_folder
+from w2v2.emotion.members import ENSEMBLE_FILE, classifier_checkpoint, member_folders, member_weights, travel_folder
 from w2v2.training.runs import init_checkpoint
 
 
@@ -41,6 +41,12 @@ def pack(run: Path, out: Path, base: str | None = "auto", half: bool = False) ->
     if out.exists():
         raise FileExistsError(f"--out {out} exists: pack writes a new folder (remove it or choose another)")
     parts = member_folders(run)
+    if parts:  # a member whose kind has no vote (weight 0 in the parent's ensemble.json) is never run: left out
+        voting = [m for m, w in zip(parts, member_weights(run, parts), strict=True) if w > 0]
+        if len(voting) < len(parts):
+            print(f"pack: {len(parts) - len(voting)} member(s) without a vote in {run / ENSEMBLE_FILE} left out: "
+                  + ", ".join(m.name for m in parts if m not in voting))
+        parts = voting
     if not parts and travel_folder(run) is not None:  # a travelling model, a descriptors member: copied as it is
         shutil.copytree(run, out)
         return [out]

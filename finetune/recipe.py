@@ -617,7 +617,8 @@ def print_members(summary: dict) -> None:
     print(f"{'member':>20} {'kind':>11} {'seed':>4} {'epoch':>5} {'val UAR':>7} {'test UAR':>8} {'seconds':>7}")
     for r in summary["members"]:
         test = f"{r['test']['uar']:.3f}" if "test" in r else "-"
-        print(f"{r['name']:>20} {r['kind']:>11} {r['seed']:>4} {r['best_epoch']:>5} {r['validation']['uar']:>7.3f} "
+        epoch = "-" if r["kind"] == "descriptors" else r["best_epoch"]  # a fixed length, no epoch chosen
+        print(f"{r['name']:>20} {r['kind']:>11} {r['seed']:>4} {epoch:>5} {r['validation']['uar']:>7.3f} "
               f"{test:>8} {r['seconds']:>7.0f}")
     for seed, m in summary.get("validation_seeds", {}).items():
         print(f"{'ensemble, seed ' + seed:>20} {'':>11} {seed:>4} {'':>5} {m['uar']:>7.3f}")

@@ -276,7 +276,8 @@ def curves_section(run: Run) -> str:
                                    [m.get("test", {}).get("uar") for m in members], ensemble)
         out += image(plots.data_uri(fig), "members and ensemble") + table(
             ["member", "kind", "seed", "best epoch", "validation clips", "validation UAR", "test UAR", "seconds"],
-            [[m["name"], m["kind"], m["seed"], m["best_epoch"], m["validation"]["n"], m["validation"]["uar"],
+            [[m["name"], m["kind"], m["seed"], "–" if m["kind"] == "descriptors" else m["best_epoch"],
+              m["validation"]["n"], m["validation"]["uar"],
               m.get("test", {}).get("uar", "–"), f"{m['seconds']:.0f}"] for m in members]
             + [[f"ensemble ({s})", "", "", "", m["n"], "", m["uar"], ""] for s, m in run.splits().items()])
     return out

@@ -158,8 +158,12 @@ def test_a_parents_kind_weights_set_its_members_votes_and_travel_with_the_pack(e
     mean, each = weighted.clip_probs(waves())
     assert torch.allclose(mean, 0.6 * each[0] + 0.4 * each[1], atol=1e-6)
     assert not torch.allclose(mean, each.mean(0), atol=1e-3)
-    packed = pack(run, tmp_path / "packed")[0].parent
+    written = pack(run, tmp_path / "packed")
+    packed = written[0].parent
+    assert [w.name for w in written] == ["member_1", "member_1_descriptors"]  # the probe, with no vote, left out
+    assert not (packed / "member_1_probe").exists()
     assert EmotionRecognizer.from_pretrained(packed).weights.tolist() == pytest.approx([0.6, 0.4])
+    assert torch.allclose(EmotionRecognizer.from_pretrained(packed).clip_probs(waves())[0], mean, atol=1e-5)
     # two runs given together: each run's members share its votes as its file says, each run as many as before
     both = EmotionRecognizer.from_pretrained([run, original])
     assert both.weights.tolist() == pytest.approx([0.3, 0.2, 1 / 6, 1 / 6, 1 / 6])

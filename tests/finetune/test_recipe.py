@@ -53,9 +53,12 @@ def test_the_default_is_an_ensemble_of_fine_tunes_probes_tiny_models_and_descrip
                                                                                      corpus: Path) -> None:
     from w2v2.emotion.travel import load_travel
 
-    run, _ = default_run
+    run, out = default_run
     labelled = len(pd.read_csv(corpus / "train.csv"))
     assert sorted(p.name for p in run.iterdir() if p.is_dir()) == NAMES
+    # the member table: a descriptors head trains a fixed length, so it has no chosen epoch to show
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip().startswith("member_")}
+    assert rows["member_1_descriptors"][1:4] == ["descriptors", "0", "-"] and rows["member_1"][3] == "1"
     metrics = json.loads((run / "metrics.json").read_text())
     assert [(m["name"], m["kind"], m["seed"]) for m in metrics["members"]] == [
         ("member_1", "finetune", 0), ("member_1_probe", "probe", 0), ("member_1_scratch", "scratch", 0),
@@ -521,3 +524,12 @@ def test_a_plan_over_an_hour_names_the_budget_and_says_which_kinds_stop_early(co
     assert "the estimate counts every epoch; a tiny model stops early after 20 epochs without" in out
     assert "a fine-tune stops early" not in out
     assert ("over 60 min: --budget-minutes N fits the run" in out) == (not budget)
+
+
+def test_a_descriptors_head_alone_names_only_the_files_it_wrote(corpus: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "desc"
+    main(["train", "--data", str(corpus), "--run", str(run), "--members", "1", "kinds=[descriptors]", *FAST])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("run folder:"))
+    named = line.split("(metrics.json, ")[1].rstrip(")").split(", ")
+    assert "curves.png" not in named and not (run / "curves.png").exists()  # no learning curve to draw
+    assert named and all((run / n).exists() for n in named), named
