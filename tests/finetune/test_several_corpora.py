@@ -52,6 +52,10 @@ def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthe
     out = capsys.readouterr().out
     assert "mean UAR over the unseen corpora (set)" in out and f"--ckpt {run / 'model'}" in out
     main(["evaluate", "--ckpt", str(run / "model"), "--data", str(three), "--out", str(tmp_path / "m.json")])
+    n_speakers = pd.read_csv(three / "labels.csv").speaker.nunique()
+    assert f"normalisation: per speaker ({n_speakers} speakers" in capsys.readouterr().out  # said, as predict says it
+    main(["submit", "--ckpt", str(run / "model"), "--data", str(full), "--out", str(tmp_path / "sub")])
+    assert "normalisation: the 24 clips as one recording set" in capsys.readouterr().out
     m = json.loads((tmp_path / "m.json").read_text())
     own = m["own_classes"]  # a three-class corpus is also scored as a three-class task
     assert set(own["support"][e] > 0 for e in ("angry", "sad", "happy")) == {True} and own["n"] == m["n"] == 36
