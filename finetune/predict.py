@@ -169,23 +169,6 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     return df
 
 
-def scored_how(recognizer: EmotionRecognizer, normalise: Normalise, speakers: list[str | None] | None,
-               n: int) -> str | None:
-    """One line saying how `evaluate` or `submit` had a travelling model take the n clips (None for networks,
-    which take each clip alone); a clip without speech stays out of the statistics."""
-    if (least := recognizer.min_group) is None:
-        return None
-    named = {s for s in speakers or [] if s is not None}
-    if normalise == "clip":
-        return "normalisation: each clip alone (--normalise clip)"
-    if normalise == "speaker" and named:
-        return (f"normalisation: per speaker ({len(named)} speakers, each one's statistics shrunk toward the whole "
-                "set's; --normalise set or clip to change)")
-    if n >= least:
-        return f"normalisation: the {n} clips as one recording set (--normalise clip takes each alone)"
-    return f"normalisation: each clip alone ({n} clips; a recording set needs {least})"
-
-
 def standardised_how(recognizer: EmotionRecognizer, normalise: Normalise, preds: list[Prediction],
                      sources: list[torch.Tensor | pd.DataFrame]) -> str | None:
     """One line saying how a travelling model took the files (None for networks, which take each alone):

@@ -41,7 +41,7 @@ class Corpus:
         return sorted({int(it.label) for it in self.items if it.label is not None})
 
 
-GENERIC_TABLES = {"labels", "train", "data", "metadata", "annotations", "index"}  # say nothing of the corpus
+GENERIC_TABLES = {"labels", "train", "data", "metadata", "annotations", "index", "manifest"}  # say nothing of it
 
 
 def corpus_spec(text: str) -> tuple[str, Path]:
@@ -51,7 +51,7 @@ def corpus_spec(text: str) -> tuple[str, Path]:
     if sep and name and "/" not in name:
         return name, Path(path)
     p = Path(text)
-    if p.suffix.lower() == ".csv":
+    if p.suffix.lower() in (".csv", ".tsv", ".tab"):
         return (p.parent.name if p.stem.lower() in GENERIC_TABLES else p.stem).removesuffix("-16k"), p
     return p.name.removesuffix("-16k"), p
 
@@ -94,10 +94,12 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
         if bad:
             listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
             if not skip_bad:
-                raise ValueError(f"--neutral-data {name}: {len(bad)} clips are missing or unreadable ({listed}): "
+                raise ValueError(f"--neutral-data {name}: {len(bad)} clip(s) missing or unreadable ({listed}): "
                                  "fix or remove them, or pass --skip-bad to leave them out")
             print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
         items += [replace(it, speaker=f"{name}:{it.speaker or '*'}") for it in good]
+    if specs and not items:
+        raise ValueError(f"--neutral-data: none of the clips of {', '.join(specs)} could be read")
     return Corpus(NEUTRAL_SPEECH, items) if items else None
 
 
@@ -226,15 +228,18 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         raise ValueError(f"--test-corpus {test_corpus}: not one of the corpora ({', '.join(names)}, or all)")
     if clash := {c.name for c in test_only} & set(names):
         raise ValueError(f"{', '.join(sorted(clash))}: given both as --data and --test-data")
-    if NEUTRAL_SPEECH in names + [c.name for c in test_only]:
+    if neutral and NEUTRAL_SPEECH in names + [c.name for c in test_only]:
         raise ValueError(f"{NEUTRAL_SPEECH!r} names the --neutral-data clips: name the corpus otherwise (NAME=PATH)")
     scored = held_out + [c.name for c in test_only]
     print(f"travelling model on {len(corpora)} corpora: " + ", ".join(
         f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
     if neutral:
-        print(f"neutral reference speech: {len(neutral.items)} clips of {len({it.speaker for it in neutral.items})} "
-              f"speakers, together weighing {cfg.neutral_weight:g} of one corpus in the set heads "
-              "(travel.neutral_weight), in every model; not in the lone-clip heads")
+        voices = len({it.speaker for it in neutral.items})
+        print(f"neutral reference speech: {len(neutral.items)} clip(s) of {voices} voice(s) (a source without "
+              f"speakers is one voice), learnt as neutral by the set heads of every fit, together weighing "
+              f"{cfg.neutral_weight:g} of one corpus (travel.neutral_weight)"
+              + ("; its statistics standardise a lone clip (travel.clip_reference)"
+                 if cfg.clip_reference == "neutral" else ""))
     print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
           + (f"; scored unseen: {', '.join(scored)} ({seeds} seed{'s' if seeds != 1 else ''})" if scored else ""))

@@ -277,3 +277,30 @@ def test_predict_names_missing_files_before_any_work_and_says_how_it_standardise
     assert "normalisation: the 12 files with speech taken as one recording set" in capsys.readouterr().out
     main(["predict", "--ckpt", str(folder), *map(str, files[:9])])
     assert "normalisation: each file alone (9 file(s) with speech; a recording set needs 10)" in capsys.readouterr().out
+
+
+def test_the_normalisation_line_says_what_the_travelling_model_did() -> None:
+    """evaluate and submit print it: clips without speech are in no group, a set needs min_group clips with
+    speech, and a speaker with n clips is standardised as one where n + speaker_prior >= min_group."""
+    from dataclasses import replace
+
+    rec = EmotionRecognizer.from_pretrained()  # the shipped travelling model: min_group 10, speaker_prior 10
+    say = rec.standardisation
+    assert say("clip", [None] * 4) == "each clip alone (--normalise clip)"
+    assert say("set", ["set"] * 9 + [None]) == "each clip alone (9 with speech; a recording set needs 10)"
+    assert say("set", ["set"] * 12 + [None] * 3).startswith("the 12 clips with speech as one recording set")
+    three = ["speaker:a"] * 5 + ["speaker:b"] * 5 + ["speaker:c"] * 2
+    assert say("speaker", three).startswith("per speaker (3 speakers, each one's statistics shrunk toward the "
+                                            "set's by a prior of 10 clips")
+    travel = rec.members[0].model  # type: ignore[attr-defined]
+    shipped = travel.cfg
+    try:
+        travel.cfg = replace(shipped, speaker_prior=0.0)
+        assert say("speaker", ["speaker:a"] * 12 + ["speaker:b"] * 3) == (
+            "per speaker (1 speaker, each by its own statistics; 1 with fewer than 10 clips, each clip alone; "
+            "--normalise set or clip to change)")
+    finally:
+        travel.cfg = shipped
+    silence = torch.zeros(16000 * 2)
+    rec.clip_probs([silence] * 12, normalise="set")
+    assert rec.last_standardisation == "each clip alone (no clip with speech)"  # the call's own groups

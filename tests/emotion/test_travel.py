@@ -210,7 +210,7 @@ def acted_without_neutral_and_read_speech(seed: int) -> tuple:
     return x[keep], [y[i] for i in keep], [spk[i] for i in keep], read, readers
 
 
-def test_read_speech_teaches_the_set_heads_neutral_and_leaves_the_clip_heads_alone() -> None:
+def test_read_speech_teaches_the_set_heads_neutral_and_is_the_lone_clips_reference() -> None:
     x, y, spk, read, readers = acted_without_neutral_and_read_speech(0)
     cfg = TravelConfig(epochs=40, lr=1e-2, dropout=0.0, level_free_clips=False)
     plain = fit(x, y, ["acted"] * len(y), spk, cfg)
@@ -225,12 +225,18 @@ def test_read_speech_teaches_the_set_heads_neutral_and_leaves_the_clip_heads_alo
     assert float(p_read[neutral, 4].mean()) > 2 * float(p_plain[neutral, 4].mean())
     # the emotions it knew are still told apart (chance 0.2), though less often (neutral takes some of them)
     assert float((p_read.argmax(1)[~neutral] == yt[~neutral]).float().mean()) >= 0.4
-    # the lone-clip heads and their pooled statistics never see the read speech; weight 0 changes nothing
-    for a, b in ((plain, with_read), (plain, unused)):
-        assert torch.equal(a.pool_mean, b.pool_mean) and torch.equal(a.pool_std, b.pool_std)
-        assert all(torch.equal(p, q) for p, q in zip(a.clip_heads.parameters(), b.clip_heads.parameters(),
-                                                     strict=True))
-    assert all(torch.equal(p, q) for p, q in zip(plain.set_heads.parameters(), unused.set_heads.parameters(),
+    # a lone clip is standardised by the read speech's statistics; the lone-clip heads never learn its clips:
+    # with the pool as the reference they are the plain model's, and weight 0 changes only that reference
+    assert torch.allclose(with_read.pool_mean, read.mean(0)) and torch.allclose(with_read.pool_std,
+                                                                                 read.std(0, unbiased=False))
+    pooled = fit(x, y, ["acted"] * len(y), spk, replace(cfg, clip_reference="pool"), read, readers)
+    assert torch.equal(plain.pool_mean, pooled.pool_mean) and torch.equal(plain.pool_std, pooled.pool_std)
+    assert all(torch.equal(p, q) for p, q in zip(plain.clip_heads.parameters(), pooled.clip_heads.parameters(),
                                                  strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(plain.set_heads.parameters(), unused.set_heads.parameters(),
+                                                 strict=True))  # weight 0: the set heads as without it
+    assert torch.equal(unused.pool_mean, with_read.pool_mean)  # still the lone clips' reference
+    with pytest.raises(ValueError, match="clip_reference='speech'"):
+        fit(x, y, ["acted"] * len(y), spk, replace(cfg, clip_reference="speech"))
     with pytest.raises(ValueError, match="one entry per clip"):
         fit(x, y, ["acted"] * len(y), spk, cfg, read, readers[:-1])

@@ -55,7 +55,7 @@ def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthe
     n_speakers = pd.read_csv(three / "labels.csv").speaker.nunique()
     assert f"normalisation: per speaker ({n_speakers} speakers" in capsys.readouterr().out  # said, as predict says it
     main(["submit", "--ckpt", str(run / "model"), "--data", str(full), "--out", str(tmp_path / "sub")])
-    assert "normalisation: the 24 clips as one recording set" in capsys.readouterr().out
+    assert "normalisation: the 24 clips with speech as one recording set" in capsys.readouterr().out
     m = json.loads((tmp_path / "m.json").read_text())
     own = m["own_classes"]  # a three-class corpus is also scored as a three-class task
     assert set(own["support"][e] > 0 for e in ("angry", "sad", "happy")) == {True} and own["n"] == m["n"] == 36
@@ -139,19 +139,25 @@ def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_score
     main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--neutral-data", str(read),
           "--run", str(run), "--members", "1", "travel.epochs=3", "travel.neutral_weight=0.5"])
     out = capsys.readouterr().out
-    assert "neutral reference speech: 12 clips of 1 speakers, together weighing 0.5 of one corpus" in out
+    assert "neutral reference speech: 12 clip(s) of 1 voice(s)" in out and "weighing 0.5 of one corpus" in out
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["neutral_speech"] == {"clips": 12, "sources": [str(read)]}
     assert set(pd.read_csv(run / "loco.csv").test_corpus) == {full.name, "three"}  # read speech is never scored
     _, info = load_travel(run / "model")
     assert info["neutral_speech"]["clips"] == 12 and info["config"]["neutral_weight"] == 0.5
-    # the same run without it: the set heads differ, the lone-clip heads do not
+    # the same run without it: the set heads differ, and the lone clips' reference (the pool's statistics)
     main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "plain"), "travel.epochs=3"])
     a, b = load_travel(run / "model")[0], load_travel(tmp_path / "plain" / "model")[0]
-    assert torch.equal(a.clip_heads[0].weight, b.clip_heads[0].weight)
     assert not torch.equal(a.set_heads[0].weight, b.set_heads[0].weight)
+    assert not torch.equal(a.pool_mean, b.pool_mean) and info["config"]["clip_reference"] == "neutral"
     with pytest.raises(SystemExit, match="--neutral-data belongs to the travelling model"):
         main(["train", "--data", str(full), "--neutral-data", str(read), "--run", str(tmp_path / "x")])
     with pytest.raises(SystemExit, match="no such file or folder"):
         main(["train", "--data", str(full), "--data", str(three), "--neutral-data", str(tmp_path / "typo"),
               "--run", str(tmp_path / "y")])
+    gone = tmp_path / "gone.tsv"  # --skip-bad leaves out unreadable clips, but not all the read speech silently
+    gone.write_text("path\tspeaker\nnowhere.wav\t1\n")
+    with pytest.raises(SystemExit, match=r"--neutral-data: none of the clips of .*gone.tsv could be read"):
+        main(["train", "--data", str(full), "--data", str(three), "--neutral-data", str(gone), "--skip-bad",
+              "--run", str(tmp_path / "z"), "--dry-run"])
+    assert corpus_spec("x/lj/manifest.tsv")[0] == "lj"  # a generic table is named after its folder, as a CSV

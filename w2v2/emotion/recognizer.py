@@ -268,6 +268,8 @@ class EmotionRecognizer:
         if not members:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
+        # how the last call's clips were standardised (None: no travelling member); `evaluate` says it
+        self.last_standardisation: str | None = None
         weights = torch.tensor([float(getattr(m, "weight", 1.0)) for m in members])
         self.weights = weights / weights.sum()  # each member's share of the vote
         inference_precision(precision, device)  # refused here, at load, rather than on each call
@@ -345,6 +347,7 @@ class EmotionRecognizer:
         speech = [speech_probs(w) for w in waves]
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
+        self.last_standardisation = self.standardisation(normalise, groups)
         window_seconds = window_seconds or self.window_seconds  # the members' shared window, else 8 s
         each = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress, each=True)
         each = [w if has_signal(wave) else torch.full_like(w, 1 / len(EMOTIONS))  # no signal, no evidence
@@ -364,6 +367,30 @@ class EmotionRecognizer:
         scored = self.scored(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)
         return [answer(self.vote(windows), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
                 for wave, (windows, vad, s, in_windows) in zip(waves, scored, strict=True)]
+
+    def standardisation(self, normalise: Normalise, groups: list[str | None]) -> str | None:
+        """How a travelling member takes clips of these normalisation groups, in words (as its `probs` does:
+        fewer than `min_group` recordings with speech are each alone, and so is a speaker's n recordings where
+        n + speaker_prior < min_group); None without a travelling member."""
+        travel = [m.model.cfg for m in self.members if isinstance(m, TravelMember)]
+        if not travel:
+            return None
+        cfg = travel[0]
+        talking = [g for g in groups if g is not None]  # clips with speech, taken together
+        if normalise == "clip" or not talking:
+            return "each clip alone" + (" (--normalise clip)" if normalise == "clip" else " (no clip with speech)")
+        if len(talking) < cfg.min_group:
+            return f"each clip alone ({len(talking)} with speech; a recording set needs {cfg.min_group})"
+        speakers = {g: talking.count(g) for g in talking if g.startswith("speaker:")}
+        if not speakers:
+            return f"the {len(talking)} clips with speech as one recording set (--normalise clip takes each alone)"
+        together = [g for g, k in speakers.items() if k + cfg.speaker_prior >= cfg.min_group]
+        alone = len(speakers) - len(together)
+        prior = (f", each one's statistics shrunk toward the set's by a prior of {cfg.speaker_prior:g} clips"
+                 if cfg.speaker_prior else ", each by its own statistics")
+        return (f"per speaker ({len(together)} speaker{'s' if len(together) != 1 else ''}{prior}"
+                + (f"; {alone} with fewer than {cfg.min_group} clips, each clip alone" if alone else "")
+                + "; --normalise set or clip to change)")
 
     @staticmethod
     def groups(n: int, normalise: Normalise, speakers: Sequence[str | None] | None, speech: list[bool]

@@ -19,9 +19,9 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
   On random sets of 10-50 clips of unseen corpora this beat the set heads alone (on sets of only two
   emotions, clip by clip stays best; experiments/travel/results/small_sets.txt);
 - a lone clip (or a group of fewer than `min_group` clips) has no norm of its own: it goes to a second
-  set of heads trained on descriptors standardised by the pooled training statistics. Standardising a
-  lone clip by the training speakers' average instead put every clip of an unseen corpus in one class
-  (docs/travel.md);
+  set of heads trained on descriptors standardised by fixed statistics: the neutral reference speech's
+  where it is given (`clip_reference`), else the pooled training clips'. Standardising a lone clip by the
+  training speakers' average instead put every clip of an unseen corpus in one class (docs/travel.md);
 - the lone-clip heads take each descriptor relative to the clip's own level: a lone clip's gain is unknown
   (a quiet microphone is not a sad speaker). Leave-one-corpus-out, clip by clip: 0.392 against 0.397
   at the corpora's own levels, 0.392 against 0.370 with every clip at a random gain within +-20 dB
@@ -34,7 +34,8 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
 - neutral reference speech (read speech of many voices and studios, `--neutral-data`) trains the set heads
   as "neutral" against all six classes, weighing `neutral_weight` of one emotional corpus: acted corpora
   hold few neutral clips of few voices, and without it the model rarely said "neutral" on unseen corpora
-  (docs/travel.md);
+  (docs/travel.md). A lone clip is standardised by that speech's statistics (`clip_reference`): compared
+  with how voices sound without emotion rather than with the training corpora's mix of emotions;
 - `heads` linear classifiers from different seeds, their probabilities averaged.
 """
 
@@ -82,6 +83,9 @@ class TravelConfig:
     # neutral reference speech (read speech of many voices, `--neutral-data`): all its clips together weigh
     # this much of one emotional corpus in the set heads' loss, as "neutral" against all six classes (0: unused)
     neutral_weight: float = ranged(0.2, 0)
+    # the lone-clip heads standardise a clip by the neutral reference speech's statistics where it is given
+    # ("neutral": how voices sound when they carry no emotion), else by the emotional training pool's ("pool")
+    clip_reference: str = "neutral"
     seed: int = ranged(0, 0)
 
 
@@ -220,15 +224,19 @@ def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers
     """Train on raw descriptors x (n, d) of clips with their labels, corpus names and speaker ids (speaker
     ids must be unique across corpora: prefix them with the corpus). `neutral` (m, d): descriptors of neutral
     reference speech (read speech), with `neutral_speakers` (m,) its groups: the set heads also learn them as
-    "neutral" against all six classes, together weighing `cfg.neutral_weight` of one corpus. They stay out of
-    the lone-clip heads and their pooled statistics (a lone clip is answered "neutral" often enough: measured
-    in docs/travel.md)."""
+    "neutral" against all six classes, together weighing `cfg.neutral_weight` of one corpus. The lone-clip heads
+    do not learn them (they answered "neutral" often enough); with `cfg.clip_reference` "neutral" their
+    statistics are the reference a lone clip is standardised by (docs/travel.md)."""
     if len({len(x), len(labels), len(corpora), len(speakers)}) != 1:
         raise ValueError("x, labels, corpora and speakers must have one entry per clip")
+    if cfg.clip_reference not in ("neutral", "pool"):
+        raise ValueError(f"clip_reference={cfg.clip_reference!r}: 'neutral' or 'pool'")
     x = x.float()
     model = TravelModel(x.shape[1], cfg)
     pooled = model.clip_input(x)
-    model.pool_mean, model.pool_std = pooled.mean(0), pooled.std(0, unbiased=False).clamp(min=1e-5)
+    reference = model.clip_input(neutral.float()) if neutral is not None and len(neutral) > 1 and \
+        cfg.clip_reference == "neutral" else pooled
+    model.pool_mean, model.pool_std = reference.mean(0), reference.std(0, unbiased=False).clamp(min=1e-5)
     y = torch.as_tensor(list(labels))
     masks, weights = class_masks(labels, corpora), balanced_weights(labels, corpora)
     clip_z = (pooled - model.pool_mean) / model.pool_std
