@@ -17,6 +17,7 @@ from w2v2.emotion.travel import (
     save_travel,
     shrunk_standardise,
     standardise,
+    voice_groups,
 )
 
 
@@ -240,3 +241,11 @@ def test_read_speech_teaches_the_set_heads_neutral_and_is_the_lone_clips_referen
         fit(x, y, ["acted"] * len(y), spk, replace(cfg, clip_reference="speech"))
     with pytest.raises(ValueError, match="one entry per clip"):
         fit(x, y, ["acted"] * len(y), spk, cfg, read, readers[:-1])
+
+
+def test_read_speech_voices_of_one_clip_are_standardised_together_not_to_zeros() -> None:
+    assert voice_groups(["a", "a", "b", "c"]) == ["a", "a", "voices of one clip", "voices of one clip"]
+    x = torch.tensor([[1.0], [3.0], [5.0], [9.0]])
+    z = standardise(x, voice_groups(["a", "a", "b", "c"]))
+    assert torch.all(z[2:] != 0) and torch.allclose(z[2:, 0], torch.tensor([-1.0, 1.0]))
+    assert torch.all(standardise(x, ["a", "a", "b", "c"])[2:] == 0)  # each alone: zeros, as before

@@ -218,6 +218,15 @@ def balanced_weights(labels: Sequence[int], corpora: Sequence[str]) -> torch.Ten
     return w / w.mean()
 
 
+def voice_groups(voices: Sequence[str]) -> list[str]:
+    """The read speech's standardisation groups: each voice with two clips or more is its own; the voices of
+    one clip are standardised together (alone, a clip would standardise to zeros and teach nothing)."""
+    counts: dict[str, int] = {}
+    for v in voices:
+        counts[v] = counts.get(v, 0) + 1
+    return [v if counts[v] > 1 else "voices of one clip" for v in voices]
+
+
 def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers: Sequence[str],
         cfg: TravelConfig = TravelConfig(), neutral: torch.Tensor | None = None,
         neutral_speakers: Sequence[str] = ()) -> TravelModel:
@@ -246,7 +255,7 @@ def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers
             raise ValueError("neutral and neutral_speakers must have one entry per clip")
         m = len(neutral)
         share = cfg.neutral_weight * float(weights.sum()) / len(set(corpora))  # of one corpus's total
-        set_z = torch.cat([set_z, standardise(neutral.float(), neutral_speakers)])
+        set_z = torch.cat([set_z, standardise(neutral.float(), voice_groups(neutral_speakers))])
         set_y = torch.cat([y, torch.full((m,), EMOTIONS.index("neutral"))])
         set_masks = torch.cat([masks, torch.ones(m, len(EMOTIONS), dtype=torch.bool)])
         set_w = torch.cat([weights, torch.full((m,), share / m)])
