@@ -173,3 +173,6 @@ run "descriptors, lone clip by the 10 read-speech voices nearest its MFCC means 
 run "descriptors, lone clip by the 60 read-speech voices nearest its MFCC means and pitch (of 291)" "meta $S w2v=0 prosody=trim norm=ref_read refk=60 match=mfcc+pitch"
 run "descriptors, lone clip by the statistics of 2,920 read-speech clips pooled (291 voices)" "meta $S w2v=0 prosody=trim norm=ref_read ref_pooled=1"
 run "descriptors, lone clip by the statistics of the shipped 820 read-speech clips pooled (81 voices)" "meta $S w2v=0 prosody=trim norm=ref_read ref_file=ship ref_pooled=1"
+# training speakers of one clip (15 of the Indian set's 96) standardise to zeros: left out of training
+run "descriptors, read speech as neutral at 0.2, training speakers of one clip left out, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 drop_single=1"
+run "descriptors, read speech as neutral at 0.2, training speakers of one clip left out, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 read=all read_w=0.2 drop_single=1"

@@ -315,6 +315,9 @@ def run(meta, mean, std, cfg):
         pool = SHIP if cfg.get("train", "ship") == "ship" else CORPORA
         train_kind = (kind == "clip") | bool(cfg.get("concat_train"))
         tr = np.flatnonzero((np.isin(corp, [c for c in pool if c != test]) & train_kind) | (kind == "read"))
+        if cfg.get("drop_single"):  # training speakers of one clip (zeros once standardised) left out
+            one = {g for g, k in zip(*np.unique(spk[tr], return_counts=True)) if k == 1}
+            tr = tr[~np.isin(spk[tr], list(one))]
         te = np.flatnonzero((corp == test) & (kind == ("window" if cfg.get("concat_test") else "clip")))
         norm = cfg.get("norm", "speaker")
         xtr, xte = normed(x_all, tr, te, norm, spk, corp)
