@@ -56,6 +56,19 @@ def corpus_spec(text: str) -> tuple[str, Path]:
     return p.name.removesuffix("-16k"), p
 
 
+def readable(name: str, items: list[Item], skip_bad: bool) -> list[Item]:
+    """The items whose files exist and decode; the others named (the first five) in a ValueError, or with
+    `skip_bad` in one printed line and left out."""
+    good, bad = check_files(items)
+    if bad:
+        listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        if not skip_bad:
+            raise ValueError(f"{name}: {len(bad)} of {len(items)} clips are missing or unreadable ({listed}): "
+                             "fix or remove them, or pass --skip-bad to leave them out")
+        print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
+    return good
+
+
 def load_corpora(specs: list[str], layout: str | None = None, skip_bad: bool = False) -> list[Corpus]:
     """Each --data as a named corpus of labelled clips; speakers prefixed with the corpus (unique across them).
     Missing or unreadable clips are named before any work and stop the run, unless `skip_bad` leaves them out."""
@@ -64,14 +77,7 @@ def load_corpora(specs: list[str], layout: str | None = None, skip_bad: bool = F
         name, path = corpus_spec(spec)
         if name in {c.name for c in corpora}:
             raise ValueError(f"two --data are named {name!r}: name them NAME=PATH")
-        data = load_dataset(path, layout)
-        good, bad = check_files(data.train)
-        if bad:
-            listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
-            if not skip_bad:
-                raise ValueError(f"{name}: {len(bad)} of {len(data.train)} clips are missing or unreadable ({listed}): "
-                                 "fix or remove them, or pass --skip-bad to leave them out")
-            print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
+        good = readable(name, load_dataset(path, layout).train, skip_bad)
         items = [replace(it, speaker=f"{name}:{it.speaker}" if it.speaker else None) for it in good]
         corpora.append(Corpus(name, items))
     return corpora
@@ -90,13 +96,7 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
         if name in names:
             raise ValueError(f"two --neutral-data are named {name!r}: name them NAME=PATH")
         names.add(name)
-        good, bad = check_files(speech_items(path, EMOTIONS.index("neutral")))
-        if bad:
-            listed = "; ".join(f"{it.path}: {problem}" for it, problem in bad[:5]) + (" ..." if len(bad) > 5 else "")
-            if not skip_bad:
-                raise ValueError(f"--neutral-data {name}: {len(bad)} clip(s) missing or unreadable ({listed}): "
-                                 "fix or remove them, or pass --skip-bad to leave them out")
-            print(f"--skip-bad: {name} without {len(bad)} missing or unreadable clip(s) ({listed})")
+        good = readable(f"--neutral-data {name}", speech_items(path, EMOTIONS.index("neutral")), skip_bad)
         items += [replace(it, speaker=f"{name}:{it.speaker or '*'}") for it in good]
     if specs and not items:
         raise ValueError(f"--neutral-data: none of the clips of {', '.join(specs)} could be read")
@@ -155,10 +155,8 @@ def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: Trav
     x = torch.cat([feats[c.name] for c in corpora])
     labels = [int(it.label) for c in corpora for it in c.items]  # type: ignore[arg-type]  # training items
     names = [c.name for c in corpora for _ in c.items]
-    if neutral is None:
-        return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg)
-    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg, feats[neutral.name],
-               [str(it.speaker) for it in neutral.items])
+    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg,
+               feats[neutral.name] if neutral else None, [str(it.speaker) for it in neutral.items] if neutral else [])
 
 
 NORMALISATIONS = ("set", "speaker", "clip")  # how an unseen corpus is scored (see `score`)

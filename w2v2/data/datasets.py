@@ -75,9 +75,9 @@ def parse_label(value: object, where: str) -> int:
     raise DatasetError(f"{where}: unknown label {text!r} (use 0..5, {', '.join(EMOTIONS)} or a CREMA-D code)")
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+def _read_csv(path: Path, required: tuple[str, ...], sep: str = ",") -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
     except Exception as e:
         raise DatasetError(f"{path}: cannot read CSV ({type(e).__name__}: {e})") from None
     df.columns = [c.strip().lower() for c in df.columns]
@@ -262,12 +262,7 @@ def speech_items(source: str | Path, label: int) -> list[Item]:
         return [Item(id=p.stem, path=p, label=label,
                      speaker=p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None)
                 for p in found]
-    try:
-        df = pd.read_csv(manifest, dtype=str, keep_default_na=False,
-                         sep="\t" if manifest.suffix.lower() in (".tsv", ".tab") else ",")
-    except Exception as e:
-        raise DatasetError(f"{manifest}: cannot read it ({type(e).__name__}: {e})") from None
-    df.columns = [c.strip().lower() for c in df.columns]
+    df = _read_csv(manifest, (), "\t" if manifest.suffix.lower() in (".tsv", ".tab") else ",")
     if "path" not in df.columns:
         raise DatasetError(f"{manifest}: no path column; found {list(df.columns)}")
     items = []
