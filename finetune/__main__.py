@@ -378,6 +378,7 @@ def report(result: dict, run: Path, files: str) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     """Metrics of one model or an ensemble (each network with the window it was trained with), the clips taken
     as one recording set (per speaker where the dataset names speakers)."""
+    from finetune.predict import normalisation_line
     from w2v2.emotion.recognizer import EmotionRecognizer
     from w2v2.emotion.windows import AudioCache, cached_waves
 
@@ -394,10 +395,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     items = checked(items, args.skip_bad, "evaluation")
     waves = cached_waves(AudioCache(items), len(items))
     # as `predict` answers them: a clip without speech is still scored, but stays out of the set's statistics
-    probs, per_member = recognizer.clip_probs(waves, args.tta, args.normalise, [it.speaker for it in items],
-                                              progress=True)
-    if recognizer.last_standardisation:
-        print(f"normalisation: {recognizer.last_standardisation}")
+    probs, per_member, plan = recognizer.clip_scores(waves, args.tta, args.normalise, [it.speaker for it in items],
+                                                     progress=True)
+    if plan is not None:
+        print(normalisation_line(plan, args.normalise))
     labels = item_labels(items)
     metrics = classification_metrics(labels, probs.argmax(-1).tolist())
     if len(recognizer.members) > 1:
@@ -431,6 +432,7 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     """submission.csv and test_probs.csv of a competition folder from one model or an ensemble, the test clips
     taken as one recording set."""
     from finetune.outputs import write_test_outputs
+    from finetune.predict import normalisation_line
     from w2v2.emotion.recognizer import EmotionRecognizer
     from w2v2.emotion.windows import AudioCache, cached_waves
 
@@ -445,9 +447,9 @@ def cmd_submit(args: argparse.Namespace) -> dict:
         print("--skip-bad: read as silence, they hold no evidence: 1/6 for each emotion (their submission rows: "
               "label 0, the first of six equal)", file=sys.stderr)
     waves = cached_waves(AudioCache(data.test), len(data.test))
-    probs, _ = recognizer.clip_probs(waves, args.tta, args.normalise, None, progress=True)  # as `predict` would
-    if recognizer.last_standardisation:
-        print(f"normalisation: {recognizer.last_standardisation}")
+    probs, _, plan = recognizer.clip_scores(waves, args.tta, args.normalise, None, progress=True)  # as `predict`
+    if plan is not None:
+        print(normalisation_line(plan, args.normalise))
     result = write_test_outputs(args.out, data, probs)
     if "test" in result:
         print(f"test: {metrics_line(result['test'])}")

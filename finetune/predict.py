@@ -22,7 +22,6 @@ from w2v2.checkpoint import atomic_write
 from w2v2.data.audio import AudioError, find_audio
 from w2v2.data.datasets import Item
 from w2v2.emotion.recognizer import (
-    MIN_SPEECH_SECONDS,
     STREAM_SECONDS,
     EmotionRecognizer,
     Normalise,
@@ -30,6 +29,7 @@ from w2v2.emotion.recognizer import (
     file_seconds,
     timeline_frame,
 )
+from w2v2.emotion.travel import GroupPlan
 from w2v2.emotion.windows import AudioCache
 
 
@@ -62,24 +62,25 @@ def expand(inputs: list[Path]) -> list[Path]:
 
 def predict_files(recognizer: EmotionRecognizer, files: list[Path], window_seconds: float = 8.0,
                   hop_seconds: float | None = None, tta: tuple[float, ...] = (), normalise: Normalise = "set"
-                  ) -> tuple[pd.DataFrame, list[Prediction], list[torch.Tensor | pd.DataFrame]]:
+                  ) -> tuple[pd.DataFrame, list[Prediction], list[torch.Tensor | pd.DataFrame], GroupPlan | None]:
     """(one row per decodable file: path, label, label_name, p_*, speech_s; each such file's Prediction; its
-    decoded clip, or for a file longer than STREAM_SECONDS, streamed window by window, its timeline). The
-    files that fit in memory are one recording set unless normalise="clip"."""
+    decoded clip, or for a file longer than STREAM_SECONDS, streamed window by window, its timeline; how a
+    travelling model took the files that fit in memory, which are one recording set unless
+    normalise="clip")."""
     streamed = {i: recognizer.stream(f, window_seconds, hop_seconds, tta, progress=True)
                 for i, f in enumerate(files) if long_file(f)}
     short = [i for i in range(len(files)) if i not in streamed]
     cache = AudioCache([Item(id=files[i].stem, path=files[i]) for i in short])
     ok = [i for k, i in enumerate(short) if cache[k] is not None]
     waves = [w for k in range(len(short)) if (w := cache[k]) is not None]
-    preds = dict(zip(ok, recognizer.predict_waves(waves, normalise, None, window_seconds, hop_seconds, tta,
-                                                  progress=True), strict=True))
+    answers, plan = recognizer.predict_set(waves, normalise, None, window_seconds, hop_seconds, tta, progress=True)
+    preds = dict(zip(ok, answers, strict=True))
     sources: dict[int, torch.Tensor | pd.DataFrame] = dict(zip(ok, waves, strict=True))
     for i, (pred, timeline) in streamed.items():
         preds[i], sources[i] = pred, timeline
     order = sorted(preds)
     return (pd.DataFrame([file_row(files[i], preds[i]) for i in order]), [preds[i] for i in order],
-            [sources[i] for i in order])
+            [sources[i] for i in order], plan)
 
 
 def long_file(path: Path) -> bool:
@@ -149,7 +150,8 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     if args.hop_seconds and args.hop_seconds > window:
         raise ValueError(f"--hop-seconds {args.hop_seconds} is longer than the {window:g} s windows: the windows "
                          "would leave gaps")
-    df, preds, sources = predict_files(recognizer, files, window, args.hop_seconds, args.tta, args.normalise)
+    df, preds, sources, plan = predict_files(recognizer, files, window, args.hop_seconds, args.tta,
+                                             args.normalise)
     skipped = len(files) - len(df)
     if df.empty:
         raise ValueError(f"none of the {len(files)} file(s) could be decoded (see above): nothing predicted")
@@ -157,8 +159,11 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
         print(df.head(SHOWN).to_string(index=False))
     if skipped:
         print(f"{skipped} file(s) could not be decoded and were skipped (see above)")
-    if said := standardised_how(recognizer, args.normalise, preds, sources):
-        print(said)
+    streamed = sum(isinstance(s, pd.DataFrame) for s in sources)
+    if plan is not None and len(preds) > 1:  # one file is plainly alone
+        minutes = f"{STREAM_SECONDS / 60:g} min"
+        long = f"; {streamed} file(s) over {minutes}, each taken alone window by window" if streamed else ""
+        print(normalisation_line(plan, args.normalise, f"files under {minutes}" if streamed else "files", long))
     if args.out:  # through a temporary file: a kill or a full disk never leaves half a CSV under the name
         atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
         more = f" ({len(df) - SHOWN} more rows than shown above)" if len(df) > SHOWN else ""
@@ -169,22 +174,11 @@ def cmd_predict(args: argparse.Namespace) -> pd.DataFrame:
     return df
 
 
-def standardised_how(recognizer: EmotionRecognizer, normalise: Normalise, preds: list[Prediction],
-                     sources: list[torch.Tensor | pd.DataFrame]) -> str | None:
-    """One line saying how a travelling model took the files (None for networks, which take each alone):
-    as one recording set, or each alone, and why. The answers change at the set's threshold, so it is said."""
-    if (least := recognizer.min_group) is None or len(preds) < 2:  # one file is plainly alone
-        return None
-    talking = sum(p.speech_seconds >= MIN_SPEECH_SECONDS for p, s in zip(preds, sources, strict=True)
-                  if isinstance(s, torch.Tensor))  # a streamed long file is always taken alone
-    streamed = sum(isinstance(s, pd.DataFrame) for s in sources)
-    minutes = f"{STREAM_SECONDS / 60:g} min"
-    long = f"; {streamed} file(s) over {minutes}, each taken alone window by window" if streamed else ""
+def normalisation_line(plan: GroupPlan, normalise: Normalise, what: str = "clips", more: str = "") -> str:
+    """What `predict`, `evaluate` and `submit` print of how a travelling model took their recordings: its plan
+    in words (`GroupPlan.words`), and the flag that changes it."""
     if normalise == "clip":
-        return "normalisation: each file alone (--normalise clip)"
-    if talking >= least:
-        return (f"normalisation: the {talking} files with speech taken as one recording set, each relative to "
-                f"the set's average (--normalise set; --normalise clip takes each alone: a set should mix "
-                f"emotions){long}")
-    under = f" under {minutes}" if streamed else ""
-    return f"normalisation: each file alone ({talking} file(s) with speech{under}; a recording set needs {least}{long})"
+        return f"normalisation: each of the {what} alone (--normalise clip){more}"
+    hint = ("; --normalise clip takes each alone: a set should mix emotions" if plan.kept and plan.groups == 1
+            else "; --normalise set or clip to change" if plan.kept else "")
+    return f"normalisation: {plan.words(what)}{hint}{more}"

@@ -171,8 +171,8 @@ def test_a_long_file_streams_window_by_window_with_the_same_probabilities(travel
     short = next((corpus / "test").glob("*.wav"))
     main(["predict", "--ckpt", str(folder), str(tmp_path / "long.wav"), str(short)])
     said = capsys.readouterr().out  # the long file has speech too, but is taken alone: the line says why
-    assert "each file alone (1 file(s) with speech under 0.333333 min; a recording set needs 10; 1 file(s) " \
-           "over 0.333333 min, each taken alone window by window)" in said
+    assert "each of the files under 0.333333 min alone (1 with speech; a recording set needs 10); 1 file(s) " \
+           "over 0.333333 min, each taken alone window by window" in said
 
 
 def test_a_long_recording_is_not_its_own_set_nor_moved_by_a_silent_file(travel_model) -> None:
@@ -274,33 +274,68 @@ def test_predict_names_missing_files_before_any_work_and_says_how_it_standardise
         main(["predict", "--ckpt", str(folder), str(files[0]), str(tmp_path / "missing.wav")])
     capsys.readouterr()
     main(["predict", "--ckpt", str(folder), *map(str, files)])
-    assert "normalisation: the 12 files with speech taken as one recording set" in capsys.readouterr().out
+    assert "normalisation: the 12 files with speech as one recording set (answers 0.55 by the set" in \
+        capsys.readouterr().out
     main(["predict", "--ckpt", str(folder), *map(str, files[:9])])
-    assert "normalisation: each file alone (9 file(s) with speech; a recording set needs 10)" in capsys.readouterr().out
+    assert "normalisation: each of the files alone (9 with speech; a recording set needs 10)" in capsys.readouterr().out
 
 
 def test_the_normalisation_line_says_what_the_travelling_model_did() -> None:
-    """evaluate and submit print it: clips without speech are in no group, a set needs min_group clips with
-    speech, and a speaker with n clips is standardised as one where n + speaker_prior >= min_group."""
+    """evaluate, submit and predict print the plan the call used: clips without speech are in no group, a set
+    needs min_group clips with speech, and a speaker with n clips is standardised as one where
+    n + speaker_prior >= min_group."""
     from dataclasses import replace
 
+    from finetune.predict import normalisation_line
+
     rec = EmotionRecognizer.from_pretrained()  # the shipped travelling model: min_group 10, speaker_prior 10
-    say = rec.standardisation
-    assert say("clip", [None] * 4) == "each clip alone (--normalise clip)"
-    assert say("set", ["set"] * 9 + [None]) == "each clip alone (9 with speech; a recording set needs 10)"
-    assert say("set", ["set"] * 12 + [None] * 3).startswith("the 12 clips with speech as one recording set")
+
+    def say(normalise: str, groups: list) -> str:
+        plan = rec.plan(groups)
+        assert plan is not None
+        return normalisation_line(plan, normalise)  # type: ignore[arg-type]
+
+    assert say("clip", [None] * 4) == "normalisation: each of the clips alone (--normalise clip)"
+    assert say("set", ["set"] * 9 + [None]) == ("normalisation: each of the clips alone (9 with speech; a recording "
+                                                "set needs 10)")
+    assert say("set", ["set"] * 12 + [None] * 3) == (
+        "normalisation: the 12 clips with speech as one recording set (answers 0.55 by the set, 0.45 by each "
+        "alone); --normalise clip takes each alone: a set should mix emotions")
     three = ["speaker:a"] * 5 + ["speaker:b"] * 5 + ["speaker:c"] * 2
-    assert say("speaker", three).startswith("per speaker (3 speakers, each one's statistics shrunk toward the "
-                                            "set's by a prior of 10 clips")
+    assert say("speaker", three).startswith("normalisation: per speaker: 3 speakers in a set of 12 clips with "
+                                            "speech, each speaker's statistics shrunk toward the set's by a prior "
+                                            "of 10 clips")
     travel = rec.members[0].model  # type: ignore[attr-defined]
     shipped = travel.cfg
     try:
         travel.cfg = replace(shipped, speaker_prior=0.0)
         assert say("speaker", ["speaker:a"] * 12 + ["speaker:b"] * 3) == (
-            "per speaker (1 speaker, each by its own statistics; 1 with fewer than 10 clips, each clip alone; "
-            "--normalise set or clip to change)")
+            "normalisation: per speaker: 1 speaker in a set of 15 clips with speech, each by its own statistics; "
+            "1 with fewer than 10 clips, each of those alone (answers 0.60 by the set, 0.40 by each alone); "
+            "--normalise set or clip to change")
     finally:
         travel.cfg = shipped
     silence = torch.zeros(16000 * 2)
-    rec.clip_probs([silence] * 12, normalise="set")
-    assert rec.last_standardisation == "each clip alone (no clip with speech)"  # the call's own groups
+    plan = rec.clip_scores([silence] * 12, normalise="set").plan  # the call's own groups
+    assert plan is not None and plan.words() == "each of the clips alone (none with speech)"
+    assert EmotionRecognizer.from_pretrained("pretrained:emotion-ravdess").clip_scores([silence]).plan is None
+
+
+def test_the_plan_is_what_probs_does() -> None:
+    """Rows the plan takes alone get the lone-clip heads' answer exactly; rows it keeps in a group do not, and
+    are blended with it at the plan's set weight."""
+    torch.manual_seed(0)
+    model = EmotionRecognizer.from_pretrained().members[0].model  # type: ignore[attr-defined]
+    x = torch.randn(40, model.pool_mean.numel()) * model.pool_std + model.pool_mean
+    groups = ["a"] * 20 + ["b"] * 15 + [None] * 5
+    plan = model.plan(groups)
+    assert plan.recordings == 35 and plan.groups == 2 and plan.groups_alone == 0
+    assert plan.set_weight == pytest.approx(35 / 45)
+    alone = model.mean_softmax(model.clip_heads, (model.clip_input(x) - model.pool_mean) / model.pool_std)
+    probs = model.probs(x, groups)
+    torch.testing.assert_close(probs[35:], alone[35:])
+    assert (probs[:35] - alone[:35]).abs().amax(-1).min() > 1e-4
+    few = ["a"] * 6 + [None] * 34  # six recordings: no set, every row alone
+    assert not model.plan(few).kept and torch.equal(model.probs(x, few), alone)
+    windows = model.plan(["a"] * 20, recordings=[i // 4 for i in range(20)])  # 5 recordings of 4 windows
+    assert windows.recordings == 5 and not windows.kept

@@ -53,7 +53,8 @@ def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthe
     assert "mean UAR over the unseen corpora (set)" in out and f"--ckpt {run / 'model'}" in out
     main(["evaluate", "--ckpt", str(run / "model"), "--data", str(three), "--out", str(tmp_path / "m.json")])
     n_speakers = pd.read_csv(three / "labels.csv").speaker.nunique()
-    assert f"normalisation: per speaker ({n_speakers} speakers" in capsys.readouterr().out  # said, as predict says it
+    said = capsys.readouterr().out  # as predict says it
+    assert f"normalisation: per speaker: {n_speakers} speakers in a set of" in said
     main(["submit", "--ckpt", str(run / "model"), "--data", str(full), "--out", str(tmp_path / "sub")])
     assert "normalisation: the 24 clips with speech as one recording set" in capsys.readouterr().out
     m = json.loads((tmp_path / "m.json").read_text())

@@ -18,12 +18,14 @@ Design choices:
   `TravelConfig.speaker_prior`) and as one recording set otherwise, `"set"` the recordings of one
   call as one set, `"clip"` each alone (so is a call with one recording). Clips without speech stay out
   of a set's statistics; each recording counts once in them however many windows it has, and a set of
-  fewer than `TravelConfig.min_group` recordings with speech is predicted clip by clip;
+  fewer than `TravelConfig.min_group` recordings with speech is predicted clip by clip. These rules are
+  `TravelModel.plan`'s alone: `probs` follows it, and the plan a call used comes back with its answers
+  (`predict_set`, `clip_scores`) to say in words what was done, rather than being restated here;
 - network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
   `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are (integer PCM scaled to
   [-1, 1) as a decoder scales it);
-- `evaluate` and `submit` score the probabilities `predict_waves` answers with (`clip_probs`: one scoring
+- `evaluate` and `submit` score the probabilities `predict_waves` answers with (`clip_scores`: one scoring
   step, `scored`, under both);
 - a file longer than `STREAM_SECONDS` is predicted from the file a stretch of STREAM_BATCH windows at a
   time (`stream`): each stretch decoded, resampled, its speech found and its windows predicted alone, so
@@ -38,7 +40,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -60,7 +62,7 @@ from w2v2.emotion.members import (
     travel_folder,
 )
 from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
-from w2v2.emotion.travel import TravelModel, is_travel, load_travel
+from w2v2.emotion.travel import GroupPlan, TravelModel, is_travel, load_travel
 from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import Precision, inference_precision, resolve_device
@@ -90,6 +92,14 @@ class Prediction:
     def emotion(self) -> str:
         """The most probable emotion, even where the label is NO_SPEECH."""
         return max(self.probs, key=self.probs.__getitem__)
+
+
+class ClipScores(NamedTuple):
+    """Whole clips' probabilities as `EmotionRecognizer.clip_scores` gives them."""
+
+    probs: torch.Tensor  # (n, 6) the members' weighted mean
+    each: torch.Tensor  # (m, n, 6) each member's
+    plan: GroupPlan | None  # how a travelling member took the clips (None: no travelling member)
 
 
 class Member(Protocol):
@@ -268,8 +278,6 @@ class EmotionRecognizer:
         if not members:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
-        # how the last call's clips were standardised (None: no travelling member); `evaluate` says it
-        self.last_standardisation: str | None = None
         weights = torch.tensor([float(getattr(m, "weight", 1.0)) for m in members])
         self.weights = weights / weights.sum()  # each member's share of the vote
         inference_precision(precision, device)  # refused here, at load, rather than on each call
@@ -294,12 +302,6 @@ class EmotionRecognizer:
         own = {m.window if isinstance(m, TravelMember) else trained_window(m.ckpt)  # type: ignore[attr-defined]
                for m in self.members}
         return own.pop() if len(own) == 1 else WINDOW_SECONDS
-
-    @property
-    def min_group(self) -> int | None:
-        """The fewest recordings with speech that a travelling member takes as a set (None: no such member)."""
-        sizes = [m.model.cfg.min_group for m in self.members if isinstance(m, TravelMember)]
-        return max(sizes) if sizes else None
 
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None = None,
                      hop_seconds: float | None = None, tta: tuple[float, ...] = (),
@@ -328,17 +330,30 @@ class EmotionRecognizer:
                    speakers: Sequence[str | None] | None = None, progress: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the members' mean (n, 6), each member's (m, n, 6)) of whole clips, as `predict_waves` answers them
-        (its `probs`, in the members' shared trained window): `evaluate` and `submit` score these."""
-        scored = self.scored(waves, normalise, speakers, None, None, tta, progress)
+        (its `probs`, in the members' shared trained window)."""
+        scores = self.clip_scores(waves, tta, normalise, speakers, progress)
+        return scores.probs, scores.each
+
+    def clip_scores(self, waves: list[torch.Tensor], tta: tuple[float, ...] = (), normalise: Normalise = "clip",
+                    speakers: Sequence[str | None] | None = None, progress: bool = False) -> ClipScores:
+        """`clip_probs` and how a travelling member took the clips (`evaluate` and `submit` score and say these)."""
+        scored, plan = self.scored(waves, normalise, speakers, None, None, tta, progress)
         each = torch.stack([speech_mean(windows, in_windows) for windows, _, _, in_windows in scored], 1)
-        return self.vote(each), each
+        return ClipScores(self.vote(each), each, plan)
+
+    def plan(self, groups: list[str | None]) -> GroupPlan | None:
+        """How the (first) travelling member takes clips of these normalisation groups (`TravelModel.plan`, the
+        rules its `probs` follows); None without a travelling member."""
+        travel = [m.model for m in self.members if isinstance(m, TravelMember)]
+        return travel[0].plan(groups) if travel else None
 
     def scored(self, waves: list[torch.Tensor], normalise: Normalise, speakers: Sequence[str | None] | None,
                window_seconds: float | None, hop_seconds: float | None, tta: tuple[float, ...], progress: bool
-               ) -> list[tuple[torch.Tensor, torch.Tensor, float, list[float]]]:
-        """Per clip: (each member's windows (m, w, 6), the 32 ms speech probabilities, seconds of speech,
-        seconds of speech in each window). The one scoring step under `predict_waves` and `clip_probs`: the
-        speech found first, so that a clip without speech stays out of a set's statistics."""
+               ) -> tuple[list[tuple[torch.Tensor, torch.Tensor, float, list[float]]], GroupPlan | None]:
+        """(per clip: (each member's windows (m, w, 6), the 32 ms speech probabilities, seconds of speech,
+        seconds of speech in each window); the travelling member's plan). The one scoring step under
+        `predict_set` and `clip_scores`: the speech found first, so that a clip without speech stays out of a
+        set's statistics."""
         if isinstance(speakers, str):
             raise TypeError(f"speakers={speakers!r}: give one name per recording (a list), e.g. [{speakers!r}] * n")
         if speakers is not None and len(speakers) != len(waves):
@@ -347,7 +362,6 @@ class EmotionRecognizer:
         speech = [speech_probs(w) for w in waves]
         seconds = [speech_seconds_of(p) for p in speech]
         groups = self.groups(len(waves), normalise, speakers, [s >= MIN_SPEECH_SECONDS for s in seconds])
-        self.last_standardisation = self.standardisation(normalise, groups)
         window_seconds = window_seconds or self.window_seconds  # the members' shared window, else 8 s
         each = self.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress, each=True)
         each = [w if has_signal(wave) else torch.full_like(w, 1 / len(EMOTIONS))  # no signal, no evidence
@@ -355,42 +369,25 @@ class EmotionRecognizer:
         window = int(window_seconds * SAMPLE_RATE)
         hop = int(hop_seconds * SAMPLE_RATE) if hop_seconds else None
         return [(windows, vad, s, speech_in(vad > THRESHOLD, window_starts(wave.numel(), window, hop), window))
-                for wave, windows, vad, s in zip(waves, each, speech, seconds, strict=True)]
+                for wave, windows, vad, s in zip(waves, each, speech, seconds, strict=True)], self.plan(groups)
 
     def predict_waves(self, waves: list[torch.Tensor], normalise: Normalise = "speaker",
                       speakers: Sequence[str | None] | None = None, window_seconds: float | None = None,
                       hop_seconds: float | None = None, tta: tuple[float, ...] = (), progress: bool = False
                       ) -> list[Prediction]:
         """Predictions of decoded 16 kHz clips, taken as one recording set (see the module's notes)."""
-        if not waves:
-            return []
-        scored = self.scored(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)
-        return [answer(self.vote(windows), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
-                for wave, (windows, vad, s, in_windows) in zip(waves, scored, strict=True)]
+        return self.predict_set(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)[0]
 
-    def standardisation(self, normalise: Normalise, groups: list[str | None]) -> str | None:
-        """How a travelling member takes clips of these normalisation groups, in words (as its `probs` does:
-        fewer than `min_group` recordings with speech are each alone, and so is a speaker's n recordings where
-        n + speaker_prior < min_group); None without a travelling member."""
-        travel = [m.model.cfg for m in self.members if isinstance(m, TravelMember)]
-        if not travel:
-            return None
-        cfg = travel[0]
-        talking = [g for g in groups if g is not None]  # clips with speech, taken together
-        if normalise == "clip" or not talking:
-            return "each clip alone" + (" (--normalise clip)" if normalise == "clip" else " (no clip with speech)")
-        if len(talking) < cfg.min_group:
-            return f"each clip alone ({len(talking)} with speech; a recording set needs {cfg.min_group})"
-        speakers = {g: talking.count(g) for g in talking if g.startswith("speaker:")}
-        if not speakers:
-            return f"the {len(talking)} clips with speech as one recording set (--normalise clip takes each alone)"
-        together = [g for g, k in speakers.items() if k + cfg.speaker_prior >= cfg.min_group]
-        alone = len(speakers) - len(together)
-        prior = (f", each one's statistics shrunk toward the set's by a prior of {cfg.speaker_prior:g} clips"
-                 if cfg.speaker_prior else ", each by its own statistics")
-        return (f"per speaker ({len(together)} speaker{'s' if len(together) != 1 else ''}{prior}"
-                + (f"; {alone} with fewer than {cfg.min_group} clips, each clip alone" if alone else "")
-                + "; --normalise set or clip to change)")
+    def predict_set(self, waves: list[torch.Tensor], normalise: Normalise = "speaker",
+                    speakers: Sequence[str | None] | None = None, window_seconds: float | None = None,
+                    hop_seconds: float | None = None, tta: tuple[float, ...] = (), progress: bool = False
+                    ) -> tuple[list[Prediction], GroupPlan | None]:
+        """(`predict_waves`' predictions, how a travelling member took the clips: None without one)."""
+        if not waves:
+            return [], None
+        scored, plan = self.scored(waves, normalise, speakers, window_seconds, hop_seconds, tta, progress)
+        return [answer(self.vote(windows), wave.numel() / SAMPLE_RATE, s, vad, in_windows)
+                for wave, (windows, vad, s, in_windows) in zip(waves, scored, strict=True)], plan
 
     @staticmethod
     def groups(n: int, normalise: Normalise, speakers: Sequence[str | None] | None, speech: list[bool]
@@ -398,7 +395,7 @@ class EmotionRecognizer:
         """Each clip's normalisation group: None alone, else its speaker or the whole set ("set")."""
         if normalise not in ("speaker", "set", "clip"):
             raise ValueError(f"normalise={normalise!r}: 'speaker', 'set' or 'clip'")
-        if normalise == "clip" or sum(speech) < 2:  # a clip without speech is in no set: it cannot make one
+        if normalise == "clip":
             return [None] * n
         names = list(speakers) if speakers is not None and normalise == "speaker" else [None] * n
         return [(f"speaker:{names[i]}" if names[i] is not None else "set") if speech[i] else None for i in range(n)]

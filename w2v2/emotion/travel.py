@@ -158,42 +158,87 @@ class TravelModel(nn.Module):
     def mean_softmax(heads: nn.ModuleList, z: torch.Tensor) -> torch.Tensor:
         return torch.stack([torch.softmax(head(z), -1) for head in heads]).mean(0)
 
+    def plan(self, groups: Sequence[Hashable | None] | None, recordings: Sequence[Hashable] | None = None,
+             rows: int | None = None) -> GroupPlan:
+        """How `probs` takes rows of these groups and recordings (the one place its rules are decided). groups:
+        each row's speaker (or one name for the rows of unknown speakers), None for a row taken alone; the rows
+        with a group form one recording set. recordings: each row's recording (the windows of one file share
+        it; default: every row its own), so that a recording counts once in the statistics and in the counts,
+        however long it is. Every row is taken alone where the set holds fewer than `min_group` recordings,
+        and so are a group's rows where its n recordings have n + speaker_prior < min_group."""
+        n = rows if rows is not None else len(groups or recordings or [])
+        recs = list(range(n)) if recordings is None else list(recordings)
+        if len(recs) != n:
+            raise ValueError(f"recordings: {len(recs)} entries for {n} rows")
+        grouped = [i for i, g in enumerate(groups or []) if g is not None]
+        names = [groups[i] for i in grouped] if groups is not None else []
+        per_recording: dict[Hashable, int] = {}
+        for r in recs:
+            per_recording[r] = per_recording.get(r, 0) + 1
+        weights = torch.tensor([1.0 / per_recording[recs[i]] for i in grouped])
+        size = len({recs[i] for i in grouped})  # the set's recordings
+        members = group_rows(names)
+        counts = [float(weights[m].sum()) for m in members]  # each group's recordings
+        if size < self.cfg.min_group:
+            kept: list[torch.Tensor] = []
+        else:
+            kept = [m for m, k in zip(members, counts, strict=True)
+                    if k + self.cfg.speaker_prior >= self.cfg.min_group - 1e-6]
+        return GroupPlan(grouped, names, weights, kept, size, len(members), len(members) - len(kept) if kept else 0,
+                         size / (size + self.cfg.set_prior) if kept else 0.0, self.cfg.min_group,
+                         self.cfg.speaker_prior)
+
     @torch.no_grad()
     def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None,
               recordings: Sequence[Hashable] | None = None) -> torch.Tensor:
-        """(n, 6) probabilities of raw descriptors x (n, d). groups: each row's speaker (or one name for the
-        rows of unknown speakers); the rows with a group form one recording set, and each group is standardised
-        by its statistics shrunk toward the set's (`speaker_prior`). recordings: each row's recording (the
-        windows of one file share it; default: every row its own), so that a recording counts once in the
-        statistics and in the counts below, however long it is. Every row is predicted alone where the set
-        holds fewer than `min_group` recordings, and so are a group's rows where its n recordings have
-        n + speaker_prior < min_group; so is a row whose group is None."""
+        """(n, 6) probabilities of raw descriptors x (n, d) of rows in these groups and recordings (`plan`): the
+        lone-clip heads' for rows taken alone; for the rest, their group's statistics shrunk toward the set's
+        (`speaker_prior`), the set heads weighing `GroupPlan.set_weight` against the lone-clip heads."""
         self.eval()
         x = x.float()
         out = self.mean_softmax(self.clip_heads, (self.clip_input(x) - self.pool_mean) / self.pool_std)
-        grouped = [i for i, g in enumerate(groups or []) if g is not None]
-        recs = list(range(len(x))) if recordings is None else list(recordings)
-        if len(recs) != len(x):
-            raise ValueError(f"recordings: {len(recs)} entries for {len(x)} rows")
-        if groups is None or len({recs[i] for i in grouped}) < self.cfg.min_group:
-            return out
-        prior = self.cfg.speaker_prior
-        names = [groups[i] for i in grouped]
-        per_recording = {r: 0 for r in recs}
-        for r in recs:
-            per_recording[r] += 1
-        weights = torch.tensor([1.0 / per_recording[recs[i]] for i in grouped])
-        z = shrunk_standardise(x[grouped], names, prior, weights)  # the set: every row with a group
-        recordings_in = [float(weights[rows].sum()) for rows in group_rows(names)]  # each group's recordings
-        kept = [rows for rows, n in zip(group_rows(names), recordings_in, strict=True)
-                if n + prior >= self.cfg.min_group - 1e-6]
-        if kept:
-            keep = torch.cat(kept)
-            rows = torch.tensor(grouped)[keep]
-            size = len({recs[i] for i in grouped})  # the set's recordings
-            w = size / (size + self.cfg.set_prior)
+        plan = self.plan(groups, recordings, len(x))
+        if plan.kept:
+            z = shrunk_standardise(x[plan.grouped], plan.names, self.cfg.speaker_prior, plan.weights)  # the set
+            keep = torch.cat(plan.kept)
+            rows = torch.tensor(plan.grouped)[keep]
+            w = plan.set_weight
             out[rows] = w * self.mean_softmax(self.set_heads, z[keep]) + (1 - w) * out[rows]
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class GroupPlan:
+    """How `TravelModel.probs` takes one call's rows (`TravelModel.plan`), and the same in words (`words`)."""
+
+    grouped: list[int]  # the rows with a group: the recording set, whose statistics every group is shrunk toward
+    names: list  # their groups
+    weights: torch.Tensor  # what each grouped row counts for: 1 / the windows of its recording
+    kept: list[torch.Tensor]  # indices into `grouped` of each group standardised as one (empty: every row alone)
+    recordings: int  # the set's recordings (with a group)
+    groups: int  # distinct groups among them
+    groups_alone: int  # groups too small to stand (n + speaker_prior < min_group): their rows each alone
+    set_weight: float  # the set heads' share of a kept row's answer: N / (N + set_prior); the rest alone
+    min_group: int
+    speaker_prior: float
+
+    def words(self, what: str = "clips") -> str:
+        """The plan in one phrase, `what` naming the recordings ("clips", "files")."""
+        if not self.kept:
+            if not self.recordings:
+                return f"each of the {what} alone (none with speech)"
+            return (f"each of the {what} alone ({self.recordings} with speech; a recording set needs "
+                    f"{self.min_group})")
+        share = f"answers {self.set_weight:.2f} by the set, {1 - self.set_weight:.2f} by each alone"
+        if self.groups == 1:
+            return f"the {self.recordings} {what} with speech as one recording set ({share})"
+        prior = (f", each speaker's statistics shrunk toward the set's by a prior of {self.speaker_prior:g} clips"
+                 if self.speaker_prior else ", each by its own statistics")
+        stood = self.groups - self.groups_alone
+        alone = (f"; {self.groups_alone} with fewer than {self.min_group} {what}, each of those alone"
+                 if self.groups_alone else "")
+        return (f"per speaker: {stood} speaker{'s' if stood != 1 else ''} in a set of {self.recordings} {what} "
+                f"with speech{prior}{alone} ({share})")
 
 
 def class_masks(labels: Sequence[int], corpora: Sequence[str]) -> torch.Tensor:
