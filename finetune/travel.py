@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -100,7 +101,13 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
         items += [replace(it, speaker=f"{name}:{it.speaker or '*'}") for it in good]
     if specs and not items:
         raise ValueError(f"--neutral-data: none of the clips of {', '.join(specs)} could be read")
-    return Corpus(NEUTRAL_SPEECH, items) if items else None
+    once: dict[Path, Item] = {}
+    for it in items:  # a clip named twice (two sources, or twice in a manifest) would weigh twice: once each
+        once.setdefault(it.path.resolve(), it)
+    if len(once) < len(items):
+        warnings.warn(f"--neutral-data: {len(items) - len(once)} clip(s) given more than once (e.g. in two "
+                      f"sources): each used once, with its first source's voice", stacklevel=2)
+    return Corpus(NEUTRAL_SPEECH, list(once.values())) if items else None
 
 
 def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], dict[str, torch.Tensor]]:

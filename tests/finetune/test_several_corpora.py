@@ -161,4 +161,8 @@ def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_score
     with pytest.raises(SystemExit, match=r"--neutral-data: none of the clips of .*gone.tsv could be read"):
         main(["train", "--data", str(full), "--data", str(three), "--neutral-data", str(gone), "--skip-bad",
               "--run", str(tmp_path / "z"), "--dry-run"])
+    with pytest.warns(UserWarning, match="12 clip\\(s\\) given more than once"):  # two names, the same clips
+        main(["train", "--data", str(full), "--data", str(three), "--neutral-data", str(read), "--neutral-data",
+              f"again={read}", "--run", str(tmp_path / "twice"), "--dry-run"])
+    assert "neutral reference speech: 12 clip(s) of 1 voice(s)" in capsys.readouterr().out
     assert corpus_spec("x/lj/manifest.tsv")[0] == "lj"  # a generic table is named after its folder, as a CSV
