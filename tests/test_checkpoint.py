@@ -195,3 +195,25 @@ def test_directory_writers_leave_nothing_half_written_on_a_full_disk(tmp_path, m
     with pytest.raises(checkpoint.DiskFullError, match=r"hf: no space left on the device"):
         save_hf(model, tmp_path / "hf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resume"]
+
+
+def test_atomic_write_goes_through_links_and_pipes_rather_than_replacing_them(tmp_path) -> None:
+    """`--out link.csv` writes the link's target and keeps the link; `--out /dev/null` (here a named pipe, which
+    a rename would also replace with a plain file) is written into."""
+    import threading
+
+    target = tmp_path / "target.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    checkpoint.atomic_write(link, lambda tmp: tmp.write_text("new"))
+    assert link.is_symlink() and target.read_text() == "new"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    checkpoint.atomic_write(pipe, lambda tmp: tmp.write_text("through the pipe"))
+    reader.join(timeout=10)
+    assert got == [b"through the pipe"] and not pipe.is_file() and pipe.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "pipe", "target.csv"]  # no temporary left

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +145,26 @@ def atomic_write(path: Path, write: Callable[[Path], object], needed: int | None
     """Write a file through a temporary sibling (`write(tmp)`) and one rename: a killed run never leaves
     half a file under `path`, and a failed write (a full disk: DiskFullError, whatever the writing library
     raised; `needed`: the bytes it writes, where known) leaves no temporary file and an earlier file of that
-    name as it was."""
-    tmp = path.with_suffix(".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except Exception as e:
-        tmp.unlink(missing_ok=True)
-        if out_of_space(e, path, needed):
-            raise disk_full(path, needed, "Nothing was written under that name") from None
-        raise
+    name as it was. A symbolic link is written through (its target replaced, the link kept), and so is a
+    device or a pipe (`--out /dev/null`), which a rename would replace with a plain file."""
+    path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
+    special = path.exists() and not path.is_file() and not path.is_dir()
+    with tempfile.TemporaryDirectory() if special else nullcontext(None) as scratch:
+        tmp = Path(scratch) / path.name if scratch else path.with_suffix(".tmp")
+        try:
+            write(tmp)
+            if special:
+                with open(tmp, "rb") as src, open(path, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            else:
+                os.replace(tmp, path)
+        except Exception as e:
+            tmp.unlink(missing_ok=True)
+            if out_of_space(e, path, needed):
+                raise disk_full(path, needed, "Nothing was written under that name") from None
+            raise
 
 
 def is_complete(directory: Path) -> bool:
