@@ -271,6 +271,27 @@ def checked(items: list, skip_bad: bool, what: str) -> list:
     return good
 
 
+def decoded(items: list, skip_bad: bool, what: str) -> tuple[list, list[int]]:
+    """(each clip decoded: one second of silence where it cannot be; the indices of those). A file whose header
+    reads but whose audio does not (a damaged body) is found only here: listed, and stop unless --skip-bad,
+    as `checked` does for the rest, before anything is predicted or written."""
+    from w2v2.emotion.windows import AudioCache, cached_waves
+
+    cache = AudioCache(items)
+    waves = cached_waves(cache, len(items))
+    bad = [i for i in range(len(items)) if cache[i] is None]
+    if bad:
+        print(f"{len(bad)} of {len(items)} {what} files could not be decoded (see the warnings above):",
+              file=sys.stderr)
+        for i in bad[:20]:
+            print(f"  {items[i].path}", file=sys.stderr)
+        if len(bad) > 20:
+            print(f"  ... and {len(bad) - 20} more", file=sys.stderr)
+        if not skip_bad:
+            raise SystemExit("stopping: fix or remove them, or pass --skip-bad to continue without them")
+    return waves, bad
+
+
 def cmd_train(args: argparse.Namespace) -> dict:
     from finetune.model import check_model
     from finetune.recipe import train_recipe
@@ -380,7 +401,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     as one recording set (per speaker where the dataset names speakers)."""
     from finetune.predict import normalisation_line
     from w2v2.emotion.recognizer import EmotionRecognizer
-    from w2v2.emotion.windows import AudioCache, cached_waves
 
     recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
     data = load_dataset(args.data, args.layout)
@@ -393,7 +413,13 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     # a competition folder that ships test labels: score the (labelled) test set
     items = labelled_test(data) if data.layout == "competition" else data.train
     items = checked(items, args.skip_bad, "evaluation")
-    waves = cached_waves(AudioCache(items), len(items))
+    waves, bad = decoded(items, args.skip_bad, "evaluation")
+    if bad:  # --skip-bad: scored without them, as the files whose headers could not be read
+        items = [it for i, it in enumerate(items) if i not in set(bad)]
+        waves = [w for i, w in enumerate(waves) if i not in set(bad)]
+        print(f"--skip-bad: continuing with {len(items)} files", file=sys.stderr)
+    if not items:
+        raise DatasetError(f"{args.data}: no clips to evaluate" + (" (none could be read)" if args.skip_bad else ""))
     # as `predict` answers them: a clip without speech is still scored, but stays out of the set's statistics
     probs, per_member, plan = recognizer.clip_scores(waves, args.tta, args.normalise, [it.speaker for it in items],
                                                      progress=True)
@@ -434,7 +460,6 @@ def cmd_submit(args: argparse.Namespace) -> dict:
     from finetune.outputs import write_test_outputs
     from finetune.predict import normalisation_line
     from w2v2.emotion.recognizer import EmotionRecognizer
-    from w2v2.emotion.windows import AudioCache, cached_waves
 
     recognizer = EmotionRecognizer.from_pretrained(args.ckpt, args.device, args.precision, keep_loaded=False)
     data = load_dataset(args.data, "competition")
@@ -443,10 +468,11 @@ def cmd_submit(args: argparse.Namespace) -> dict:
         check_output_file(args.out / name, "--out", clips, args.ckpt)
     if not data.test:
         raise DatasetError(f"{args.data}: test.csv lists no clips: nothing to submit")
-    if len(checked(data.test, args.skip_bad, "test")) < len(data.test):
+    unreadable = len(checked(data.test, args.skip_bad, "test")) < len(data.test)
+    waves, bad = decoded(data.test, args.skip_bad, "test")
+    if unreadable or bad:
         print("--skip-bad: read as silence, they hold no evidence: 1/6 for each emotion (their submission rows: "
               "label 0, the first of six equal)", file=sys.stderr)
-    waves = cached_waves(AudioCache(data.test), len(data.test))
     probs, _, plan = recognizer.clip_scores(waves, args.tta, args.normalise, None, progress=True)  # as `predict`
     if plan is not None:
         print(normalisation_line(plan, args.normalise))

@@ -259,6 +259,42 @@ def test_skip_bad_test_files_keep_their_submission_rows(damaged: tuple[Path, Pat
     assert not np.allclose(probs.drop(index=corrupt)[cols].to_numpy(), 1 / 6, atol=1e-3)
 
 
+def test_a_file_whose_header_reads_but_whose_audio_does_not_stops_evaluate_and_submit(corpus: Path, tmp_path,
+                                                                                      capsys) -> None:
+    """A damaged FLAC body passes the header check; decoding finds it: listed, and stop unless --skip-bad (submit
+    had written its row as 1/6 silence, scored among the others). An empty labelled CSV is an error, not a crash."""
+    import io
+    import shutil
+
+    import soundfile as sf
+
+    root = tmp_path / "data"
+    shutil.copytree(corpus, root)
+    test = pd.read_csv(root / "test.csv")
+    victim = root / test.path[0]
+    buf = io.BytesIO()
+    sf.write(buf, sf.read(str(victim))[0], 16000, format="FLAC")
+    flac = bytearray(buf.getvalue())
+    flac[len(flac) // 2:len(flac) // 2 + 2000] = bytes(range(256)) * 7 + bytes(208)  # the body, not the header
+    victim.write_bytes(bytes(flac))
+    sf.info(str(victim))  # the header still reads
+    out = tmp_path / "sub"
+    with pytest.raises(SystemExit, match="--skip-bad"):
+        main(["submit", "--data", str(root), "--out", str(out)])
+    assert f"1 of {len(test)} test files could not be decoded" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())  # nothing written
+    main(["submit", "--data", str(root), "--out", str(out), "--skip-bad"])
+    probs = pd.read_csv(out / "test_probs.csv").set_index("id")
+    assert np.allclose(probs.loc[test.id[0], [c for c in probs.columns if c.startswith("p_")]].to_numpy(float), 1 / 6)
+    with pytest.raises(SystemExit, match="--skip-bad"):
+        main(["evaluate", "--data", str(root)])
+    main(["evaluate", "--data", str(root), "--skip-bad", "--out", str(tmp_path / "m.json")])
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == len(pd.read_csv(root / "test_labels.csv")) - 1
+    (tmp_path / "empty.csv").write_text("path,label\n")
+    with pytest.raises(SystemExit, match="no clips to evaluate"):
+        main(["evaluate", "--data", str(tmp_path / "empty.csv")])
+
+
 def test_predict_and_evaluate_refuse_a_pretraining_run(corpus: Path, tmp_path) -> None:
     pre = tiny_checkpoint(tmp_path / "pretrain_run", kind="pretrain")
     for argv in (["predict", "--ckpt", str(pre), str(corpus / "test")],
