@@ -97,3 +97,28 @@ def test_stereo_in_opposite_phase_is_its_loudest_channel_not_silence(tmp_path) -
     both = np.stack([left, 0.5 * left], axis=1)  # an ordinary stereo clip: the channels' mean
     assert np.allclose(to_mono(both), 0.75 * left)
     assert np.allclose(to_mono(np.zeros((100, 2), np.float32)), 0)
+
+
+def test_many_channels_are_mixed_a_block_at_a_time_as_to_mono_mixes_them(tmp_path) -> None:
+    """Files are decoded in blocks and mixed down as they go (a long 8-channel 192 kHz upload had taken 4 GB):
+    the same samples as decoding whole and `to_mono`, the opposite-phase rule included across blocks."""
+    from w2v2.data.audio import to_mono
+
+    rng = np.random.default_rng(0)
+    voice = (0.1 * rng.standard_normal(200_000)).astype(np.float32)  # three blocks of 65,536 frames and more
+    four = np.stack([voice, 0.5 * voice, -0.2 * voice, 0.3 * rng.standard_normal(200_000).astype(np.float32)], 1)
+    anti = np.stack([voice, -0.95 * voice], 1)
+    for name, data in (("four", four), ("anti", anti)):
+        sf.write(tmp_path / f"{name}.wav", data, 16000, subtype="FLOAT")
+        torch.testing.assert_close(load_audio(tmp_path / f"{name}.wav"), torch.from_numpy(to_mono(data)),
+                                   atol=1e-6, rtol=0)
+    assert torch.allclose(load_audio(tmp_path / "anti.wav"), torch.from_numpy(voice), atol=1e-6)
+
+
+def test_samples_far_beyond_full_scale_are_scaled_down_with_a_warning(tmp_path) -> None:
+    loud = (tone(16000, 1.0) * 1e20).astype(np.float32)  # squares overflow float32
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match=r"loud.wav: samples up to 5e\+19, where audio lies within .*scaled down"):
+        wave = load_audio(tmp_path / "loud.wav")
+    assert float(wave.abs().max()) == pytest.approx(1.0, rel=1e-3)
+    assert torch.allclose(wave, torch.from_numpy(loud / np.abs(loud).max()), atol=1e-6)

@@ -3,6 +3,7 @@ as files, answers "no speech" where there is none, and standardises a recording 
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -71,6 +72,17 @@ def test_an_array_is_predicted_as_the_same_audio_in_a_file(travel_model, tmp_pat
     assert sum(from_file.probs.values()) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="sample_rate"):
         rec.predict(stereo_44k)
+    grad = torch.as_tensor(stereo_44k).requires_grad_()  # a tensor from a model's graph: its values
+    assert rec.predict(grad, sample_rate=44100).probs == pytest.approx(from_file.probs, abs=1e-5)
+    for rate in (44.1, 1):  # kHz for Hz: a clip 1,000 (or 16,000) times too long, refused before any work
+        with pytest.raises(ValueError, match=f"sample_rate={rate}: .* in Hz .*under 1000 Hz"):
+            rec.predict(stereo_44k, sample_rate=rate)
+    for bad, what in ((b"RIFF....", "type bytes"), (None, "type NoneType"), (stereo_44k.astype(complex), "complex")):
+        with pytest.raises(TypeError, match=what):
+            rec.predict(bad, sample_rate=44100)
+    with pytest.warns(UserWarning, match="scaled down to a peak of 1"):
+        huge = rec.predict(stereo_44k * 1e20, sample_rate=44100)  # had given NaN probabilities under an emotion
+    assert all(math.isfinite(v) for v in huge.probs.values()) and sum(huge.probs.values()) == pytest.approx(1.0)
 
 
 def test_no_speech_is_said_for_silence_noise_and_music_and_not_for_speech(travel_model) -> None:

@@ -8,6 +8,7 @@ Every failure is an `AudioError` naming the file and the problem, never a bare t
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -102,10 +103,64 @@ def to_mono(data: np.ndarray) -> np.ndarray:
     if data.shape[1] == 1:
         return data[:, 0]
     mix = data.mean(axis=1)
-    rms = np.sqrt((data.astype(np.float64) ** 2).mean(axis=0))
-    if rms.max() > 0 and np.sqrt((mix.astype(np.float64) ** 2).mean()) < 0.25 * rms.max():
-        return data[:, int(rms.argmax())]
-    return mix
+    loudest = _cancelled(_sum_squares(mix[:, None])[0], _sum_squares(data))
+    return mix if loudest is None else data[:, loudest]
+
+
+def _sum_squares(data: np.ndarray, block: int = 1 << 18) -> np.ndarray:
+    """(channels,) float64 sums of squares of (frames, channels), a block of frames at a time (no float64 copy of
+    a long many-channel recording)."""
+    return sum((np.square(data[i:i + block], dtype=np.float64).sum(0) for i in range(0, len(data), block)),
+               np.zeros(data.shape[1]))
+
+
+def _cancelled(mix_squares: float, channel_squares: np.ndarray) -> int | None:
+    """The loudest channel where the channels' mean cancels (below a quarter of its RMS), else None."""
+    if channel_squares.max() > 0 and math.sqrt(mix_squares) < 0.25 * math.sqrt(channel_squares.max()):
+        return int(channel_squares.argmax())
+    return None
+
+
+def _decode(path: Path, nonfinite: str) -> tuple[np.ndarray, int]:
+    """(mono float32 samples, sample rate) of a file, decoded a block at a time and mixed down as it goes: a
+    long many-channel file (8 channels at 192 kHz) never sits in memory with all its channels (`to_mono`'s rule).
+    Raises AudioError for NaN/inf samples unless nonfinite="zero"."""
+    mixed: list[np.ndarray] = []
+    with sf.SoundFile(str(path)) as f:
+        sr, channels = f.samplerate, f.channels
+        mix_sq, chan_sq = 0.0, np.zeros(channels)
+        for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                if nonfinite != "zero":
+                    raise AudioError(path, "audio contains NaN or infinite values", nonfinite=True)
+                block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+            mix = block.mean(axis=1) if channels > 1 else block[:, 0].copy()
+            if channels > 1:
+                mix_sq += float(_sum_squares(mix[:, None])[0])
+                chan_sq += _sum_squares(block)
+            mixed.append(mix)
+        loudest = _cancelled(mix_sq, chan_sq) if channels > 1 else None
+        if loudest is not None:  # a second pass for that channel alone
+            f.seek(0)
+            mixed = [np.nan_to_num(b[:, loudest], nan=0.0, posinf=0.0, neginf=0.0)
+                     for b in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True)]
+    return (np.concatenate(mixed) if mixed else np.zeros(0, np.float32)), sr
+
+
+MIN_SAMPLE_RATE = 1000  # Hz: an array "at 44.1" (kHz for Hz) would be resampled to a 1,000-times-longer clip
+# float samples are expected within [-1, 1]; far beyond it their squares overflow float32 (1e20 gave NaN
+# probabilities under an emotion's name): such a clip is scaled down to a peak of 1
+MAX_PEAK = 1e9
+
+
+def tamed(wave: torch.Tensor, name: str | Path) -> torch.Tensor:
+    """`wave`, scaled down to a peak of 1 where its samples pass MAX_PEAK (warned, naming `name`)."""
+    peak = float(wave.abs().max()) if wave.numel() else 0.0
+    if peak <= MAX_PEAK:
+        return wave
+    warnings.warn(f"{name}: samples up to {peak:.3g}, where audio lies within [-1, 1]: scaled down to a peak of 1",
+                  stacklevel=3)
+    return wave / peak
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
@@ -121,16 +176,14 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        data, sr = _decode(path, nonfinite)
+    except AudioError:
+        raise
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
         raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     if data.size == 0:
         raise AudioError(path, "no audio samples (empty file)")
-    if not np.isfinite(data).all():
-        if nonfinite != "zero":
-            raise AudioError(path, "audio contains NaN or infinite values", nonfinite=True)
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    wave = torch.from_numpy(to_mono(data))
+    wave = tamed(torch.from_numpy(data), path)
     return resample(wave, sr, sample_rate).contiguous()
 
 
@@ -145,7 +198,7 @@ def load_segment(path: str | Path, start_s: float, seconds: float, sample_rate: 
     except Exception as e:  # libsndfile raises several types for corrupt/unsupported files
         raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    wave = torch.from_numpy(to_mono(data).copy())
+    wave = tamed(torch.from_numpy(to_mono(data).copy()), path)
     return resample(wave, sr, sample_rate).contiguous()
 
 

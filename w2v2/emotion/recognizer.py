@@ -46,7 +46,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from w2v2.data.audio import SAMPLE_RATE, audio_info, load_audio, load_segment, resample, to_mono
+from w2v2.data.audio import (
+    MIN_SAMPLE_RATE,
+    SAMPLE_RATE,
+    audio_info,
+    load_audio,
+    load_segment,
+    resample,
+    tamed,
+    to_mono,
+)
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.exported import is_onnx
@@ -205,13 +214,19 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         return load_audio(audio)
     if isinstance(audio, (list, tuple)) and audio and isinstance(audio[0], (str, Path)):
         raise TypeError(f"a list of {len(audio)} recordings: predict_many(...) takes several, predict(...) one")
+    if not isinstance(audio, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(f"audio of type {type(audio).__name__}: give a file path, or the samples as a numpy array "
+                        "or torch tensor with their sample_rate (encoded bytes: soundfile.read(io.BytesIO(data)))")
     if sample_rate is None:
         raise ValueError("an audio array needs its sample_rate")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
         raise TypeError(f"sample_rate={sample_rate!r}: give the array's sample rate as a number of Hz (e.g. 16000)")
-    if not sample_rate > 0:
-        raise ValueError(f"sample_rate={sample_rate}: give the array's sample rate in Hz (e.g. 16000)")
-    array = audio.numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    if not sample_rate >= MIN_SAMPLE_RATE:  # 44.1 (kHz for Hz) would be 1,000 times too long, at a huge cost
+        raise ValueError(f"sample_rate={sample_rate}: give the array's sample rate in Hz (e.g. 16000); rates under "
+                         f"{MIN_SAMPLE_RATE} Hz are not audio")
+    array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    if array.dtype.kind not in "iuf":  # complex, boolean, strings, objects
+        raise TypeError(f"audio of dtype {array.dtype}: give real samples (float, or integer PCM)")
     if array.dtype.kind in "iu":  # PCM integers, as read by scipy.io.wavfile or a sound card
         info = np.iinfo(array.dtype)
         middle = (int(info.max) + int(info.min) + 1) // 2  # 0 for signed, 128 for uint8
@@ -223,7 +238,7 @@ def as_wave(audio: Audio, sample_rate: int | None) -> torch.Tensor:
         raise ValueError(f"audio of shape {tuple(wave.shape)}: give samples (s,) or (channels, samples)")
     if not bool(wave.isfinite().all()):
         raise ValueError("the audio holds NaN or infinite values")
-    return resample(wave, int(sample_rate)).contiguous()
+    return resample(tamed(wave, "the audio array"), int(sample_rate)).contiguous()
 
 
 def check_windows(window_seconds: float | None, hop_seconds: float | None) -> None:
