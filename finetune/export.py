@@ -33,11 +33,22 @@ def max_difference(original: EmotionRecognizer, exported: EmotionRecognizer) -> 
     return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
 
 
-def max_logit_difference(source: Path, out: Path) -> float:
+def networks(source: Path) -> list[Path]:
+    """The networks `source` holds (itself, or its members that are not descriptors members): [] for a
+    travelling model, or a run whose members are all descriptors heads."""
+    parts = member_folders(source)
+    if not parts:
+        return [] if travel_folder(source) is not None else [source]
+    return [p for p in parts if travel_folder(p) is None]
+
+
+def max_logit_difference(source: Path, out: Path) -> float | None:
     """max |Δlogit| between each source network and its exported graph on `check_clips()`, one clip at a time
-    and as one padded batch. Unlike probabilities, logits show a difference where the softmax saturates."""
-    pairs = [(src, dst) for src, dst in zip(member_folders(source), member_folders(out), strict=True)
-             if travel_folder(src) is None] or [(source, out)]  # a descriptors member has no network
+    and as one padded batch (None: no network). Unlike probabilities, logits show a difference where the
+    softmax saturates."""
+    pairs = [(src, out / src.relative_to(source)) for src in networks(source)]
+    if not pairs:
+        return None
     clips = check_clips()
     wave = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
     mask = torch.arange(wave.shape[1])[None] >= torch.tensor([c.numel() for c in clips])[:, None]
@@ -74,10 +85,10 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         raise ValueError(f"--out {out} is a file: name a folder")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out {out} is not empty: name a new folder (or add --overwrite)")
-    if travel_folder(ckpt) is not None:
+    if not networks(ckpt):
         if int8:
-            raise ValueError(f"{ckpt} is a travelling model: it has no network to quantise (drop --int8); exported "
-                             "as it is, it runs as fast as the original")
+            raise ValueError(f"{ckpt} is a travelling model (or its members are): it has no network to quantise "
+                             "(drop --int8); exported as it is, it runs as fast as the original")
     else:
         refuse_exported(ckpt)  # before any folder is made (export_model's own check, for its other callers)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -86,14 +97,15 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         new = Path(tmp) / out.name
         written = export_model(ckpt, new, int8)
         diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))
-        logits = None if travel_folder(ckpt) is not None else max_logit_difference(ckpt, new)
+        logits = max_logit_difference(ckpt, new)
         if out.exists():  # only now, with the new export complete and checked, does the old one go
             shutil.rmtree(out)
         new.replace(out)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     signals = f"{len(CHECK_SECONDS)} test signals ({', '.join(f'{s:g}' for s in CHECK_SECONDS)} s)"
     if logits is None:
-        print(f"{ckpt} is a travelling model (descriptors and linear heads, no network): copied as it is to {out} "
+        print(f"{ckpt} is a travelling model (descriptors and linear heads, no network; or a run of such members): "
+              f"copied as it is to {out} "
               f"({size:.1f} MB); check: max |Δp| {diff:.2g} on {signals}; use it as --ckpt {out}")
         return diff
     print(f"exported {len(written)} model(s) from {ckpt} to {out} ({size:.1f} MB, {'int8' if int8 else 'fp32'}) "

@@ -163,6 +163,21 @@ def test_int8_and_a_travelling_model_and_a_full_folder(parent: Path, tmp_path: P
     assert a.probs == b.probs
 
 
+def test_a_run_of_descriptors_members_alone_is_exported_as_it_is(tmp_path: Path, capsys) -> None:
+    """A recipe run with kinds=[descriptors]: no network anywhere, so nothing to check logits of (export had
+    looked for one in the parent folder and failed)."""
+    run = tmp_path / "run"
+    for k in (1, 2):
+        shutil.copytree(PRETRAINED_DIR / "emotion", run / f"member_{k}_descriptors" / "best")
+    main(["export", "--ckpt", str(run), "--out", str(tmp_path / "out")])
+    assert "copied as it is" in capsys.readouterr().out
+    wave = load_audio(clips(tmp_path)[0]).numpy()
+    a = EmotionRecognizer.from_pretrained(run).predict(wave, SAMPLE_RATE)
+    assert a.probs == EmotionRecognizer.from_pretrained(tmp_path / "out").predict(wave, SAMPLE_RATE).probs
+    with pytest.raises(SystemExit, match="no network to quantise"):
+        main(["export", "--ckpt", str(run), "--out", str(tmp_path / "o8"), "--int8"])
+
+
 def test_an_int8_graph_answers_a_clip_the_same_whatever_its_batch_mates(parent: Path, tmp_path: Path) -> None:
     out = tmp_path / "int8"  # the fine-tune (layer-norm CNN: windows of several lengths share padded batches)
     main(["export", "--ckpt", str(parent / "member_1"), "--out", str(out), "--int8"])
@@ -199,7 +214,7 @@ def test_export_never_removes_the_model_or_an_earlier_export_it_cannot_replace(p
         main(["export", "--ckpt", str(model), "--out", str(earlier), "--overwrite"])
     assert (earlier / ONNX_FILE).stat().st_mtime_ns == stamp  # the earlier export is still there, untouched
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []  # no half export left
-    with pytest.raises(SystemExit, match="travelling model: it has no network to quantise"):
+    with pytest.raises(SystemExit, match=r"travelling model \(or its members are\): it has no network to quantise"):
         main(["export", "--ckpt", "pretrained:emotion", "--out", str(tmp_path / "t8"), "--int8"])
 
 
