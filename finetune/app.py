@@ -41,6 +41,17 @@ WINDOW_SECONDS = 8.0  # predict's default window (and half a window's hop)
 CONCURRENCY = 2  # recordings processed at once (measured under load: docs/app.md)
 QUEUE = 64  # uploads waiting beyond those; more are refused, so memory stays bounded
 MAX_UPLOAD = "500mb"  # Gradio refuses bigger uploads in the page; the duration limit is --max-minutes
+# uploads (Gradio's cache) and timelines to download are deleted once this old, checked as often: a recording
+# is private, and a busy server's disk would fill
+KEEP_SECONDS = 600
+
+
+def prune(folder: Path, max_age: float = KEEP_SECONDS) -> None:
+    """Remove the entries of `folder` last modified more than `max_age` seconds ago."""
+    now = time.time()
+    for entry in folder.iterdir():
+        if now - entry.stat().st_mtime > max_age:
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 @dataclass
@@ -84,7 +95,8 @@ class Recognizer:
             wave = AudioCache([Item(id=path.stem, path=path)])[0]
         notes = [str(w.message).replace(str(path), name) for w in caught]
         if wave is None:
-            problem = notes[0].removeprefix("skipping ") if notes else "it could not be decoded"
+            problem = (notes[0].removeprefix("skipping ").removeprefix(f"{name}: ") if notes
+                       else "it could not be decoded")
             return Result(f"**Could not read {name}**: {problem}. Upload a WAV, FLAC, OGG or MP3 recording.")
         minutes = wave.numel() / SAMPLE_RATE / 60
         if minutes > self.max_minutes:
@@ -95,6 +107,7 @@ class Recognizer:
         result = Result(self.headline(name, row["label_name"], probs, pred.windows.shape[0], wave.numel(),
                                       time.perf_counter() - start, notes), probs)
         if pred.windows.shape[0] > 1:  # the emotion timeline, as predict --timeline writes it
+            prune(self.outputs)
             folder = Path(tempfile.mkdtemp(dir=self.outputs))  # one per request: downloads keep the file's name
             df = timeline_frame(pred, wave.numel(), self.window_seconds, None)
             result.timeline_csv = folder / f"{path.stem}-timeline.csv"
@@ -138,7 +151,7 @@ def build_app(recognizer: Recognizer, concurrency: int = 1):
                                               visible=has_timeline),
                 gr.update(value=str(r.timeline_csv) if has_timeline else None, visible=has_timeline))
 
-    with gr.Blocks(title="w2v2: emotion in speech") as app:
+    with gr.Blocks(title="w2v2: emotion in speech", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
         gr.Markdown("# Emotion in speech\nUpload a recording or record one; w2v2 tells which of six emotions "
                     f"(angry, fear, sad, disgust, neutral, happy) it hears. Model: {recognizer.name} "
                     f"({len(recognizer.models)} model(s) averaged).")
