@@ -112,7 +112,7 @@ def add_inference_parsers(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="metrics of a fine-tuned model on a labelled dataset")
     add_ckpt(e, default=True)
     e.add_argument("--data", required=True, type=Path, help="labelled dataset folder or CSV (layout detected; "
-                   "a competition folder's train split)")
+                   "a competition folder's test set where it has test_labels.csv, else --data DIR/train.csv)")
     e.add_argument("--layout", choices=LAYOUTS, help="force a dataset layout")
     e.add_argument("--skip-bad", action="store_true", help="continue without missing/unreadable files")
     e.add_argument("--out", type=Path, help="write the metrics JSON here")
@@ -318,6 +318,9 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if not args.resume:  # refused before any work; a dry run checks the folder as the run would, touching nothing
         check_run(run, args.overwrite)
     data = load_dataset(data_path, layout)
+    if not data.train:
+        missing = " (no train.csv)" if data.layout == "competition" and not (data.root / "train.csv").exists() else ""
+        raise DatasetError(f"{data_path}: no labelled clips to train on{missing}")
     data.train = checked(data.train, args.skip_bad, "training")
     emotions = sorted({it.label for it in data.train if it.label is not None})
     if len(emotions) == 1:

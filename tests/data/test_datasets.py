@@ -197,3 +197,25 @@ def test_read_speech_comes_with_speakers_from_a_manifest_or_its_sub_folders(tmp_
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"empty: no audio files"):
         speech_items(tmp_path / "empty", 4)
+
+
+def test_a_test_set_needs_no_train_csv_and_bad_test_paths_are_named(tmp_path) -> None:
+    """submit needs test.csv and sample_submission.csv alone; an empty path names its row and id, a folder or a
+    dangling link listed as a clip says so (it had been "file not found", or the folder itself)."""
+    root = competition(tmp_path / "a", TRAIN, TEST, SAMPLE)
+    (root / "train.csv").unlink()
+    data = load_dataset(root, "competition")
+    assert data.train == [] and [t.id for t in data.test] == ["x2", "x0", "x1"]
+    (root / "test.csv").write_text("id,path\nx0,test/x0.wav\nx1,\nx2,test/x2.wav\n")
+    with pytest.raises(DatasetError, match=r"test.csv, row 3 \(id x1\): empty path"):
+        load_dataset(root, "competition")
+    (root / "test" / "dir.wav").mkdir()
+    (root / "test" / "gone.wav").symlink_to(root / "nowhere.wav")
+    items = [Item(id="d", path=root / "test" / "dir.wav"), Item(id="g", path=root / "test" / "gone.wav"),
+             Item(id="e", path=root / "empty.wav"), Item(id="x0", path=root / "test" / "x0.wav")]
+    (root / "empty.wav").write_bytes(b"")
+    good, bad = check_files(items)
+    assert [it.id for it in good] == ["x0"]
+    assert [problem for _, problem in bad] == ["a folder, not an audio file",
+                                               "a link to nothing (its target is missing, or the links loop)",
+                                               "empty file (0 bytes)"]

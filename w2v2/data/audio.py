@@ -163,6 +163,19 @@ def tamed(wave: torch.Tensor, name: str | Path) -> torch.Tensor:
     return wave / peak
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be an audio file before it is opened (None: it may be one)."""
+    if path.is_dir():
+        return "a folder, not an audio file"
+    if path.is_symlink() and not path.exists():
+        return "a link to nothing (its target is missing, or the links loop)"
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
     """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
 
@@ -171,10 +184,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
     is not checked here: see `MIN_SAMPLES`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    if problem := not_a_file(path):
+        raise AudioError(path, problem)
     try:
         data, sr = _decode(path, nonfinite)
     except AudioError:

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from w2v2.data.audio import AudioError, audio_info, find_audio
+from w2v2.data.audio import AudioError, audio_info, find_audio, not_a_file
 from w2v2.data.labels import CREMA_CODES, EMOTIONS, SYNONYMS
 
 LAYOUTS = ("competition", "crema", "csv", "folders")
@@ -128,11 +128,15 @@ def _unique_ids(path: Path, ids: list[str]) -> None:
 
 
 def load_competition(root: Path) -> Dataset:
-    train = _csv_items(root / "train.csv", ("train",))
+    """train.csv (optional: `submit` needs only the test set), test.csv and sample_submission.csv of `root`."""
+    train = _csv_items(root / "train.csv", ("train",)) if (root / "train.csv").exists() else []
     if dup := duplicates([it.id for it in train]):  # harmless for training, but usually a merge mistake
         warnings.warn(f"{root / 'train.csv'}: {len(dup)} duplicate id(s), e.g. {dup[:5]}", stacklevel=2)
     test_df = _read_csv(root / "test.csv", ("id", "path"))
     _unique_ids(root / "test.csv", list(test_df["id"]))
+    for i, r in enumerate(test_df.itertuples(index=False), start=2):
+        if not r.path:
+            raise DatasetError(f"{root / 'test.csv'}, row {i} (id {r.id}): empty path")
     test = [Item(id=r.id, path=_clip_path(root, r.path, "test")) for r in test_df.itertuples(index=False)]
     submission = None
     if (root / "sample_submission.csv").is_file():
@@ -299,8 +303,8 @@ def check_files(items: list[Item]) -> tuple[list[Item], list[tuple[Item, str]]]:
     """Split items into readable ones and (item, problem) for missing/unreadable/empty files (headers only)."""
     good, bad = [], []
     for item in items:
-        if not item.path.is_file():
-            bad.append((item, "file not found"))
+        if problem := not_a_file(item.path):
+            bad.append((item, problem))
             continue
         try:
             frames, _ = audio_info(item.path)
