@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -121,6 +122,13 @@ def _start_worker(queue: Any, threads: int, gate: Any = None) -> None:
     torch.set_num_threads(threads)
     os.environ["W2V2_PROGRESS"] = "off"  # the parent's bar speaks for every member
     sys.stdout = QueueWriter()  # type: ignore[assignment]
+    warnings.simplefilter("once")
+    warnings.showwarning = _send_warning  # to the parent, which says each once, as "warning: ...", not raw
+
+
+def _send_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    _queue.put(("warn", str(message)))
 
 
 def _call(key: str, task: Callable[..., dict], args: tuple) -> dict:
@@ -148,6 +156,7 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
     ctx = multiprocessing.get_context("spawn")
     # a plain queue handed to each worker as it starts: a Manager's server process would outlive a killed parent
     queue = ctx.Queue()
+    said: set[str] = set()  # warnings relayed so far: a clip every member decodes is warned about once
     gate = ctx.Barrier(workers) if gated else None
     with stop_on_sigterm(), ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                                 initargs=(queue, threads, gate)) as pool:
@@ -157,19 +166,19 @@ def run_side_by_side(tasks: list[tuple[str, Callable[..., dict], tuple]], worker
         try:
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                relay(queue, bar)
+                relay(queue, bar, said)
                 for future in done:
                     results[futures[future]] = future.result()  # a member's error stops the run
         except BaseException:  # a member's error or a stop (Ctrl-C) stops the members in flight too:
-            relay(queue, bar)  # each has its last finished epoch on disk, and `train --resume` continues it
+            relay(queue, bar, said)  # each has its last finished epoch on disk, and `train --resume` continues it
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        relay(queue, bar)
+        relay(queue, bar, said)
     # a worker's queue flushes from a thread of its own: the last lines of a member that finished just now
     # may reach the pipe only as its process exits (at the pool's shutdown above); read them too
-    relay(queue, bar)
+    relay(queue, bar, said)
     return results
 
 
@@ -191,8 +200,9 @@ def stop_on_sigterm() -> Any:
         signal.signal(signal.SIGTERM, before)
 
 
-def relay(queue: Any, bar: Any) -> None:
-    """Everything the workers sent so far, to the parent's bar and output."""
+def relay(queue: Any, bar: Any, said: set[str]) -> None:
+    """Everything the workers sent so far, to the parent's bar and output; each distinct warning once (`said`:
+    those of this run already written)."""
     while True:
         try:
             what, value = queue.get_nowait()
@@ -200,5 +210,9 @@ def relay(queue: Any, bar: Any) -> None:
             return
         if what == "update":
             bar.update(value)
+        elif what == "warn":
+            if value not in said:
+                said.add(value)
+                bar.write(f"warning: {value}")
         else:
             bar.write(value)

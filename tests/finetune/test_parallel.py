@@ -52,6 +52,23 @@ def in_step(x: int, bar) -> dict:
     return {"pid": os.getpid()}
 
 
+def warns(x: int, bar) -> dict:
+    import warnings
+
+    warnings.warn("clip.wav: NaN/inf samples replaced by zeros", stacklevel=1)  # every member decodes it
+    warnings.warn(f"member {x}'s own warning", stacklevel=1)
+    return {"x": x}
+
+
+def test_the_members_warnings_reach_the_parent_once_each_as_plain_lines() -> None:
+    """A clip every member decodes had been warned about by each worker, raw ("windows.py:35: UserWarning")."""
+    bar = Recorder()
+    run_side_by_side([("a", warns, (1,)), ("b", warns, (2,))], 2, 1, bar)
+    said = [line for line in bar.lines if line.startswith("warning: ")]
+    assert sorted(said) == ["warning: clip.wav: NaN/inf samples replaced by zeros", "warning: member 1's own warning",
+                            "warning: member 2's own warning"]
+
+
 def test_gated_tasks_run_in_step_one_per_worker() -> None:
     """Quick tasks, two per kind: ungated, the worker that starts first may run both copies before its
     sibling's process is up (the estimate then times a kind alone, not side by side). Gated, never."""
