@@ -24,6 +24,7 @@ import sys
 import time
 import typing
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -41,6 +42,7 @@ from w2v2.emotion.members import SHIPPED_CLASSIFIER, checkpoint_spec
 from w2v2.training import Precision, resolve_device
 
 DEMO_DATA, DEMO_RUN = Path("demo/data"), Path("demo/run")
+FEW_CLIPS = 5  # a class with fewer training clips is warned about: the speaker splits may leave it out
 PRECISION = "fp32"  # of evaluate/predict/submit/serve; docs/benchmark.md has bf16's measured differences
 
 
@@ -326,6 +328,10 @@ def cmd_train(args: argparse.Namespace) -> dict:
     if len(emotions) == 1:
         warnings.warn(f"{data_path}: every training clip is labelled {EMOTIONS[emotions[0]]}: the model can only "
                       "learn to predict that one emotion", stacklevel=1)
+    counts = Counter(it.label for it in data.train if it.label is not None)
+    if rare := [f"{EMOTIONS[k]} ({n})" for k, n in sorted(counts.items()) if n < FEW_CLIPS]:
+        warnings.warn(f"{data_path}: few clips of {', '.join(rare)}: a seed whose validation speakers hold them "
+                      "trains without them, and one whose speakers lack them cannot measure them", stacklevel=1)
     if data.test and len(checked(data.test, args.skip_bad, "test")) < len(data.test):
         # the submission needs a row for every id: unreadable clips keep theirs, predicted from silence
         print("--skip-bad: their submission rows hold the prediction for silence", file=sys.stderr)

@@ -125,3 +125,8 @@ def test_training_data_of_one_emotion_is_warned_about(synthetic_corpus, tmp_path
     with pytest.warns(UserWarning, match="every training clip is labelled sad: the model can only learn"):
         with pytest.raises(SystemExit, match="stopped before training"):
             main(["train", "--data", str(data), "--run", str(tmp_path / "run"), "init=scratch"])
+    train["label"] = [0] * 2 + [1] * (len(train) - 2)  # two angry clips: a seed may see none
+    train.to_csv(data / "train.csv", index=False)
+    with pytest.warns(UserWarning, match=r"few clips of angry \(2\): a seed whose validation speakers hold them"):
+        with pytest.raises(SystemExit, match="stopped before training"):
+            main(["train", "--data", str(data), "--run", str(tmp_path / "run2"), "init=scratch"])
