@@ -237,3 +237,16 @@ def test_without_onnxruntime_export_says_which_extra_to_install(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails
     with pytest.raises(SystemExit, match=r"optional extra: pip install -e '\.\[onnx\]'"):
         main(["export", "--ckpt", str(SHIPPED / "member_2_scratch"), "--out", str(tmp_path / "x")])
+
+
+def test_an_out_folder_that_cannot_be_written_is_named_not_its_temporary(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import finetune.export as export_cli
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".model.x1y2"))
+
+    monkeypatch.setattr(export_cli.tempfile, "TemporaryDirectory", read_only)
+    with pytest.raises(SystemExit, match=r"--out .*model: cannot write in .* \(Read-only file system\)$"):
+        main(["export", "--ckpt", "pretrained:emotion", "--out", str(tmp_path / "model")])
