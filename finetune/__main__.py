@@ -503,7 +503,7 @@ def cmd_pack(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    warnings.simplefilter("once")
+    warnings.simplefilter("once", UserWarning)  # ours once each; libraries' resource and deprecation notes stay
     warnings.formatwarning = plain_warning  # a user reads "warning: PATH: problem", not our source line
     if not argv:  # a newcomer typing the bare command wants to see what it does, not minutes of training
         print(__doc__)
