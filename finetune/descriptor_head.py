@@ -41,12 +41,12 @@ def member_travel_config(seed: int) -> TravelConfig:
     return replace(cfg, seed=seed * cfg.heads)
 
 
-def training_descriptors(items: list[Item], desc: str) -> tuple[torch.Tensor, list[Item]]:
+def training_descriptors(items: list[Item], desc: str, floor: float) -> tuple[torch.Tensor, list[Item]]:
     """(descriptors (n, d), the items they are of): a clip that cannot be decoded is left out (AudioCache warns)."""
     cache, rows, kept = AudioCache(items), [], []
     for i in progress_bar(range(len(items)), desc=desc, unit="clip", leave=False, mininterval=5):
         if (wave := cache[i]) is not None:
-            rows.append(clip_descriptors(wave))
+            rows.append(clip_descriptors(wave, floor))
             kept.append(items[i])
     if not rows:
         raise ValueError("no training clip could be decoded")
@@ -72,9 +72,9 @@ def train_descriptors(data: Dataset, cfg: FinetuneConfig, run: Path, train_items
         torch.set_num_threads(cfg.threads)
     start_run(run, cfg)
     start = time.perf_counter()
-    x, kept = training_descriptors(train_items, "descriptors (training)")
-    labels = item_labels(kept)
     tcfg = member_travel_config(cfg.seed)
+    x, kept = training_descriptors(train_items, "descriptors (training)", tcfg.log_floor)
+    labels = item_labels(kept)
     model = fit(x, labels, [it.corpus or "data" for it in kept],
                 [it.speaker or f"{it.corpus or 'data'}:*" for it in kept], tcfg)
     save_travel(model, run / "best", {"trained_on": str(data.root), "clips": len(kept), "member": run.name,

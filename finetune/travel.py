@@ -110,9 +110,10 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
     return Corpus(NEUTRAL_SPEECH, list(once.values())) if items else None
 
 
-def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], dict[str, torch.Tensor]]:
+def descriptors(corpora: list[Corpus], cache_file: Path, floor: float) -> tuple[list[Corpus], dict[str, torch.Tensor]]:
     """(the corpora without clips that could not be decoded (warned), per corpus (n, d) descriptors of their
-    clips), cached in `cache_file` by path, size and modification time (a re-run decodes nothing)."""
+    clips at log floor `floor`), cached in `cache_file` by path, size, modification time and floor (a re-run
+    decodes nothing)."""
     cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
     total = sum(len(c.items) for c in corpora)
     kept, out = [], {}
@@ -120,9 +121,9 @@ def descriptors(corpora: list[Corpus], cache_file: Path) -> tuple[list[Corpus], 
         for corpus in corpora:
             items, rows = [], []
             for it in corpus.items:
-                key = clip_key(it.path)
+                key = f"{clip_key(it.path)}|floor={floor:g}"
                 if key not in cache and (wave := AudioCache([it])[0]) is not None:  # None: warned, left out
-                    cache[key] = clip_descriptors(wave)
+                    cache[key] = clip_descriptors(wave, floor)
                 if key in cache:
                     items.append(it)
                     rows.append(cache[key])
@@ -253,7 +254,7 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
     remove_outputs(run, old)  # only now, with every corpus read and checked, is the earlier run removed
     run.mkdir(parents=True, exist_ok=True)
-    every, feats = descriptors(corpora + test_only + ([neutral] if neutral else []), run / DESCRIPTORS)
+    every, feats = descriptors(corpora + test_only + ([neutral] if neutral else []), run / DESCRIPTORS, cfg.log_floor)
     corpora, test_only = every[:len(corpora)], every[len(corpora):len(corpora) + len(test_only)]  # decoded clips
     neutral = every[-1] if neutral else None
     unseen = [c for c in corpora if c.name in held_out] + test_only

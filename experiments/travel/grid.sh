@@ -176,3 +176,7 @@ run "descriptors, lone clip by the statistics of the shipped 820 read-speech cli
 # training speakers of one clip (15 of the Indian set's 96) standardise to zeros: left out of training
 run "descriptors, read speech as neutral at 0.2, training speakers of one clip left out, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 drop_single=1"
 run "descriptors, read speech as neutral at 0.2, training speakers of one clip left out, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 read=all read_w=0.2 drop_single=1"
+# robust centres: median and MAD per group; standardised values clipped (an odd clip's outliers tamed)
+run "descriptors, read speech as neutral at 0.2, median and MAD per speaker / per set instead of mean and sd" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 robust=1"
+run "descriptors, read speech as neutral at 0.2, standardised values clipped at +-3, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 clipz=3"
+run "descriptors, read speech as neutral at 0.2, standardised values clipped at +-3, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 read=all read_w=0.2 clipz=3"

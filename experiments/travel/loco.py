@@ -24,6 +24,10 @@ def group_standardise(x, groups, eps=1e-5, scale=True):
         idx = torch.as_tensor(np.flatnonzero(groups == g))
         mu = x[idx].mean(0)
         sd = x[idx].std(0) if len(idx) > 1 else torch.ones_like(mu)
+        if CFG.get("robust") and len(idx) > 2:  # median and scaled MAD (the sd where the MAD is 0)
+            mu = x[idx].median(0).values
+            mad = 1.4826 * (x[idx] - mu).abs().median(0).values
+            sd = torch.where(mad > 1e-6, mad, sd)
         out[idx] = (x[idx] - mu) / (sd + eps) if scale else x[idx] - mu
     return out
 
@@ -320,7 +324,15 @@ def run(meta, mean, std, cfg):
             tr = tr[~np.isin(spk[tr], list(one))]
         te = np.flatnonzero((corp == test) & (kind == ("window" if cfg.get("concat_test") else "clip")))
         norm = cfg.get("norm", "speaker")
-        xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        if cfg.get("test_prosody"):  # the unseen corpus's clips as another file has them (a codec's round trip)
+            coded = x_all.clone()
+            coded[te] = torch.load(f"runs/travel/prosody_{cfg['test_prosody']}.pt")[te]
+            xtr, xte = normed(coded, tr, te, norm, spk, corp)
+        else:
+            xtr, xte = normed(x_all, tr, te, norm, spk, corp)
+        if cfg.get("clipz"):  # standardised values beyond +-clipz clipped: outliers (a studio's odd clip) tamed
+            c = float(cfg["clipz"])
+            xtr, xte = xtr.clamp(-c, c), xte.clamp(-c, c)
         if cfg.get("dev"):  # how far the clip strays from its group's centre: log mean square per descriptor group
             xtr, xte = with_deviation(xtr, cfg["dev"]), with_deviation(xte, cfg["dev"])
         if cfg.get("concat_global"):  # the clip by the training pool's statistics too, as more inputs to one head
@@ -593,7 +605,8 @@ def neutral_reference(x):
     """Each clip (level-free) standardised by the statistics of the K read-speech voices (read_desc_all.pt,
     291 voices, all neutral) nearest it in the match features (CFG match: mfcc = MFCC 1-12 means, mfcc+pitch
     adds the median pitch), so that a lone clip is compared with neutral voices like its own."""
-    rd = torch.load(f"runs/travel/read_desc{'' if CFG.get('ref_file') == 'ship' else '_all'}.pt", weights_only=False)
+    ship = f"read_desc{CFG.get('read_file', '')}.pt"  # the shipped 820 clips (their descriptors' variant)
+    rd = torch.load(f"runs/travel/{ship if CFG.get('ref_file') == 'ship' else 'read_desc_all.pt'}", weights_only=False)
     bank, voices = level_free(rd["x"]), rd["meta"].speaker.values
     if CFG.get("ref_pooled"):  # the bank's clips pooled: one mean and sd over all of them (as the product would)
         voices = np.array(["all"] * len(voices))

@@ -153,6 +153,53 @@ def test_a_model_saved_before_level_free_clips_loads_with_absolute_levels(tmp_pa
     assert torch.equal(loaded.probs(x), model.probs(x))
 
 
+def test_a_model_is_given_the_descriptors_of_its_own_log_floor(tmp_path) -> None:
+    """A model saved before log_floor existed was trained on descriptors at 1e-10: it loads with that floor,
+    and the recogniser computes its descriptors with it (the shipped floor for the models trained now)."""
+    import json
+
+    from w2v2.data.audio import load_audio
+    from w2v2.emotion.descriptors import FLOOR, clip_descriptors
+    from w2v2.emotion.recognizer import EmotionRecognizer, TravelMember
+
+    x, y, spk = offset_speakers(3, seed=0)
+    x = torch.cat([x, torch.randn(len(x), 181, generator=torch.Generator().manual_seed(0))], 1)  # 189 descriptors
+    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=1))
+    assert model.cfg.log_floor == FLOOR == 1e-2
+    save_travel(model, tmp_path / "m", {})
+    info = json.loads((tmp_path / "m" / "travel.json").read_text())
+    del info["config"]["log_floor"]  # as an earlier release wrote it
+    (tmp_path / "m" / "travel.json").write_text(json.dumps(info))
+    old, _ = load_travel(tmp_path / "m")
+    assert old.cfg.log_floor == 1e-10
+    wave = load_audio("examples/speech.wav")
+    rec = EmotionRecognizer([TravelMember(tmp_path / "m")], "m", torch.device("cpu"))
+    said = rec.clip_probs([wave])[0][0]
+    assert torch.allclose(said, old.probs(clip_descriptors(wave, 1e-10)[None])[0], atol=1e-6)
+    assert not torch.allclose(said, old.probs(clip_descriptors(wave, FLOOR)[None])[0], atol=1e-4)
+
+
+def test_the_log_floor_keeps_a_low_bitrate_mp3_close_to_its_source() -> None:
+    """A low-bitrate MP3 zeroes whole bands in some frames; with the floor at 1e-10 those read as -100 dB swings
+    and the mel bands' spreads move most (a neutral clip had become "angry"). At FLOOR they move less."""
+    import io
+
+    import soundfile as sf
+
+    from w2v2.data.audio import load_audio
+    from w2v2.emotion.descriptors import FLOOR, clip_descriptors
+
+    wave = load_audio("examples/speech.wav")
+    buf = io.BytesIO()
+    sf.write(buf, wave.numpy(), 16000, format="MP3")  # libsndfile's default: about 25 kbps at 16 kHz
+    buf.seek(0)
+    mp3 = torch.from_numpy(sf.read(buf, dtype="float32")[0])[: wave.numel()]
+    mel_sds = slice(143, 183)
+    moved = {f: float((clip_descriptors(wave, f) - clip_descriptors(mp3, f))[mel_sds].abs().mean())
+             for f in (1e-10, FLOOR)}
+    assert moved[FLOOR] < 0.75 * moved[1e-10]
+
+
 def test_a_recording_counts_once_however_many_windows_it_is_cut_into() -> None:
     x, y, spk = offset_speakers(12, seed=0)
     model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=5, level_free_clips=False))

@@ -31,6 +31,10 @@ N_FFT, WIN = 512, 400
 MIN_CLIP = 1600  # samples (0.1 s): shorter clips are zero-extended
 MAX_SECONDS = 20.0  # a clip's descriptors come from its first 20 s (prediction windows are shorter)
 NUM_DESCRIPTORS = 189
+# added to the spectral powers before their logs, the clip at unit RMS: a floor about 16 dB under a speech
+# clip's median mel band, so that bands a lossy codec zeroes (a low-bitrate MP3 drops whole bands in some
+# frames) are not read as -100 dB swings. Models trained before it used 1e-10 (`TravelConfig.log_floor`)
+FLOOR = 1e-2
 
 _FREQS = torch.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
 _MEL = torchaudio.functional.melscale_fbanks(N_FFT // 2 + 1, 0.0, SAMPLE_RATE / 2, 40, SAMPLE_RATE)  # (f, 40)
@@ -117,34 +121,35 @@ def rhythm(voiced: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clip_descriptors(wave: torch.Tensor) -> torch.Tensor:
-    """(NUM_DESCRIPTORS,) float32 descriptors of a 16 kHz clip (s,) (its first MAX_SECONDS)."""
+def clip_descriptors(wave: torch.Tensor, floor: float = FLOOR) -> torch.Tensor:
+    """(NUM_DESCRIPTORS,) float32 descriptors of a 16 kHz clip (s,) (its first MAX_SECONDS); `floor`: the one
+    its model was trained with."""
     wave = wave.float()[: int(SAMPLE_RATE * MAX_SECONDS)]
     wave = wave - wave.mean() if wave.numel() else wave  # a recorder's DC offset is not the voice (+0.5 had made
     if wave.numel() < MIN_CLIP:  # every RAVDESS clip "disgust")
         wave = torch.nn.functional.pad(wave, (0, MIN_CLIP - wave.numel()))
     # computed on the clip at unit RMS, its level added back to the level descriptors: the floors below
-    # (1e-10) are then relative to the clip, and `level_free` descriptors are the same at any gain
+    # (`floor`) are then relative to the clip, and `level_free` descriptors are the same at any gain
     rms = float(wave.pow(2).mean().sqrt())
-    return with_level(_descriptors(wave / rms), 2 * math.log(rms)) if rms > 0 else _descriptors(wave)
+    return with_level(_descriptors(wave / rms, floor), 2 * math.log(rms)) if rms > 0 else _descriptors(wave, floor)
 
 
-def _descriptors(wave: torch.Tensor) -> torch.Tensor:
+def _descriptors(wave: torch.Tensor, floor: float) -> torch.Tensor:
     power = power_spectrogram(wave)
     f0, peak = autocorrelation_pitch(wave)
     t = min(len(f0), len(power))
     power, f0, peak = power[:t], f0[:t], peak[:t]
-    mel = (power @ _MEL + 1e-10).log()
+    mel = (power @ _MEL + floor).log()
     mfcc = mel @ _DCT
-    loudness = (power.sum(1) + 1e-10).log()
+    loudness = (power.sum(1) + floor).log()
     sounding = loudness > loudness.max() - math.log(10**3.5)
     voiced = (peak > 0.5) & sounding
     semitones = 12 * torch.log2(f0[voiced] / 100)
     low, high = _FREQS < 1000, (_FREQS >= 1000) & (_FREQS < 5000)
     centroid = (power * _FREQS).sum(1) / power.sum(1).clamp(min=1e-10) / 1000
-    alpha = (power[:, low].sum(1).clamp(min=1e-10) / power[:, high].sum(1).clamp(min=1e-10)).log()
-    hammarberg = (power[:, _FREQS < 2000].amax(1).clamp(min=1e-10)
-                  / power[:, (_FREQS >= 2000) & (_FREQS < 5000)].amax(1).clamp(min=1e-10)).log()
+    alpha = ((power[:, low].sum(1) + floor) / (power[:, high].sum(1) + floor)).log()
+    hammarberg = ((power[:, _FREQS < 2000].amax(1) + floor) / (power[:, (_FREQS >= 2000) & (_FREQS < 5000)].amax(1)
+                                                               + floor)).log()
     flux = torch.cat([torch.zeros(1), (mel[1:] - mel[:-1]).pow(2).mean(1)])
     s = sounding
     parts = [functionals(track[s]) for track in (loudness, centroid, alpha, hammarberg, flux, peak)]

@@ -178,7 +178,8 @@ class TravelMember:
         # standardised away)
         row_groups = [g for segs, g in zip(per_clip, groups, strict=True) for _ in segs]
         row_clips = [i for i, segs in enumerate(per_clip) for _ in segs]
-        probs = torch.stack([self.model.probs(torch.stack([clip_descriptors(speed_view(s, speed))
+        floor = self.model.cfg.log_floor
+        probs = torch.stack([self.model.probs(torch.stack([clip_descriptors(speed_view(s, speed), floor)
                                                            for segs in per_clip for s in segs]), row_groups,
                                               row_clips)
                              for speed in tta or (1.0,)]).mean(0)

@@ -54,7 +54,7 @@ from torch import nn
 from w2v2.checkpoint import check_finite, tensor_bytes, write_dir
 from w2v2.config import ranged
 from w2v2.data.labels import EMOTIONS
-from w2v2.emotion.descriptors import level_free
+from w2v2.emotion.descriptors import FLOOR, level_free
 
 CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
 
@@ -86,6 +86,9 @@ class TravelConfig:
     # the lone-clip heads standardise a clip by the neutral reference speech's statistics where it is given
     # ("neutral": how voices sound when they carry no emotion), else by the emotional training pool's ("pool")
     clip_reference: str = "neutral"
+    # the descriptors' log floor (w2v2.emotion.descriptors.FLOOR), recorded so that a model is always given
+    # the descriptors it was trained on (a model saved without it: 1e-10)
+    log_floor: float = ranged(FLOOR, 0, lo_open=True)
     seed: int = ranged(0, 0)
 
 
@@ -354,6 +357,8 @@ def load_travel(directory: str | Path) -> tuple[TravelModel, dict]:
     if list(info.get("labels", [])) != list(EMOTIONS):
         raise ValueError(f"{directory}: its classes are {info.get('labels')}, not {', '.join(EMOTIONS)}")
     # a model saved before level_free_clips existed standardised absolute levels
-    model = TravelModel(int(info["dim"]), TravelConfig(**{"level_free_clips": False, **info["config"]}))
+    # and with the descriptors' floor of before log_floor existed
+    model = TravelModel(int(info["dim"]), TravelConfig(**{"level_free_clips": False, "log_floor": 1e-10,
+                                                          **info["config"]}))
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     return model.eval(), info
