@@ -286,7 +286,7 @@ def test_predict_names_missing_files_before_any_work_and_says_how_it_standardise
         main(["predict", "--ckpt", str(folder), str(files[0]), str(tmp_path / "missing.wav")])
     capsys.readouterr()
     main(["predict", "--ckpt", str(folder), *map(str, files)])
-    assert "normalisation: the 12 files with speech as one recording set (answers 0.55 by the set" in \
+    assert "normalisation: the 12 files with speech as one recording set (each answer 0.55 from the set" in \
         capsys.readouterr().out
     main(["predict", "--ckpt", str(folder), *map(str, files[:9])])
     assert "normalisation: each of the files alone (9 with speech; a recording set needs 10)" in capsys.readouterr().out
@@ -311,8 +311,8 @@ def test_the_normalisation_line_says_what_the_travelling_model_did() -> None:
     assert say("set", ["set"] * 9 + [None]) == ("normalisation: each of the clips alone (9 with speech; a recording "
                                                 "set needs 10)")
     assert say("set", ["set"] * 12 + [None] * 3) == (
-        "normalisation: the 12 clips with speech as one recording set (answers 0.55 by the set, 0.45 by each "
-        "alone); --normalise clip takes each alone: a set should mix emotions")
+        "normalisation: the 12 clips with speech as one recording set (each answer 0.55 from the set, 0.45 from "
+        "the clip alone); --normalise clip takes each alone: a set should mix emotions")
     three = ["speaker:a"] * 5 + ["speaker:b"] * 5 + ["speaker:c"] * 2
     assert say("speaker", three).startswith("normalisation: per speaker: 3 speakers in a set of 12 clips with "
                                             "speech, each speaker's statistics shrunk toward the set's by a prior "
@@ -323,7 +323,8 @@ def test_the_normalisation_line_says_what_the_travelling_model_did() -> None:
         travel.cfg = replace(shipped, speaker_prior=0.0)
         assert say("speaker", ["speaker:a"] * 12 + ["speaker:b"] * 3) == (
             "normalisation: per speaker: 1 speaker in a set of 15 clips with speech, each by its own statistics; "
-            "1 with fewer than 10 clips, each of those alone (answers 0.60 by the set, 0.40 by each alone); "
+            "1 with fewer than 10 clips, each of those alone (each answer 0.60 from its speaker, 0.40 from the "
+            "clip alone); "
             "--normalise set or clip to change")
     finally:
         travel.cfg = shipped

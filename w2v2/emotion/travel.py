@@ -232,16 +232,18 @@ class GroupPlan:
                 return f"each of the {what} alone (none with speech)"
             return (f"each of the {what} alone ({self.recordings} with speech; a recording set needs "
                     f"{self.min_group})")
-        share = f"answers {self.set_weight:.2f} by the set, {1 - self.set_weight:.2f} by each alone"
+        def share(group: str) -> str:
+            return f"each answer {self.set_weight:.2f} from {group}, {1 - self.set_weight:.2f} from the clip alone"
+
         if self.groups == 1:
-            return f"the {self.recordings} {what} with speech as one recording set ({share})"
+            return f"the {self.recordings} {what} with speech as one recording set ({share('the set')})"
         prior = (f", each speaker's statistics shrunk toward the set's by a prior of {self.speaker_prior:g} clips"
                  if self.speaker_prior else ", each by its own statistics")
         stood = self.groups - self.groups_alone
         alone = (f"; {self.groups_alone} with fewer than {self.min_group} {what}, each of those alone"
                  if self.groups_alone else "")
         return (f"per speaker: {stood} speaker{'s' if stood != 1 else ''} in a set of {self.recordings} {what} "
-                f"with speech{prior}{alone} ({share})")
+                f"with speech{prior}{alone} ({share('its speaker')})")
 
 
 def class_masks(labels: Sequence[int], corpora: Sequence[str]) -> torch.Tensor:
