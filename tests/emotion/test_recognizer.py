@@ -352,3 +352,13 @@ def test_the_plan_is_what_probs_does() -> None:
     assert not model.plan(few).kept and torch.equal(model.probs(x, few), alone)
     windows = model.plan(["a"] * 20, recordings=[i // 4 for i in range(20)])  # 5 recordings of 4 windows
     assert windows.recordings == 5 and not windows.kept
+
+
+def test_predict_many_names_every_unreadable_recording_in_one_error(tmp_path) -> None:
+    from w2v2.data.audio import AudioError
+
+    (tmp_path / "text.wav").write_text("not audio " * 20)
+    rec = EmotionRecognizer.from_pretrained()
+    with pytest.raises(AudioError, match=r"2 of 3 recordings: could not be read, so none was predicted .*"
+                                         r"text.wav: cannot decode audio.*missing.wav: file not found"):
+        rec.predict_many(["examples/speech.wav", tmp_path / "text.wav", tmp_path / "missing.wav"])

@@ -49,6 +49,7 @@ import torch
 from w2v2.data.audio import (
     MIN_SAMPLE_RATE,
     SAMPLE_RATE,
+    AudioError,
     audio_info,
     load_audio,
     load_segment,
@@ -430,7 +431,17 @@ class EmotionRecognizer:
         if isinstance(audios, (str, Path)):
             raise TypeError(f"predict_many takes a list of recordings, not one: predict_many([{str(audios)!r}]) "
                             "or predict(...)")
-        return self.predict_waves([as_wave(a, sample_rate) for a in audios], normalise, speakers, progress=progress)
+        waves, bad = [], []
+        for a in audios:  # every unreadable file named in one error, rather than the first of them
+            try:
+                waves.append(as_wave(a, sample_rate))
+            except AudioError as e:
+                bad.append(str(e))
+        if bad:
+            raise AudioError(f"{len(bad)} of {len(audios)} recordings", "could not be read, so none was predicted (a "
+                             "recording set is standardised together): " + "; ".join(bad[:10])
+                             + (f"; and {len(bad) - 10} more" if len(bad) > 10 else ""))
+        return self.predict_waves(waves, normalise, speakers, progress=progress)
 
     def timeline(self, audio: Audio, sample_rate: int | None = None, window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float | None = None) -> pd.DataFrame:
