@@ -258,17 +258,23 @@ def count(flag: str, least: int) -> Callable[[str], int]:
     return parse
 
 
+def listed_or_stop(header: str, lines: list[str], skip_bad: bool) -> None:
+    """The bad files under `header` (the first 20), then stop unless --skip-bad."""
+    print(header, file=sys.stderr)
+    for line in lines[:20]:
+        print(f"  {line}", file=sys.stderr)
+    if len(lines) > 20:
+        print(f"  ... and {len(lines) - 20} more", file=sys.stderr)
+    if not skip_bad:
+        raise SystemExit("stopping: fix or remove them, or pass --skip-bad to continue without them")
+
+
 def checked(items: list, skip_bad: bool, what: str) -> list:
     """Missing/unreadable files listed up front; stop unless --skip-bad."""
     good, bad = check_files(items)
     if bad:
-        print(f"{len(bad)} of {len(items)} {what} files are missing or unreadable:", file=sys.stderr)
-        for item, problem in bad[:20]:
-            print(f"  {item.path}: {problem}", file=sys.stderr)
-        if len(bad) > 20:
-            print(f"  ... and {len(bad) - 20} more", file=sys.stderr)
-        if not skip_bad:
-            raise SystemExit("stopping: fix or remove them, or pass --skip-bad to continue without them")
+        listed_or_stop(f"{len(bad)} of {len(items)} {what} files are missing or unreadable:",
+                       [f"{item.path}: {problem}" for item, problem in bad], skip_bad)
         print(f"--skip-bad: continuing with {len(good)} files", file=sys.stderr)
     return good
 
@@ -283,14 +289,8 @@ def decoded(items: list, skip_bad: bool, what: str) -> tuple[list, list[int]]:
     waves = cached_waves(cache, len(items))
     bad = [i for i in range(len(items)) if cache[i] is None]
     if bad:
-        print(f"{len(bad)} of {len(items)} {what} files could not be decoded (see the warnings above):",
-              file=sys.stderr)
-        for i in bad[:20]:
-            print(f"  {items[i].path}", file=sys.stderr)
-        if len(bad) > 20:
-            print(f"  ... and {len(bad) - 20} more", file=sys.stderr)
-        if not skip_bad:
-            raise SystemExit("stopping: fix or remove them, or pass --skip-bad to continue without them")
+        listed_or_stop(f"{len(bad)} of {len(items)} {what} files could not be decoded (see the warnings above):",
+                       [str(items[i].path) for i in bad], skip_bad)
     return waves, bad
 
 
@@ -424,8 +424,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     items = checked(items, args.skip_bad, "evaluation")
     waves, bad = decoded(items, args.skip_bad, "evaluation")
     if bad:  # --skip-bad: scored without them, as the files whose headers could not be read
-        items = [it for i, it in enumerate(items) if i not in set(bad)]
-        waves = [w for i, w in enumerate(waves) if i not in set(bad)]
+        kept = [i for i in range(len(items)) if i not in set(bad)]
+        items, waves = [items[i] for i in kept], [waves[i] for i in kept]
         print(f"--skip-bad: continuing with {len(items)} files", file=sys.stderr)
     if not items:
         raise DatasetError(f"{args.data}: no clips to evaluate" + (" (none could be read)" if args.skip_bad else ""))

@@ -91,13 +91,13 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
                              "(drop --int8); exported as it is, it runs as fast as the original")
     else:
         refuse_exported(ckpt)  # before any folder is made (export_model's own check, for its other callers)
-    try:
+    try:  # before any work: the folder the export is written into, beside --out
         out.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.").cleanup()  # writable, before any work
+        scratch = tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.")
     except OSError as e:
         raise ValueError(f"--out {out}: cannot write in {out.parent} ({e.strerror})") from None
     tick = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+    with scratch as tmp:
         new = Path(tmp) / out.name
         written = export_model(ckpt, new, int8)
         diff = max_difference(EmotionRecognizer.from_pretrained(ckpt), EmotionRecognizer.from_pretrained(new))

@@ -42,6 +42,7 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,9 +176,7 @@ class TravelModel(nn.Module):
             raise ValueError(f"recordings: {len(recs)} entries for {n} rows")
         grouped = [i for i, g in enumerate(groups or []) if g is not None]
         names = [groups[i] for i in grouped] if groups is not None else []
-        per_recording: dict[Hashable, int] = {}
-        for r in recs:
-            per_recording[r] = per_recording.get(r, 0) + 1
+        per_recording = Counter(recs)
         weights = torch.tensor([1.0 / per_recording[recs[i]] for i in grouped])
         size = len({recs[i] for i in grouped})  # the set's recordings
         members = group_rows(names)
@@ -232,6 +231,7 @@ class GroupPlan:
                 return f"each of the {what} alone (none with speech)"
             return (f"each of the {what} alone ({self.recordings} with speech; a recording set needs "
                     f"{self.min_group})")
+
         def share(group: str) -> str:
             return f"each answer {self.set_weight:.2f} from {group}, {1 - self.set_weight:.2f} from the clip alone"
 
@@ -271,9 +271,7 @@ def balanced_weights(labels: Sequence[int], corpora: Sequence[str]) -> torch.Ten
 def voice_groups(voices: Sequence[str]) -> list[str]:
     """The read speech's standardisation groups: each voice with two clips or more is its own; the voices of
     one clip are standardised together (alone, a clip would standardise to zeros and teach nothing)."""
-    counts: dict[str, int] = {}
-    for v in voices:
-        counts[v] = counts.get(v, 0) + 1
+    counts = Counter(voices)
     return [v if counts[v] > 1 else "voices of one clip" for v in voices]
 
 
