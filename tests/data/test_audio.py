@@ -1,13 +1,14 @@
 """Decoding any audio to 16 kHz mono, and clear errors for bad files."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from w2v2.data.audio import AudioError, find_audio, load_audio, num_samples_16k
+from w2v2.data.audio import AudioError, find_audio, load_audio, num_samples_16k, wav_shortfall
 
 
 def tone(sr: int, seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -122,3 +123,25 @@ def test_samples_far_beyond_full_scale_are_scaled_down_with_a_warning(tmp_path) 
         wave = load_audio(tmp_path / "loud.wav")
     assert float(wave.abs().max()) == pytest.approx(1.0, rel=1e-3)
     assert torch.allclose(wave, torch.from_numpy(loud / np.abs(loud).max()), atol=1e-6)
+
+
+def test_a_wav_cut_short_is_decoded_as_far_as_it_goes_with_a_warning(tmp_path) -> None:
+    sf.write(tmp_path / "whole.wav", tone(16000, 2.0), 16000, subtype="PCM_16")
+    raw = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(raw[:len(raw) - 16000])  # 8,000 of its 32,000 samples gone
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        whole = load_audio(tmp_path / "whole.wav")
+    with pytest.warns(UserWarning, match=r"cut.wav: cut short: 25% of the audio its header declares is missing"
+                                         r".*using the 1.50 s that are there"):
+        cut = load_audio(tmp_path / "cut.wav")
+    assert cut.numel() == 24000
+    torch.testing.assert_close(cut, whole[:24000])
+    # a streaming writer's "length unknown" (0xFFFFFFFF) is not a cut
+    at = raw.index(b"data") + 4
+    (tmp_path / "stream.wav").write_bytes(raw[:at] + b"\xff\xff\xff\xff" + raw[at + 4:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wav_shortfall(tmp_path / "stream.wav") is None
+        assert wav_shortfall(tmp_path / "whole.wav") is None
+    assert wav_shortfall(tmp_path / "cut.wav") == pytest.approx(0.25)

@@ -176,6 +176,32 @@ def not_a_file(path: Path) -> str | None:
     return None
 
 
+def wav_shortfall(path: Path) -> float | None:
+    """The share of a WAV file's declared audio data that is missing from it (a copy cut short: libsndfile
+    decodes what is there without a word), else None. Streaming writers' "length unknown" (0 or 0xFFFFFFFF)
+    and files that are not RIFF/WAVE are not judged."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            size = os.fstat(f.fileno()).st_size
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                chunk = f.read(8)
+                declared = int.from_bytes(chunk[4:8], "little")
+                if chunk[:4] == b"data":
+                    have = size - pos - 8
+                    if declared in (0, 0xFFFFFFFF) or have >= declared:
+                        return None
+                    return (declared - have) / declared
+                pos += 8 + declared + (declared & 1)
+    except OSError:
+        return None
+    return None
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str = "error") -> torch.Tensor:
     """Decode `path` to a mono float32 tensor of shape (s,) at `sample_rate`.
 
@@ -194,6 +220,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, nonfinite: str 
         raise AudioError(path, f"cannot decode audio ({type(e).__name__}: {e}){convert_hint(path)}") from None
     if data.size == 0:
         raise AudioError(path, "no audio samples (empty file)")
+    if (missing := wav_shortfall(path)) is not None:
+        warnings.warn(f"{path}: cut short: {missing:.0%} of the audio its header declares is missing from the file "
+                      f"(an interrupted copy or download?); using the {len(data) / sr:.2f} s that are there",
+                      stacklevel=2)
     wave = tamed(torch.from_numpy(data), path)
     return resample(wave, sr, sample_rate).contiguous()
 
