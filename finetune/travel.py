@@ -25,11 +25,13 @@ from w2v2.checkpoint import atomic_write
 from w2v2.data.datasets import Item, check_files, load_dataset, speech_items
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.melnet import Mel, log_mel
 from w2v2.emotion.travel import TravelConfig, TravelModel, fit, save_travel
 from w2v2.emotion.windows import AudioCache
 from w2v2.training.progress import progress_bar
 
 DESCRIPTORS = "descriptors.pt"  # the run's cache: (path, size, mtime) -> descriptors
+MELS = "mels.pt"  # and -> log-mel spectrograms (a model with CNNs)
 
 
 @dataclass(frozen=True)
@@ -110,31 +112,47 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
     return Corpus(NEUTRAL_SPEECH, list(once.values())) if items else None
 
 
-def descriptors(corpora: list[Corpus], cache_file: Path, floor: float) -> tuple[list[Corpus], dict[str, torch.Tensor]]:
+def descriptors(corpora: list[Corpus], cache_file: Path, floor: float, mel_file: Path | None = None
+                ) -> tuple[list[Corpus], dict[str, torch.Tensor], dict[str, list[Mel]]]:
     """(the corpora without clips that could not be decoded (warned), per corpus (n, d) descriptors of their
-    clips at log floor `floor`), cached in `cache_file` by path, size, modification time and floor (a re-run
-    decodes nothing)."""
+    clips at log floor `floor`, per corpus their log-mel spectrograms where `mel_file` is given (else none)),
+    cached in `cache_file` and `mel_file` by path, size, modification time and floor (a re-run decodes
+    nothing). The spectrograms are kept in half precision (a corpus of 7,000 clips: 0.25 GB)."""
     cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
+    mel_cache: dict[str, Mel] = {}
+    if mel_file is not None and mel_file.is_file():
+        mel_cache = {k: Mel(*v) for k, v in torch.load(mel_file).items()}
     total = sum(len(c.items) for c in corpora)
-    kept, out = [], {}
+    kept, out, mels = [], {}, {}
     with progress_bar(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
         for corpus in corpora:
-            items, rows = [], []
+            items, rows, specs = [], [], []
             for it in corpus.items:
                 key = f"{clip_key(it.path)}|floor={floor:g}"
-                if key not in cache and (wave := AudioCache([it])[0]) is not None:  # None: warned, left out
+                mel_key = clip_key(it.path)
+                wanted = key not in cache or (mel_file is not None and mel_key not in mel_cache)
+                if wanted and (wave := AudioCache([it])[0]) is not None:  # None: warned, left out
                     cache[key] = clip_descriptors(wave, floor)
-                if key in cache:
+                    if mel_file is not None:
+                        mel = log_mel(wave)
+                        mel_cache[mel_key] = Mel(mel.spec.half(), mel.loud)
+                if key in cache and (mel_file is None or mel_key in mel_cache):
                     items.append(it)
                     rows.append(cache[key])
+                    if mel_file is not None:
+                        m = mel_cache[mel_key]
+                        specs.append(Mel(m.spec.float(), m.loud))
                 bar.update()
             kept.append(Corpus(corpus.name, items))
             out[corpus.name] = torch.stack(rows)
+            mels[corpus.name] = specs
     atomic_write(cache_file, lambda tmp: torch.save(cache, tmp))
-    return kept, out
+    if mel_file is not None:
+        atomic_write(mel_file, lambda tmp: torch.save({k: tuple(v) for k, v in mel_cache.items()}, tmp))
+    return kept, out, mels
 
 
-TRAVEL_OUTPUTS = ("model", "metrics.json", "loco.csv", "loco_summary.csv")  # descriptors.pt is a cache: kept
+TRAVEL_OUTPUTS = ("model", "metrics.json", "loco.csv", "loco_summary.csv")  # descriptors.pt, mels.pt: caches, kept
 
 
 def earlier_outputs(run: Path, overwrite: bool) -> list[Path]:
@@ -159,23 +177,29 @@ def groups_of(corpus: Corpus) -> list[str]:
 
 
 def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
-                neutral: Corpus | None = None) -> TravelModel:
+                neutral: Corpus | None = None, mels: dict[str, list[Mel]] | None = None, desc: str = "CNN"
+                ) -> TravelModel:
     x = torch.cat([feats[c.name] for c in corpora])
     labels = [int(it.label) for c in corpora for it in c.items]  # type: ignore[arg-type]  # training items
     names = [c.name for c in corpora for _ in c.items]
-    return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg,
-               feats[neutral.name] if neutral else None, [str(it.speaker) for it in neutral.items] if neutral else [])
+    clip_mels = [m for c in corpora for m in mels[c.name]] if mels and cfg.mel_nets else None
+    with progress_bar(total=cfg.mel_nets * cfg.mel_epochs, desc=desc, unit="epoch", leave=False,
+                      disable=not cfg.mel_nets) as bar:
+        return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg,
+                   feats[neutral.name] if neutral else None,
+                   [str(it.speaker) for it in neutral.items] if neutral else [], clip_mels, bar.update)
 
 
 NORMALISATIONS = ("set", "speaker", "clip")  # how an unseen corpus is scored (see `score`)
 
 
-def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str) -> dict:
+def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str, mels: list[Mel] | None = None
+          ) -> dict:
     """Metrics on a whole corpus taken as one recording set ("set"), per speaker ("speaker"), or clip by clip
     ("clip", as the web app sees one upload): argmax over the corpus's own classes."""
     groups = {"set": ["set"] * len(corpus.items), "speaker": [it.speaker or "set" for it in corpus.items],
               "clip": None}[normalise]
-    probs = model.probs(x, groups)
+    probs = model.probs(x, groups, mels=mels if model.reads_mels else None)
     classes = corpus.classes
     pred = [classes[i] for i in probs[:, classes].argmax(1).tolist()]
     m = classification_metrics([int(it.label) for it in corpus.items], pred)  # type: ignore[arg-type]
@@ -185,18 +209,28 @@ def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str) -
 
 
 def leave_one_out(corpora: list[Corpus], unseen: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
-                  seeds: int, neutral: Corpus | None = None) -> pd.DataFrame:
+                  seeds: int, neutral: Corpus | None = None, mels: dict[str, list[Mel]] | None = None,
+                  shared: dict[int, TravelModel] | None = None) -> pd.DataFrame:
     """One row per (unseen corpus, seed, normalisation): UAR and per-class recall on a corpus that no model
     trained on: a training corpus held out (the model trains on the others), or a test-only corpus. The
-    neutral reference speech, if any, trains every model (it holds no emotion to score)."""
+    neutral reference speech, if any, trains every model (it holds no emotion to score). The models fitted
+    on every training corpus (the test-only corpora's) are left in `shared` by seed."""
+    shared = {} if shared is None else shared
     rows = []
     for test in unseen:
         name = test.name
         train = [c for c in corpora if c.name != name]
         for seed in range(seeds):
-            model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads), neutral)
+            whole = len(train) == len(corpora)  # a test-only corpus: every training corpus, fitted once a seed
+            if whole and seed in shared:
+                model = shared[seed]
+            else:
+                model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads), neutral, mels,
+                                    f"CNN without {name}, seed {seed}" if not whole else f"CNN, seed {seed}")
+                if whole:
+                    shared[seed] = model
             for normalise in NORMALISATIONS:
-                m = score(model, test, feats[name], normalise)
+                m = score(model, test, feats[name], normalise, mels[name] if mels else None)
                 rows.append({"test_corpus": name, "seed": seed, "normalise": normalise,
                              "trained_on": "+".join(c.name for c in train), "uar": m["uar"], "n": m["n"],
                              **{f"recall_{k}": v for k, v in m["per_class_recall"].items()}})
@@ -246,7 +280,10 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
               f"{cfg.neutral_weight:g} of one corpus (travel.neutral_weight)"
               + ("; its statistics standardise a lone clip (travel.clip_reference)"
                  if cfg.clip_reference == "neutral" else ""))
-    print("plan: descriptors of every clip; each corpus weighs the same, and each class within it; classes a "
+    print("plan: descriptors of every clip" + (f", and its log-mel spectrogram for {cfg.mel_nets} CNN(s) of "
+                                                 f"{cfg.mel_epochs} epochs a fit (travel.mel_nets=0: descriptors alone)"
+                                                 if cfg.mel_nets else "")
+          + "; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
           + (f"; scored unseen: {', '.join(scored)} ({seeds} seed{'s' if seeds != 1 else ''})" if scored else ""))
     if dry_run:
@@ -254,21 +291,28 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
     remove_outputs(run, old)  # only now, with every corpus read and checked, is the earlier run removed
     run.mkdir(parents=True, exist_ok=True)
-    every, feats = descriptors(corpora + test_only + ([neutral] if neutral else []), run / DESCRIPTORS, cfg.log_floor)
+    every, feats, mels = descriptors(corpora + test_only, run / DESCRIPTORS, cfg.log_floor,
+                                     run / MELS if cfg.mel_nets else None)
+    if neutral:  # the neutral reference speech: descriptors alone (the CNNs do not learn it)
+        kept_neutral, neutral_feats, _ = descriptors([neutral], run / DESCRIPTORS, cfg.log_floor)
+        every += kept_neutral
+        feats.update(neutral_feats)
     corpora, test_only = every[:len(corpora)], every[len(corpora):len(corpora) + len(test_only)]  # decoded clips
     neutral = every[-1] if neutral else None
     unseen = [c for c in corpora if c.name in held_out] + test_only
+    shared: dict[int, TravelModel] = {}
     result: dict = {"corpora": {c.name: len(c.items) for c in corpora}, "config": cfg.__dict__}
     if neutral:
         result["neutral_speech"] = {"clips": len(neutral.items), "sources": neutral_specs}
     if unseen:
-        df = leave_one_out(corpora, unseen, feats, cfg, seeds, neutral)
+        df = leave_one_out(corpora, unseen, feats, cfg, seeds, neutral, mels, shared)
         atomic_write(run / "loco.csv", lambda tmp: df.to_csv(tmp, index=False))
         table = summary(df)
         atomic_write(run / "loco_summary.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
         result["loco"] = table.to_dict(orient="records")
         print_table(table)
-    model = fit_corpora(corpora, feats, cfg, neutral)
+    # the first seed's fit on every corpus is the model (the same settings and seed): not fitted twice
+    model = shared[0] if 0 in shared else fit_corpora(corpora, feats, cfg, neutral, mels, "CNN on every corpus")
     save_travel(model, run / "model", {"trained_on": result["corpora"],
                                        **({"neutral_speech": result["neutral_speech"]} if neutral else {})})
     result["seconds"] = time.perf_counter() - start

@@ -33,7 +33,8 @@ def travel_model(synthetic_corpus, tmp_path_factory) -> tuple[Path, Path]:
     corpus = synthetic_corpus(96, 8, 0)
     train = pd.read_csv(corpus / "train.csv")
     x = torch.stack([clip_descriptors(load_audio(corpus / p)) for p in train.path])
-    model = fit(x, train.label.tolist(), ["synth"] * len(train), train.speaker.tolist(), TravelConfig(epochs=20))
+    model = fit(x, train.label.tolist(), ["synth"] * len(train), train.speaker.tolist(),
+                TravelConfig(mel_nets=0, epochs=20))
     folder = tmp_path_factory.mktemp("travel") / "model"
     save_travel(model, folder, {"trained_on": {"synth": len(train)}})
     return folder, corpus

@@ -21,6 +21,11 @@ from w2v2.emotion.travel import (
 )
 
 
+def descriptors_only(**settings) -> TravelConfig:
+    """Descriptors alone: these tests have no audio for the log-mel CNNs."""
+    return TravelConfig(mel_nets=0, **settings)
+
+
 def test_standardise_uses_each_groups_own_statistics() -> None:
     x = torch.tensor([[1.0], [3.0], [10.0], [30.0]])
     z = standardise(x, ["a", "a", "b", "b"])
@@ -65,7 +70,8 @@ def offset_speakers(n_speakers: int, seed: int) -> tuple[torch.Tensor, list[int]
 
 def test_standardising_by_the_recording_set_recovers_emotions_of_unseen_speakers(tmp_path) -> None:
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False))
+    cfg = descriptors_only(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False)
+    model = fit(x, y, ["train"] * len(y), spk, cfg)
     xt, yt, st = offset_speakers(1, seed=1)  # a new speaker, far from every training voice
     by_set = model.probs(xt, ["set"] * len(yt)).argmax(1)
     alone = model.probs(xt).argmax(1)  # the clip heads, on the training pool's statistics
@@ -96,7 +102,8 @@ def test_a_speaker_who_keeps_to_one_emotion_keeps_it_with_the_prior() -> None:
     """Per-speaker statistics remove the emotion of a speaker heard in one mood (talk-show guests); shrunk
     toward the set's they keep it, and offset voices heard in every mood are still standardised away."""
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False))
+    cfg = descriptors_only(epochs=60, lr=1e-2, dropout=0.0, level_free_clips=False)
+    model = fit(x, y, ["train"] * len(y), spk, cfg)
     g = torch.Generator().manual_seed(5)
     directions = torch.eye(6, 8) * 1.5
     xt = torch.stack([directions[s] + torch.randn(8, generator=g) * 0.5 for s in range(6) for _ in range(12)])
@@ -143,7 +150,7 @@ def test_a_model_saved_before_level_free_clips_loads_with_absolute_levels(tmp_pa
     import json
 
     x, y, spk = offset_speakers(3, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=1, level_free_clips=False))
+    model = fit(x, y, ["train"] * len(y), spk, descriptors_only(epochs=1, level_free_clips=False))
     save_travel(model, tmp_path / "m", {})
     info = json.loads((tmp_path / "m" / "travel.json").read_text())
     del info["config"]["level_free_clips"]  # as an earlier release wrote it
@@ -164,7 +171,7 @@ def test_a_model_is_given_the_descriptors_of_its_own_log_floor(tmp_path) -> None
 
     x, y, spk = offset_speakers(3, seed=0)
     x = torch.cat([x, torch.randn(len(x), 181, generator=torch.Generator().manual_seed(0))], 1)  # 189 descriptors
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=1))
+    model = fit(x, y, ["train"] * len(y), spk, descriptors_only(epochs=1))
     assert model.cfg.log_floor == FLOOR == 1e-2
     save_travel(model, tmp_path / "m", {})
     info = json.loads((tmp_path / "m" / "travel.json").read_text())
@@ -202,7 +209,7 @@ def test_the_log_floor_keeps_a_low_bitrate_mp3_close_to_its_source() -> None:
 
 def test_a_recording_counts_once_however_many_windows_it_is_cut_into() -> None:
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=5, level_free_clips=False))
+    model = fit(x, y, ["train"] * len(y), spk, descriptors_only(epochs=5, level_free_clips=False))
     xt, _, _ = offset_speakers(1, seed=1)
     xt = xt[:12]  # twelve recordings of one window each
     once = model.probs(xt, ["set"] * 12)
@@ -226,7 +233,7 @@ def test_a_recording_counts_once_however_many_windows_it_is_cut_into() -> None:
 def test_a_small_set_is_hedged_with_the_clip_heads_by_its_size() -> None:
     """A set of N recordings: N / (N + set_prior) from the set heads, the rest from the lone-clip heads."""
     x, y, spk = offset_speakers(12, seed=0)
-    model = fit(x, y, ["train"] * len(y), spk, TravelConfig(epochs=5, level_free_clips=False))
+    model = fit(x, y, ["train"] * len(y), spk, descriptors_only(epochs=5, level_free_clips=False))
     xt, _, _ = offset_speakers(1, seed=1)
     alone = model.probs(xt)
     plain = replace(model.cfg, set_prior=0.0)
@@ -260,7 +267,7 @@ def acted_without_neutral_and_read_speech(seed: int) -> tuple:
 
 def test_read_speech_teaches_the_set_heads_neutral_and_is_the_lone_clips_reference() -> None:
     x, y, spk, read, readers = acted_without_neutral_and_read_speech(0)
-    cfg = TravelConfig(epochs=40, lr=1e-2, dropout=0.0, level_free_clips=False)
+    cfg = descriptors_only(epochs=40, lr=1e-2, dropout=0.0, level_free_clips=False)
     plain = fit(x, y, ["acted"] * len(y), spk, cfg)
     with_read = fit(x, y, ["acted"] * len(y), spk, cfg, read, readers)
     unused = fit(x, y, ["acted"] * len(y), spk, replace(cfg, neutral_weight=0.0), read, readers)

@@ -15,6 +15,8 @@ from w2v2.emotion.travel import load_travel
 
 pytestmark = pytest.mark.slow
 
+QUICK = ("travel.epochs=2", "travel.mel_nets=0")  # descriptors alone: where the CNNs are not the point
+
 
 def three_class_corpus(source: Path, out: Path) -> Path:
     """source's training clips of angry, sad and happy only, as a CSV corpus (path,label,speaker)."""
@@ -39,7 +41,7 @@ def test_several_corpora_train_one_model_and_each_unseen_corpus_is_scored(synthe
     three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
     run = tmp_path / "run"
     main(["train", "--data", f"full={full}", "--data", str(three), "--test-corpus", "all", "--run", str(run),
-          "--members", "2", "travel.epochs=5"])
+          "--members", "2", "travel.epochs=5", "travel.mel_epochs=2"])
     loco = pd.read_csv(run / "loco.csv")
     assert sorted(set(loco.test_corpus)) == ["full", "three"] and len(loco) == 2 * 2 * 3  # corpora, seeds, norms
     scored = loco[loco.test_corpus == "three"]
@@ -88,9 +90,9 @@ def test_a_broken_clip_is_named_before_any_work_and_skip_bad_leaves_it_out(synth
     pd.concat([df, pd.DataFrame([{"path": str(broken), "label": 0, "speaker": "x"}])]).to_csv(
         three / "labels.csv", index=False)
     with pytest.raises(SystemExit, match=r"three: 1 of 37 clips are missing or unreadable \(.*broken.wav: .*skip-bad"):
-        main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), "travel.epochs=2"])
+        main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), *QUICK])
     assert not (tmp_path / "r").exists()  # nothing was started
-    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), "travel.epochs=2",
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "r"), *QUICK,
           "--skip-bad"])
     assert load_travel(tmp_path / "r" / "model")[1]["trained_on"] == {full.name: 72, "three": 36}
 
@@ -110,15 +112,15 @@ def test_an_earlier_run_is_kept_until_the_new_data_are_checked_and_then_wholly_r
     three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
     run = tmp_path / "r"
     main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--run", str(run),
-          "--members", "1", "travel.epochs=2"])
+          "--members", "1", *QUICK])
     summary = (run / "loco_summary.csv").read_text()
     with pytest.raises(SystemExit, match=r"already holds a run \(.*loco.csv.*\); pass --overwrite"):
-        main(["train", "--data", str(full), "--data", str(three), "--run", str(run), "travel.epochs=2"])
+        main(["train", "--data", str(full), "--data", str(three), "--run", str(run), *QUICK])
     with pytest.raises(SystemExit, match="no such file or folder"):  # a mistake in --data: the run stays
         main(["train", "--data", str(full), "--data", str(tmp_path / "typo"), "--run", str(run), "--overwrite"])
     assert (run / "loco_summary.csv").read_text() == summary and (run / "model").is_dir()
     # replaced without --test-corpus: no leave-one-corpus-out scores are left beside a model they do not describe
-    main(["train", "--data", str(full), "--data", str(three), "--run", str(run), "--overwrite", "travel.epochs=2"])
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(run), "--overwrite", *QUICK])
     assert not (run / "loco.csv").exists() and not (run / "loco_summary.csv").exists()
     assert (run / "model").is_dir() and "--overwrite: removed the earlier run's" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="a travelling model's run"):
@@ -138,7 +140,8 @@ def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_score
     read = synthetic_corpus(48, 4, 2) / "test"  # a flat folder of 12 clips: one unknown speaker
     run = tmp_path / "r"
     main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--neutral-data", str(read),
-          "--run", str(run), "--members", "1", "travel.epochs=3", "travel.neutral_weight=0.5"])
+          "--run", str(run), "--members", "1", "travel.epochs=3", "travel.neutral_weight=0.5",
+          "travel.mel_epochs=1"])
     out = capsys.readouterr().out
     assert "neutral reference speech: 12 clip(s) of 1 voice(s)" in out and "weighing 0.5 of one corpus" in out
     metrics = json.loads((run / "metrics.json").read_text())
@@ -147,7 +150,8 @@ def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_score
     _, info = load_travel(run / "model")
     assert info["neutral_speech"]["clips"] == 12 and info["config"]["neutral_weight"] == 0.5
     # the same run without it: the set heads differ, and the lone clips' reference (the pool's statistics)
-    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "plain"), "travel.epochs=3"])
+    main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "plain"), "travel.epochs=3",
+          "travel.mel_nets=0"])
     a, b = load_travel(run / "model")[0], load_travel(tmp_path / "plain" / "model")[0]
     assert not torch.equal(a.set_heads[0].weight, b.set_heads[0].weight)
     assert not torch.equal(a.pool_mean, b.pool_mean) and info["config"]["clip_reference"] == "neutral"

@@ -60,6 +60,7 @@ from w2v2.data.audio import (
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
 from w2v2.emotion.exported import is_onnx
+from w2v2.emotion.melnet import log_mel
 from w2v2.emotion.members import (
     SHIPPED_CLASSIFIER,
     blamed,
@@ -180,10 +181,14 @@ class TravelMember:
         row_groups = [g for segs, g in zip(per_clip, groups, strict=True) for _ in segs]
         row_clips = [i for i, segs in enumerate(per_clip) for _ in segs]
         floor = self.model.cfg.log_floor
-        probs = torch.stack([self.model.probs(torch.stack([clip_descriptors(speed_view(s, speed), floor)
-                                                           for segs in per_clip for s in segs]), row_groups,
-                                              row_clips)
-                             for speed in tta or (1.0,)]).mean(0)
+
+        def rows(speed: float) -> torch.Tensor:
+            views = [speed_view(s, speed) for segs in per_clip for s in segs]
+            mels = [log_mel(v) for v in views] if self.model.reads_mels else None
+            return self.model.probs(torch.stack([clip_descriptors(v, floor) for v in views]), row_groups, row_clips,
+                                    mels)
+
+        probs = torch.stack([rows(speed) for speed in tta or (1.0,)]).mean(0)
         return list(probs.split([len(segs) for segs in per_clip]))
 
 

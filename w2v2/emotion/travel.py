@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from w2v2.checkpoint import check_finite, tensor_bytes, write_dir
 from w2v2.config import ranged
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import FLOOR, level_free
+from w2v2.emotion.melnet import Mel, MelNet, group_scales, melnet_probs, moments, train_melnet
 
 CONFIG_FILE, WEIGHTS_FILE = "travel.json", "travel.safetensors"
 
@@ -90,6 +91,11 @@ class TravelConfig:
     # the descriptors' log floor (w2v2.emotion.descriptors.FLOOR), recorded so that a model is always given
     # the descriptors it was trained on (a model saved without it: 1e-10)
     log_floor: float = ranged(FLOOR, 0, lo_open=True)
+    # small CNNs on log-mel spectrograms standardised as the descriptors are (`w2v2.emotion.melnet`), a second
+    # view beside the set heads (0: descriptors alone; a model saved without them has none)
+    mel_nets: int = ranged(1, 0)
+    mel_weight: float = ranged(0.3, 0, 1)  # the CNNs' share of a grouped row's set answer
+    mel_epochs: int = ranged(20, 1)
     seed: int = ranged(0, 0)
 
 
@@ -153,6 +159,7 @@ class TravelModel(nn.Module):
         self.register_buffer("pool_std", torch.ones(dim))
         self.set_heads = nn.ModuleList(nn.Linear(dim, len(EMOTIONS)) for _ in range(cfg.heads))
         self.clip_heads = nn.ModuleList(nn.Linear(dim, len(EMOTIONS)) for _ in range(cfg.heads))
+        self.mel_nets = nn.ModuleList(MelNet(classes=len(EMOTIONS)) for _ in range(cfg.mel_nets))
 
     def clip_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the lone-clip heads standardise: the descriptors, relative to the clip's level if configured."""
@@ -190,13 +197,25 @@ class TravelModel(nn.Module):
                          size / (size + self.cfg.set_prior) if kept else 0.0, self.cfg.min_group,
                          self.cfg.speaker_prior)
 
+    @property
+    def reads_mels(self) -> bool:
+        """Whether `probs` needs each row's log-mel spectrogram (`w2v2.emotion.melnet.log_mel`) beside its
+        descriptors."""
+        return len(self.mel_nets) > 0
+
     @torch.no_grad()
     def probs(self, x: torch.Tensor, groups: Sequence[Hashable | None] | None = None,
-              recordings: Sequence[Hashable] | None = None) -> torch.Tensor:
+              recordings: Sequence[Hashable] | None = None, mels: Sequence[Mel] | None = None) -> torch.Tensor:
         """(n, 6) probabilities of raw descriptors x (n, d) of rows in these groups and recordings (`plan`): the
         lone-clip heads' for rows taken alone; for the rest, their group's statistics shrunk toward the set's
-        (`speaker_prior`), the set heads weighing `GroupPlan.set_weight` against the lone-clip heads."""
+        (`speaker_prior`), the set answer weighing `GroupPlan.set_weight` against the lone-clip heads. The set
+        answer is the set heads', and where the model has CNNs (`reads_mels`: then `mels` (n,), each row's
+        log-mel spectrogram, is required) `mel_weight` of it is theirs, on the spectrograms standardised by the
+        same groups."""
         self.eval()
+        if self.reads_mels and (mels is None or len(mels) != len(x)):
+            raise ValueError("this travelling model also reads log-mel spectrograms: pass mels, one per row "
+                             "(w2v2.emotion.melnet.log_mel)")
         x = x.float()
         out = self.mean_softmax(self.clip_heads, (self.clip_input(x) - self.pool_mean) / self.pool_std)
         plan = self.plan(groups, recordings, len(x))
@@ -204,8 +223,15 @@ class TravelModel(nn.Module):
             z = shrunk_standardise(x[plan.grouped], plan.names, self.cfg.speaker_prior, plan.weights)  # the set
             keep = torch.cat(plan.kept)
             rows = torch.tensor(plan.grouped)[keep]
+            answer = self.mean_softmax(self.set_heads, z[keep])
+            if self.reads_mels and mels is not None:
+                grouped = [mels[i] for i in plan.grouped]
+                m1, m2 = moments(grouped)
+                mean, sd = group_scales(m1, m2, plan.names, self.cfg.speaker_prior, plan.weights)
+                nets = melnet_probs(self.mel_nets, [grouped[i] for i in keep.tolist()], mean[keep], sd[keep])
+                answer = (1 - self.cfg.mel_weight) * answer + self.cfg.mel_weight * nets
             w = plan.set_weight
-            out[rows] = w * self.mean_softmax(self.set_heads, z[keep]) + (1 - w) * out[rows]
+            out[rows] = w * answer + (1 - w) * out[rows]
         return out
 
 
@@ -277,15 +303,20 @@ def voice_groups(voices: Sequence[str]) -> list[str]:
 
 def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers: Sequence[str],
         cfg: TravelConfig = TravelConfig(), neutral: torch.Tensor | None = None,
-        neutral_speakers: Sequence[str] = ()) -> TravelModel:
+        neutral_speakers: Sequence[str] = (), mels: Sequence[Mel] | None = None,
+        progress: Callable[[], None] | None = None) -> TravelModel:
     """Train on raw descriptors x (n, d) of clips with their labels, corpus names and speaker ids (speaker
     ids must be unique across corpora: prefix them with the corpus). `neutral` (m, d): descriptors of neutral
     reference speech (read speech), with `neutral_speakers` (m,) its groups: the set heads also learn them as
     "neutral" against all six classes, together weighing `cfg.neutral_weight` of one corpus. The lone-clip heads
     do not learn them (they answered "neutral" often enough); with `cfg.clip_reference` "neutral" their
-    statistics are the reference a lone clip is standardised by (docs/travel.md)."""
+    statistics are the reference a lone clip is standardised by (docs/travel.md). With `cfg.mel_nets`, `mels`
+    (n,) are the clips' log-mel spectrograms, on which the CNNs train (per speaker, without the neutral
+    reference speech); `progress` is called after each of their epochs."""
     if len({len(x), len(labels), len(corpora), len(speakers)}) != 1:
         raise ValueError("x, labels, corpora and speakers must have one entry per clip")
+    if cfg.mel_nets and (mels is None or len(mels) != len(x)):
+        raise ValueError(f"mel_nets={cfg.mel_nets}: pass mels, one log-mel spectrogram per clip")
     if cfg.clip_reference not in ("neutral", "pool"):
         raise ValueError(f"clip_reference={cfg.clip_reference!r}: 'neutral' or 'pool'")
     x = x.float()
@@ -303,12 +334,20 @@ def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers
             raise ValueError("neutral and neutral_speakers must have one entry per clip")
         m = len(neutral)
         share = cfg.neutral_weight * float(weights.sum()) / len(set(corpora))  # of one corpus's total
-        set_z = torch.cat([set_z, standardise(neutral.float(), voice_groups(neutral_speakers))])
+        voices = voice_groups(neutral_speakers)
+        set_z = torch.cat([set_z, standardise(neutral.float(), voices)])
         set_y = torch.cat([y, torch.full((m,), EMOTIONS.index("neutral"))])
         set_masks = torch.cat([masks, torch.ones(m, len(EMOTIONS), dtype=torch.bool)])
         set_w = torch.cat([weights, torch.full((m,), share / m)])
     for k, head in enumerate(model.set_heads):
         train_head(head, set_z, set_y, set_masks, set_w, cfg, seed=cfg.seed + k)
+    if cfg.mel_nets and mels is not None:  # each clip's spectrogram standardised by its speaker's bands; not the
+        # neutral reference speech: learnt by the CNNs too, it made them answer "neutral" far too often (docs/travel.md)
+        m1, m2 = moments(mels)
+        mean, sd = group_scales(m1, m2, speakers)
+        for k in range(cfg.mel_nets):
+            model.mel_nets[k] = train_melnet([m.spec for m in mels], mean, sd, y, masks, weights, cfg.mel_epochs,
+                                             seed=cfg.seed + k, progress=progress)
     for k, head in enumerate(model.clip_heads):
         train_head(head, clip_z, y, masks, weights, cfg, seed=cfg.seed + k)
     check_finite(model, "the travelling model")
@@ -359,6 +398,6 @@ def load_travel(directory: str | Path) -> tuple[TravelModel, dict]:
     # a model saved before level_free_clips existed standardised absolute levels
     # and with the descriptors' floor of before log_floor existed
     model = TravelModel(int(info["dim"]), TravelConfig(**{"level_free_clips": False, "log_floor": 1e-10,
-                                                          **info["config"]}))
+                                                          "mel_nets": 0, **info["config"]}))
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     return model.eval(), info
