@@ -180,3 +180,9 @@ run "descriptors, read speech as neutral at 0.2, training speakers of one clip l
 run "descriptors, read speech as neutral at 0.2, median and MAD per speaker / per set instead of mean and sd" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 robust=1"
 run "descriptors, read speech as neutral at 0.2, standardised values clipped at +-3, per speaker / per set" "meta $S w2v=0 prosody=trim norm=spk_train_corpus_test read=all read_w=0.2 clipz=3"
 run "descriptors, read speech as neutral at 0.2, standardised values clipped at +-3, per speaker / per speaker shrunk, prior 10" "meta $S w2v=0 prosody=trim norm=spk_train_shrunk_test k=10 read=all read_w=0.2 clipz=3"
+# a second view: a CNN on log-mel spectrograms standardised per speaker / per set (logmel.py; its probabilities
+# runs/travel/logmel_probs_epochs20_s{0,1,2}.pt), alone and averaged with the descriptors (at the 1e-2 floor)
+L="meta $S w2v=0 prosody=f1e-2_clean read_file=_f1e-2 norm=spk_train_corpus_test read=all read_w=0.2 ext=logmel_probs_epochs20"
+run "descriptors at the log floor 1e-2 (shipped before this row), per speaker / per set" "$L ext_w=0"
+run "a CNN on log-mel spectrograms alone (logmel.py), per speaker / per set" "$L ext_w=1"
+run "descriptors and the log-mel CNN, probabilities 0.7 / 0.3 (shipped), per speaker / per set" "$L ext_w=0.3"

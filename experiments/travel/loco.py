@@ -423,6 +423,9 @@ def run(meta, mean, std, cfg):
                 net2 = train(wtr, y, mask, w, 0, seed, cfg.get("epochs", 30), cfg.get("wd", 1e-2), 1e-3, 0.2)
                 with torch.no_grad():
                     p = (1 - cfg["ens"]) * p + cfg["ens"] * torch.softmax(net2(wte), -1)
+            if cfg.get("ext"):  # another model's probabilities for the same clips (logmel.py), averaged in
+                q = torch.load(f"runs/travel/{cfg['ext']}_s{seed}.pt")[test]
+                p = (1 - cfg["ext_w"]) * p + cfg["ext_w"] * q
             if cfg.get("prior") == "em":
                 p = prior_em(p)
             restricted = p[:, classes].argmax(1).numpy()
