@@ -18,6 +18,7 @@ def test_the_default_model_is_the_one_that_travels_and_names_its_data() -> None:
     folder = checkpoint_spec(SHIPPED_CLASSIFIER)
     assert folder.name == "emotion"
     model, info = load_travel(folder)
+    assert model.reads_mels and info["config"]["mel_weight"] == 0.3  # the log-mel CNN beside the descriptors
     assert set(info["trained_on"]) == {"ravdess", "ased", "indian-emospeech"}
     assert not EVALUATION_ONLY & set(info["trained_on"])
     assert sum(f.stat().st_size for f in folder.iterdir()) < 25 * 2**20

@@ -18,6 +18,7 @@ from w2v2 import EmotionRecognizer
 from w2v2.data.audio import load_audio
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
+from w2v2.emotion.melnet import BANDS, Mel
 from w2v2.emotion.speech import NO_SPEECH
 from w2v2.emotion.travel import TravelConfig, fit, save_travel
 
@@ -341,16 +342,17 @@ def test_the_plan_is_what_probs_does() -> None:
     torch.manual_seed(0)
     model = EmotionRecognizer.from_pretrained().members[0].model  # type: ignore[attr-defined]
     x = torch.randn(40, model.pool_mean.numel()) * model.pool_std + model.pool_mean
+    mels = [Mel(torch.randn(BANDS, 50), torch.ones(50, dtype=torch.bool)) for _ in range(40)]  # for its CNN
     groups = ["a"] * 20 + ["b"] * 15 + [None] * 5
     plan = model.plan(groups)
     assert plan.recordings == 35 and plan.groups == 2 and plan.groups_alone == 0
     assert plan.set_weight == pytest.approx(35 / 45)
     alone = model.mean_softmax(model.clip_heads, (model.clip_input(x) - model.pool_mean) / model.pool_std)
-    probs = model.probs(x, groups)
+    probs = model.probs(x, groups, mels=mels)
     torch.testing.assert_close(probs[35:], alone[35:])
     assert (probs[:35] - alone[:35]).abs().amax(-1).min() > 1e-4
     few = ["a"] * 6 + [None] * 34  # six recordings: no set, every row alone
-    assert not model.plan(few).kept and torch.equal(model.probs(x, few), alone)
+    assert not model.plan(few).kept and torch.equal(model.probs(x, few, mels=mels), alone)
     windows = model.plan(["a"] * 20, recordings=[i // 4 for i in range(20)])  # 5 recordings of 4 windows
     assert windows.recordings == 5 and not windows.kept
 
