@@ -87,8 +87,8 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
         raise ValueError(f"--out {out} is not empty: name a new folder (or add --overwrite)")
     if not networks(ckpt):
         if int8:
-            raise ValueError(f"{ckpt} is a travelling model (or its members are): it has no network to quantise "
-                             "(drop --int8); exported as it is, it runs as fast as the original")
+            raise ValueError(f"{ckpt} is a travelling model (or its members are): it has no wav2vec 2.0 network to "
+                             "quantise (drop --int8); exported as it is, it runs as fast as the original")
     else:
         refuse_exported(ckpt)  # before any folder is made (export_model's own check, for its other callers)
     try:  # before any work: the folder the export is written into, beside --out
@@ -108,7 +108,8 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     signals = f"{len(CHECK_SECONDS)} test signals ({', '.join(f'{s:g}' for s in CHECK_SECONDS)} s)"
     if logits is None:
-        print(f"{ckpt} is a travelling model (descriptors and linear heads, no network; or a run of such members): "
+        print(f"{ckpt} is a travelling model (descriptors, linear heads and at most a small log-mel CNN, no wav2vec "
+              "2.0 network; or a run of such members): "
               f"copied as it is to {out} "
               f"({size:.1f} MB); check: max |Δp| {diff:.2g} on {signals}; use it as --ckpt {out}")
         return diff

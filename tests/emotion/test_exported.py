@@ -174,7 +174,7 @@ def test_a_run_of_descriptors_members_alone_is_exported_as_it_is(tmp_path: Path,
     wave = load_audio(clips(tmp_path)[0]).numpy()
     a = EmotionRecognizer.from_pretrained(run).predict(wave, SAMPLE_RATE)
     assert a.probs == EmotionRecognizer.from_pretrained(tmp_path / "out").predict(wave, SAMPLE_RATE).probs
-    with pytest.raises(SystemExit, match="no network to quantise"):
+    with pytest.raises(SystemExit, match="no wav2vec 2.0 network to quantise"):
         main(["export", "--ckpt", str(run), "--out", str(tmp_path / "o8"), "--int8"])
 
 
@@ -214,7 +214,7 @@ def test_export_never_removes_the_model_or_an_earlier_export_it_cannot_replace(p
         main(["export", "--ckpt", str(model), "--out", str(earlier), "--overwrite"])
     assert (earlier / ONNX_FILE).stat().st_mtime_ns == stamp  # the earlier export is still there, untouched
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []  # no half export left
-    with pytest.raises(SystemExit, match=r"travelling model \(or its members are\): it has no network to quantise"):
+    with pytest.raises(SystemExit, match=r"travelling model \(or its members are\): it has no wav2vec 2.0 network"):
         main(["export", "--ckpt", "pretrained:emotion", "--out", str(tmp_path / "t8"), "--int8"])
 
 

@@ -4,10 +4,11 @@ members `EmotionRecognizer` runs with onnxruntime (the optional extra `.[onnx]`;
 Design choices:
 - an exported folder has the layout of what it was exported from: a network becomes `model.onnx` beside
   a copy of its `w2v2.json` (window, labels, architecture: everything but the weights), an ensemble
-  parent one such folder per member under the same names, a travelling model is copied as it is (it has
-  no network: its descriptors run in numpy/PyTorch and its heads are one small matrix product). So
-  `--ckpt DIR`, the Python API and `serve` load it as they load the original, and windows, batches, TTA,
-  speech presence and normalisation stay the one inference path's (`w2v2.emotion.windows`);
+  parent one such folder per member under the same names, a travelling model is copied as it is (it has no
+  wav2vec 2.0 network: its descriptors and heads, and the shipped model's small log-mel CNN, run in PyTorch
+  in milliseconds a window). So `--ckpt DIR`, the Python API and `serve` load it as they load the original,
+  and windows, batches, TTA, speech presence and normalisation stay the one inference path's
+  (`w2v2.emotion.windows`);
 - the graph takes (wave (b, s) float32, padding_mask (b, s) bool) and returns the logits, with batch and
   length dynamic (torch.export's exporter: one graph for every window length and batch size);
 - ONNX opset 23, where self-attention is one `Attention` node that onnxruntime runs with its own kernel:
