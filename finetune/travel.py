@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -112,10 +113,12 @@ def load_neutral(specs: list[str], skip_bad: bool = False) -> Corpus | None:
     return Corpus(NEUTRAL_SPEECH, list(once.values())) if items else None
 
 
-def descriptors(corpora: list[Corpus], cache_file: Path, floor: float, mel_file: Path | None = None
+def descriptors(corpora: list[Corpus], cache_file: Path, floor: float, mel_file: Path | None = None,
+                without_mels: Collection[str] = ()
                 ) -> tuple[list[Corpus], dict[str, torch.Tensor], dict[str, list[Mel]]]:
     """(the corpora without clips that could not be decoded (warned), per corpus (n, d) descriptors of their
-    clips at log floor `floor`, per corpus their log-mel spectrograms where `mel_file` is given (else none)),
+    clips at log floor `floor`, per corpus their log-mel spectrograms where `mel_file` is given (else none;
+    none for the corpora named in `without_mels` either)),
     cached in `cache_file` and `mel_file` by path, size, modification time and floor (a re-run decodes
     nothing). The spectrograms are kept in half precision (a corpus of 7,000 clips: 0.25 GB)."""
     cache: dict[str, torch.Tensor] = torch.load(cache_file) if cache_file.is_file() else {}
@@ -127,19 +130,20 @@ def descriptors(corpora: list[Corpus], cache_file: Path, floor: float, mel_file:
     with progress_bar(total=total, desc="descriptors", unit="clip", mininterval=5) as bar:
         for corpus in corpora:
             items, rows, specs = [], [], []
+            with_mels = mel_file is not None and corpus.name not in without_mels
             for it in corpus.items:
                 key = f"{clip_key(it.path)}|floor={floor:g}"
                 mel_key = clip_key(it.path)
-                wanted = key not in cache or (mel_file is not None and mel_key not in mel_cache)
+                wanted = key not in cache or (with_mels and mel_key not in mel_cache)
                 if wanted and (wave := AudioCache([it])[0]) is not None:  # None: warned, left out
                     cache[key] = clip_descriptors(wave, floor)
-                    if mel_file is not None:
+                    if with_mels:
                         mel = log_mel(wave)
                         mel_cache[mel_key] = Mel(mel.spec.half(), mel.loud)
-                if key in cache and (mel_file is None or mel_key in mel_cache):
+                if key in cache and (not with_mels or mel_key in mel_cache):
                     items.append(it)
                     rows.append(cache[key])
-                    if mel_file is not None:
+                    if with_mels:
                         m = mel_cache[mel_key]
                         specs.append(Mel(m.spec.float(), m.loud))
                 bar.update()
@@ -291,12 +295,9 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
     remove_outputs(run, old)  # only now, with every corpus read and checked, is the earlier run removed
     run.mkdir(parents=True, exist_ok=True)
-    every, feats, mels = descriptors(corpora + test_only, run / DESCRIPTORS, cfg.log_floor,
-                                     run / MELS if cfg.mel_nets else None)
-    if neutral:  # the neutral reference speech: descriptors alone (the CNNs do not learn it)
-        kept_neutral, neutral_feats, _ = descriptors([neutral], run / DESCRIPTORS, cfg.log_floor)
-        every += kept_neutral
-        feats.update(neutral_feats)
+    # the neutral reference speech: descriptors alone (the CNNs do not learn it)
+    every, feats, mels = descriptors(corpora + test_only + ([neutral] if neutral else []), run / DESCRIPTORS,
+                                     cfg.log_floor, run / MELS if cfg.mel_nets else None, {NEUTRAL_SPEECH})
     corpora, test_only = every[:len(corpora)], every[len(corpora):len(corpora) + len(test_only)]  # decoded clips
     neutral = every[-1] if neutral else None
     unseen = [c for c in corpora if c.name in held_out] + test_only

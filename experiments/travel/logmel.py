@@ -204,7 +204,8 @@ def uar(y, pred, classes):
 
 
 def train_sets(seed, cfg):
-    """As train, but the network sees training clips standardised per speaker and test clips per set."""
+    """One network a fold: training clips standardised per speaker, test clips per set (per speaker too with
+    views=1); returns each unseen corpus's probabilities and its UAR lines."""
     meta = torch.load(OUT / "feats_meta.pt", weights_only=False)["meta"]
     d = torch.load(OUT / "logmel.pt")
     specs, loud = d["specs"], d["loud"]

@@ -16,9 +16,9 @@ Design choices:
   max-pooling by 2 between them, then each channel's mean and sd over the frames, dropout and one linear
   layer: 0.2 M parameters, a few milliseconds a window on one CPU core;
 - trained on random 3 s crops with a band stretch (up to 8 bands) and a time stretch (up to 0.2 s) zeroed,
-  drawn so that every corpus and every class within it is met as often (and the neutral reference speech
-  as its weight says), AdamW with a one-cycle schedule, a fixed number of epochs: no held-out corpus
-  chooses when to stop.
+  drawn so that every corpus and every class within it is met as often (not the neutral reference speech:
+  learnt too, it made the network answer "neutral" far too often), AdamW with a one-cycle schedule, a fixed
+  number of epochs: no held-out corpus chooses when to stop.
 """
 
 from __future__ import annotations
@@ -180,11 +180,11 @@ def train_melnet(specs: Sequence[torch.Tensor], mean: torch.Tensor, sd: torch.Te
 @torch.no_grad()
 def melnet_probs(nets: Iterable[nn.Module], mels: Sequence[Mel], mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
     """(n, 6) the nets' mean softmax of each window, standardised by its row's `mean` and `sd` (n, BANDS)."""
-    out, count = torch.zeros(len(mels), 6), 0
+    nets = list(nets)
+    out = torch.zeros(len(mels), 6)
     for net in nets:
         net.eval()
-        count += 1
         for i, m in enumerate(mels):
             z = (m.spec - mean[i, :, None]) / sd[i, :, None]
             out[i] += torch.softmax(net(z[None], torch.tensor([z.shape[1]])), -1)[0]
-    return out / max(count, 1)
+    return out / max(len(nets), 1)

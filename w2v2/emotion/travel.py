@@ -36,7 +36,11 @@ Design choices (each measured leave-one-corpus-out in docs/travel.md):
   hold few neutral clips of few voices, and without it the model rarely said "neutral" on unseen corpora
   (docs/travel.md). A lone clip is standardised by that speech's statistics (`clip_reference`): compared
   with how voices sound without emotion rather than with the training corpora's mix of emotions;
-- `heads` linear classifiers from different seeds, their probabilities averaged.
+- `heads` linear classifiers from different seeds, their probabilities averaged;
+- beside the set heads, `mel_nets` small CNNs on the rows' log-mel spectrograms, standardised by the same
+  groups (`w2v2.emotion.melnet`): `mel_weight` of a grouped row's set answer. They learn the emotional
+  corpora alone (with the neutral reference speech they answered "neutral" far too often), and a lone clip,
+  with no group to standardise its bands by, is answered without them (docs/travel.md).
 """
 
 from __future__ import annotations
@@ -146,8 +150,9 @@ def standardise(x: torch.Tensor, groups: Sequence[Hashable], weights: torch.Tens
 
 class TravelModel(nn.Module):
     """Linear heads over standardised descriptors: `set_heads` for rows standardised by their group (speaker,
-    recording set), `clip_heads` for rows standardised by the pooled training statistics. `probs` takes raw
-    descriptors and their groups and picks."""
+    recording set), `clip_heads` for rows standardised by the pooled training statistics, and `mel_nets` (CNNs on
+    grouped rows' log-mel spectrograms). `probs` takes raw descriptors (and spectrograms) and their groups and
+    picks."""
 
     pool_mean: torch.Tensor
     pool_std: torch.Tensor
@@ -334,8 +339,7 @@ def fit(x: torch.Tensor, labels: Sequence[int], corpora: Sequence[str], speakers
             raise ValueError("neutral and neutral_speakers must have one entry per clip")
         m = len(neutral)
         share = cfg.neutral_weight * float(weights.sum()) / len(set(corpora))  # of one corpus's total
-        voices = voice_groups(neutral_speakers)
-        set_z = torch.cat([set_z, standardise(neutral.float(), voices)])
+        set_z = torch.cat([set_z, standardise(neutral.float(), voice_groups(neutral_speakers))])
         set_y = torch.cat([y, torch.full((m,), EMOTIONS.index("neutral"))])
         set_masks = torch.cat([masks, torch.ones(m, len(EMOTIONS), dtype=torch.bool)])
         set_w = torch.cat([weights, torch.full((m,), share / m)])
