@@ -3,6 +3,7 @@ model does and gives the PyTorch model's probabilities, ensembles whole, windows
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -43,13 +44,15 @@ def clips(tmp_path: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory) -> Path:
-    """An ensemble parent of two shipped members, a fine-tune of pretrained:small and a tiny model, and a
-    descriptors member (a travelling model as its best/, as the recipe writes one)."""
+    """An ensemble parent of three shipped members, a fine-tune of pretrained:small and a linear probe of it
+    (the same CNN, so one graph), and a tiny model; and a descriptors member (a travelling model as its best/,
+    as the recipe writes one)."""
     folder = tmp_path_factory.mktemp("parent") / "run"
-    for name in ("member_1", "member_2_scratch"):
+    for name in ("member_1", "member_1_probe", "member_2_scratch"):
         shutil.copytree(SHIPPED / name, folder / name)
     shutil.copytree(PRETRAINED_DIR / "emotion", folder / "member_3_descriptors" / "best")
-    (folder / "ensemble.json").write_text('{"kind_weights": {"finetune": 0.5, "scratch": 0.3, "descriptors": 0.2}}')
+    (folder / "ensemble.json").write_text('{"kind_weights": {"finetune": 0.4, "probe": 0.1, "scratch": 0.3, '
+                                          '"descriptors": 0.2}}')
     return folder
 
 
@@ -61,28 +64,40 @@ def exported(parent: Path, tmp_path_factory) -> Path:
 
 
 def test_an_ensemble_is_exported_whole_in_its_layout(exported: Path) -> None:
-    assert sorted(p.name for p in exported.iterdir()) == ["ensemble.json", "member_1", "member_2_scratch",
-                                                          "member_3_descriptors"]
-    for member in ("member_1", "member_2_scratch"):
-        assert (exported / member / ONNX_FILE).is_file() and (exported / member / "w2v2.json").is_file()
+    assert sorted(p.name for p in exported.iterdir()) == ["ensemble.json", "member_1", "member_1_probe",
+                                                          "member_2_scratch", "member_3_descriptors",
+                                                          "networks_member_1.onnx"]
+    # the fine-tune and the probe share a CNN: one graph in the parent, named with its output in each member
+    for j, member in enumerate(("member_1", "member_1_probe")):
+        assert [p.name for p in (exported / member).iterdir()] == ["w2v2.json"]
+        said = json.loads((exported / member / "w2v2.json").read_text())["onnx"]
+        assert (said["file"], said["output"], said["outputs"]) == ("../networks_member_1.onnx", j, 2)
+    assert (exported / "member_2_scratch" / ONNX_FILE).is_file()  # its own CNN: its own graph
     # the descriptors member has no network: copied as it is, run by PyTorch beside the graphs
     assert (exported / "member_3_descriptors" / "best" / "travel.json").is_file()
     recognizer = EmotionRecognizer.from_pretrained(exported)
-    assert [type(m) for m in recognizer.members] == [OnnxMember, OnnxMember, TravelMember]
-    assert recognizer.weights.tolist() == pytest.approx([0.5, 0.3, 0.2])  # the kinds' weights came along
-    assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members[:2])  # type: ignore[attr-defined]
+    assert [type(m) for m in recognizer.members] == [OnnxMember, OnnxMember, OnnxMember, TravelMember]
+    assert recognizer.weights.tolist() == pytest.approx([0.4, 0.1, 0.3, 0.2])  # the kinds' weights came along
+    first, probe, tiny = recognizer.members[:3]
+    assert first.model is probe.model and tiny.model is not first.model  # type: ignore[attr-defined]  # one session
+    assert all(isinstance(m.model, OnnxClassifier) for m in recognizer.members[:3])  # type: ignore[attr-defined]
+
+
+def test_a_member_without_the_graph_it_shares_says_so(exported: Path, tmp_path: Path) -> None:
+    shutil.copytree(exported / "member_1_probe", tmp_path / "alone")
+    with pytest.raises(FileNotFoundError, match=r"alone: its ONNX graph .*networks_member_1.onnx is missing"):
+        EmotionRecognizer.from_pretrained(tmp_path / "alone")
 
 
 def test_attention_is_one_onnx_node_and_an_older_runtime_gets_the_default_graph(exported: Path, tmp_path: Path,
                                                                                   monkeypatch) -> None:
-    import json
-
     import onnx
 
     import w2v2.emotion.exported as ex
 
-    for member, layers in (("member_1", 4), ("member_2_scratch", 2)):  # the fine-tune of small, the tiny model
-        graph = onnx.load(str(exported / member / ONNX_FILE))
+    # the fine-tune of small and its probe (4 layers each), the tiny model (2)
+    for member, file, layers in (("member_1", "../networks_member_1.onnx", 8), ("member_2_scratch", ONNX_FILE, 2)):
+        graph = onnx.load(str(exported / member / file))
         ops = [n.op_type for n in graph.graph.node]
         assert ops.count("Attention") == layers and "Softmax" not in ops
         assert json.loads((exported / member / "w2v2.json").read_text())["onnx"]["opset"] == 23
@@ -126,6 +141,9 @@ def test_the_exported_ensemble_gives_pytorchs_probabilities_on_real_clips(parent
                                                                             tmp_path: Path) -> None:
     files = clips(tmp_path)
     torch_model, onnx_model = EmotionRecognizer.from_pretrained(parent), EmotionRecognizer.from_pretrained(exported)
+    waves = [load_audio(f) for f in files]
+    for a, b in zip(torch_model.window_probs(waves, each=True), onnx_model.window_probs(waves, each=True), strict=True):
+        assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-3  # each member, the shared graph's too
     for a, b in zip(torch_model.predict_many(files), onnx_model.predict_many(files), strict=True):
         assert a.windows.shape == b.windows.shape  # the same windows: the 20 s file has several
         assert np.abs(a.windows.numpy() - b.windows.numpy()).max() <= 1e-3

@@ -1,7 +1,8 @@
 """Inference throughput and agreement by runtime: `python -m w2v2.bench.inference [--ckpt X] [--data DIR]`.
 
-PyTorch fp32, PyTorch bf16 (where this CPU computes it natively), ONNX fp32 and ONNX int8 (onnxruntime,
-the `.[onnx]` extra), at 1 and 2 threads, on the same clips on the same machine; each row the median of
+PyTorch fp32 (members that share a CNN run as one, `w2v2.emotion.shared`, and apart, as before), PyTorch bf16
+(where this CPU computes it natively), ONNX fp32 and ONNX int8 (onnxruntime, the `.[onnx]` extra; shared
+parts in one graph), at 1 and 2 threads, on the same clips on the same machine; each row the median of
 `--rounds` timed passes after one warm-up pass, the runtimes taking turns round by round (this machine's speed
 drifts by 10-20% between minutes: interleaved, the ratios stay comparable). Throughput is audio seconds per
 second of the whole prediction path (decoded clips -> windows -> every member -> probabilities). Agreement is against
@@ -53,7 +54,10 @@ def main(argv: list[str] | None = None) -> None:
 
         waves, labels = [c for s in range(args.clips // 3 + 1) for c in check_clips(s)][: args.clips], []
     audio = sum(w.numel() for w in waves) / 16000
-    runtimes = {"pytorch fp32": (source, "fp32"), "pytorch bf16": (source, "bf16")}
+    # "members apart": each network computes its own CNN and backbone, as before they were shared
+    # (`w2v2.emotion.shared`); every other row shares them
+    runtimes = {"pytorch fp32": (source, "fp32"), "pytorch fp32, members apart": (source, "fp32"),
+                "pytorch bf16": (source, "bf16")}
     for name, int8 in (("onnx fp32", False), ("onnx int8", True)):
         out = args.work / name.replace(" ", "-")
         if not out.is_dir():
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             if precision == "bf16" and not native_bf16(torch.device("cpu")):
                 print(f"| {name} | {threads} | not native on this CPU | | | |" + (" |" if labels else ""))
                 continue
-            models[name] = EmotionRecognizer.from_pretrained(path, precision=precision)  # type: ignore[arg-type]
+            models[name] = EmotionRecognizer.from_pretrained(path, precision=precision,  # type: ignore[arg-type]
+                                                             share="apart" not in name)
             answers[name] = torch.stack([w.mean(0) for w in models[name].window_probs(waves)]).numpy()  # warm-up
         times: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(args.rounds):  # runtimes interleaved, round by round: the machine's drift hits them alike

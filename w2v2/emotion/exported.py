@@ -16,7 +16,11 @@ Design choices:
   products and a softmax) for a fine-tune, on one thread within noise of it
   (`experiments/onnx_attention.py`, `experiments/results/onnx_attention.txt`). Where the installed
   onnxruntime cannot load that node, the export falls back to the default graph;
-- one file per member (weights inside, not in a `.data` file beside it), fp32; `int8=True` adds
+- members with the same CNN and window (a recipe's fine-tunes and probes from one init) are exported as one
+  graph, `networks_N.onnx` in the parent, that computes their shared parts once and returns each member's
+  logits (`w2v2.emotion.shared.SharedClassifiers`); each member folder's `w2v2.json` names that graph and
+  its output. Every other network is one `model.onnx` in its folder (weights inside, not in a `.data` file
+  beside it), fp32; `int8=True` adds
   onnxruntime's dynamic quantisation of the matrix products (weights int8, activations quantised on the
   fly); the convolutions stay fp32 (the positional convolution's weight is computed from its weight
   norm, which the quantiser cannot take);
@@ -32,6 +36,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -48,7 +53,16 @@ from w2v2.checkpoint import META, read_meta
 from w2v2.config import ModelConfig, from_dict
 from w2v2.context import SelfAttention
 from w2v2.data.audio import SAMPLE_RATE
-from w2v2.emotion.members import ENSEMBLE_FILE, classifier_checkpoint, load_classifier, member_folders, travel_folder
+from w2v2.emotion.members import (
+    ENSEMBLE_FILE,
+    classifier_checkpoint,
+    load_classifier,
+    member_folders,
+    trained_window,
+    travel_folder,
+)
+from w2v2.emotion.shared import SharedClassifiers, cnn_groups, shared_parts
+from w2v2.model import Wav2Vec2ForClassification, Wav2Vec2Model
 
 ONNX_FILE = "model.onnx"
 OPSETS = (23, None)  # ONNX's Attention operator; else the exporter's default (attention as matrix products)
@@ -64,8 +78,20 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
+def onnx_graph(ckpt: Path) -> Path | None:
+    """The ONNX graph an exported member runs (its own `model.onnx`, or the graph it shares with other members,
+    named in its `w2v2.json`), None for anything else."""
+    if (Path(ckpt) / ONNX_FILE).is_file():
+        return Path(ckpt) / ONNX_FILE
+    try:
+        onnx = read_meta(Path(ckpt)).get("onnx")
+    except Exception:  # no metadata, or not a checkpoint: not an exported member
+        return None
+    return Path(ckpt) / onnx["file"] if isinstance(onnx, dict) and "file" in onnx else None
+
+
 def is_onnx(ckpt: Path) -> bool:
-    return (Path(ckpt) / ONNX_FILE).is_file()
+    return onnx_graph(ckpt) is not None
 
 
 class _Logits(nn.Module):
@@ -95,12 +121,37 @@ def quiet() -> Iterator[None]:
 def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
     """`out/model.onnx` and `out/w2v2.json` of the classifier checkpoint `ckpt`; returns `out`."""
     model, ckpt = load_classifier(ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx = export_graph(model, out / ONNX_FILE, int8)
+    write_meta(ckpt, out, {"file": ONNX_FILE, **onnx})
+    return out
+
+
+def export_shared(ckpts: list[Path], models: list[Wav2Vec2ForClassification], graph: Path, outs: list[Path],
+                  int8: bool = False) -> list[Path]:
+    """One graph at `graph` for classifiers with the same CNN (`SharedClassifiers`), and each member's
+    `w2v2.json` in its folder of `outs`, naming the graph and its output; returns `outs`."""
+    onnx = export_graph(SharedClassifiers(models), graph, int8)
+    for j, (ckpt, out) in enumerate(zip(ckpts, outs, strict=True)):
+        out.mkdir(parents=True, exist_ok=True)
+        write_meta(ckpt, out, {"file": os.path.relpath(graph, out), "output": j, "outputs": len(models), **onnx})
+    return outs
+
+
+def write_meta(ckpt: Path, out: Path, onnx: dict[str, Any]) -> None:
+    meta = read_meta(ckpt) | {"onnx": onnx | {"from": str(Path(ckpt).resolve())}}
+    meta.pop("base", None)  # the graph holds every weight: nothing to add from an init
+    (out / META).write_text(json.dumps(meta, indent=1))
+
+
+def export_graph(model: nn.Module, path: Path, int8: bool) -> dict[str, Any]:
+    """The graph of a classifier (or `SharedClassifiers`) at `path`: (wave, padding_mask) -> logits, batch and
+    length dynamic; returns what the metadata records of it (int8, opset, why opset 23 was refused)."""
     example = (torch.randn(2, 3 * SAMPLE_RATE), torch.zeros(2, 3 * SAMPLE_RATE, dtype=torch.bool))
     batch = torch.export.Dim("batch", min=1, max=1024)
-    length = torch.export.Dim("samples", min=model.backbone.feature_encoder.receptive_field,
-                              max=MAX_SECONDS * SAMPLE_RATE)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    cnn: Wav2Vec2Model = model.cnn if isinstance(model, SharedClassifiers) else model.backbone  # type: ignore[assignment]
+    length = torch.export.Dim("samples", min=cnn.feature_encoder.receptive_field, max=MAX_SECONDS * SAMPLE_RATE)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         refused = None  # why this onnxruntime could not load the opset-23 graph, where it could not
         for opset in OPSETS:
@@ -120,15 +171,10 @@ def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
             with quiet():  # its advice to pre-process the graph first: measured without it
                 quantize_dynamic(str(fp32), str(Path(tmp) / "int8.onnx"), weight_type=QuantType.QInt8,
                                  op_types_to_quantize=["MatMul", "Gemm"])
-            (Path(tmp) / "int8.onnx").replace(out / ONNX_FILE)
+            (Path(tmp) / "int8.onnx").replace(path)
         else:
-            fp32.replace(out / ONNX_FILE)
-    meta = read_meta(ckpt) | {"onnx": {"file": ONNX_FILE, "int8": int8, "opset": graph_opset(out / ONNX_FILE),
-                                       "from": str(Path(ckpt).resolve())}
-                              | ({"opset_23_refused": refused} if refused else {})}
-    meta.pop("base", None)  # the graph holds every weight: nothing to add from an init
-    (out / META).write_text(json.dumps(meta, indent=1))
-    return out
+            fp32.replace(path)
+    return {"int8": int8, "opset": graph_opset(path)} | ({"opset_23_refused": refused} if refused else {})
 
 
 def load_error(path: Path) -> str | None:
@@ -153,7 +199,7 @@ def graph_opset(path: Path) -> int:
 
 def refuse_exported(source: Path) -> None:
     """ValueError for a folder that already holds ONNX graphs (itself or its members): nothing to export."""
-    if is_onnx(source) or any(is_onnx(p) for p in member_folders(source)):
+    if is_onnx(source) or any(is_onnx(p) for p in member_folders(source)) or any(source.glob("networks_*.onnx")):
         raise ValueError(f"{source}: already exported to ONNX; export the run it came from (`--ckpt RUN`), or use "
                          f"this folder as it is (`--ckpt {source}`)")
 
@@ -172,17 +218,25 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     for part in parts:  # a descriptors member (a travelling model, no network) is copied as it is
         if travel_folder(part) is None:
             classifier_checkpoint(part)
-    written = []
+    out.mkdir(parents=True, exist_ok=True)
     if (source / ENSEMBLE_FILE).is_file():  # the kinds' weights in the vote travel with the members
-        out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / ENSEMBLE_FILE, out / ENSEMBLE_FILE)
     for part in parts:
         if travel_folder(part) is not None:
             shutil.copytree(part, out / part.name, dirs_exist_ok=True)
-            written.append(out / part.name)
-        else:
-            written.append(export_network(part, out / part.name, int8))
-    return written
+    nets = [part for part in parts if travel_folder(part) is None]
+    ckpts = [classifier_checkpoint(part) for part in nets]
+    models = shared_parts(load_classifier(c)[0] for c in ckpts)
+    for group in cnn_groups(models):  # members with one CNN and window: one graph
+        for seconds in dict.fromkeys(trained_window(ckpts[i]) for i in group):
+            together = [i for i in group if trained_window(ckpts[i]) == seconds]
+            if len(together) == 1:
+                export_network(ckpts[together[0]], out / nets[together[0]].name, int8)
+            else:
+                export_shared([ckpts[i] for i in together], [models[i] for i in together],
+                              out / f"networks_{nets[together[0]].name}.onnx", [out / nets[i].name for i in together],
+                              int8)
+    return [out / part.name for part in parts]
 
 
 def check_clips(seed: int = 0) -> list[torch.Tensor]:
@@ -216,6 +270,13 @@ class OnnxClassifier(nn.Module):
         # int8 graphs quantise activations with one range over the whole batch: a clip's answer would depend
         # on its batch mates (up to 1.4e-3 in probability), so they are run one window at a time
         self.batch_independent = not meta.get("onnx", {}).get("int8", False)
+        # a graph shared by several members (`export_shared`) answers (b, k, num_labels); `output`: this member's
+        self.num_outputs: int | None = meta.get("onnx", {}).get("outputs")
+        self.output: int | None = meta.get("onnx", {}).get("output")
+        graph = onnx_graph(ckpt)
+        if graph is None or not graph.is_file():
+            raise FileNotFoundError(f"{ckpt}: its ONNX graph {graph or ONNX_FILE} is missing (a member of an "
+                                    "exported ensemble needs the folder it was exported into, whole)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -224,7 +285,7 @@ class OnnxClassifier(nn.Module):
         # 24.2 audio-s/s; one thread: the same)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(Path(ckpt) / ONNX_FILE), options,
+            self.session = ort.InferenceSession(str(graph), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as e:  # an operator this onnxruntime lacks (a graph exported with a newer one)
             opset = meta.get("onnx", {}).get("opset", "?")

@@ -5,9 +5,10 @@ Design choices:
   more than a hesitant one, and the average is itself a probability table for stacking/blending; a
   parent's ENSEMBLE_FILE (written by `finetune.recipe`) weighs its kinds as they did on its validation
   clips (`member_weights`), else every member counts the same;
-- members may differ in architecture, init and window length: each predicts on its own, so nothing
-  but the six emotions must match;
-- members are loaded one at a time: an ensemble needs one model's memory, not k models';
+- members may differ in architecture, init and window length: nothing but the six emotions must match.
+  Yet a recipe's members often share parts (its fine-tunes and probes hold their init's CNN, its probes
+  the whole backbone): those are held and computed once (`w2v2.emotion.shared`), so an ensemble needs
+  its distinct parts' memory and time;
 - an ensemble run's folder (fold_1/, member_1_probe/, ...) stands for its members, a run folder for its
   best/; MEMBER_NAME is the one place that spells a member folder's name. A descriptors member
   (member_1_descriptors/) holds a travelling model as its best/ (`travel_folder`), not a network.

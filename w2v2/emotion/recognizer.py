@@ -21,7 +21,10 @@ Design choices:
   fewer than `TravelConfig.min_group` recordings with speech is predicted clip by clip. These rules are
   `TravelModel.plan`'s alone: `probs` follows it, and the plan a call used comes back with its answers
   (`predict_set`, `clip_scores`) to say in words what was done, rather than being restated here;
-- network members are loaded one at a time unless `keep_loaded` (the web app and the API keep them);
+- network members are loaded for a call and let go after it unless `keep_loaded` (the web app and the API
+  keep them). Members with the same CNN run as one (`w2v2.emotion.shared`): the CNN once a batch, a backbone
+  the linear probes share once, each head on it. Their parts are held once, so a recipe's ensemble needs its
+  distinct parts' memory (its fine-tunes' Transformers, one CNN, the probes' backbone), not each member's;
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
   `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are (integer PCM scaled to
   [-1, 1) as a decoder scales it);
@@ -46,6 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from w2v2.checkpoint import read_meta
 from w2v2.data.audio import (
     MIN_SAMPLE_RATE,
     SAMPLE_RATE,
@@ -59,7 +63,7 @@ from w2v2.data.audio import (
 )
 from w2v2.data.labels import EMOTIONS
 from w2v2.emotion.descriptors import clip_descriptors
-from w2v2.emotion.exported import is_onnx
+from w2v2.emotion.exported import OnnxClassifier, is_onnx
 from w2v2.emotion.melnet import log_mel
 from w2v2.emotion.members import (
     SHIPPED_CLASSIFIER,
@@ -72,6 +76,7 @@ from w2v2.emotion.members import (
     trained_window,
     travel_folder,
 )
+from w2v2.emotion.shared import SharedClassifiers, cnn_groups, shared_parts
 from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
 from w2v2.emotion.travel import GroupPlan, TravelModel, is_travel, load_travel
 from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
@@ -132,12 +137,14 @@ class NetworkMember:
         self.name, self.ckpt, self.device = str(ckpt), ckpt, device
         self.model: Wav2Vec2ForClassification | None = load_classifier(ckpt, device)[0] if keep_loaded else None
 
+    def classifier(self) -> Wav2Vec2ForClassification:
+        return self.model or load_classifier(self.ckpt, self.device)[0]
+
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
                      tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
-        model = self.model or load_classifier(self.ckpt, self.device)[0]
         with blamed(self.ckpt):
-            return window_probs(model, waves, window_seconds or trained_window(self.ckpt), hop_seconds, tta,
-                                progress=progress)
+            return window_probs(self.classifier(), waves, window_seconds or trained_window(self.ckpt), hop_seconds,
+                                tta, progress=progress)
 
 
 class OnnxMember:
@@ -145,17 +152,25 @@ class OnnxMember:
 
     weight = 1.0
 
-    def __init__(self, ckpt: Path) -> None:
-        from w2v2.emotion.exported import OnnxClassifier
+    def __init__(self, ckpt: Path, graphs: dict[Path, OnnxClassifier] | None = None) -> None:
+        """graphs: the graphs already loaded, by file: members that share one (`exported.export_shared`) share
+        its session."""
+        from w2v2.emotion.exported import OnnxClassifier, onnx_graph
 
         self.name, self.ckpt = str(ckpt), ckpt
-        self.model = OnnxClassifier(ckpt)
+        graph = (onnx_graph(ckpt) or ckpt).resolve()
+        graphs = {} if graphs is None else graphs
+        if graph not in graphs:
+            graphs[graph] = OnnxClassifier(ckpt)
+        self.model = graphs[graph]
+        self.output: int | None = read_meta(ckpt).get("onnx", {}).get("output")  # its logits in a shared graph
 
     def window_probs(self, waves: list[torch.Tensor], window_seconds: float | None, hop_seconds: float | None,
                      tta: tuple[float, ...], groups: list[str | None], progress: bool) -> list[torch.Tensor]:
         with blamed(self.ckpt):
-            return window_probs(self.model, waves, window_seconds or trained_window(self.ckpt),  # type: ignore[arg-type]
-                                hop_seconds, tta, progress=progress)
+            probs = window_probs(self.model, waves, window_seconds or trained_window(self.ckpt),  # type: ignore[arg-type]
+                                 hop_seconds, tta, progress=progress)
+        return probs if self.output is None else [p[:, self.output] for p in probs]
 
 
 class TravelMember:
@@ -192,6 +207,44 @@ class TravelMember:
         return list(probs.split([len(segs) for segs in per_clip]))
 
 
+def network_window_probs(members: Sequence[NetworkMember], waves: list[torch.Tensor], window_seconds: float | None,
+                         hop_seconds: float | None, tta: tuple[float, ...], progress: bool
+                         ) -> list[list[torch.Tensor]]:
+    """Each network member's `window_probs` (per clip (windows, 6)), members with the same CNN and window run
+    as one (`SharedClassifiers`): the same answers as each alone, the shared parts computed once."""
+    models = shared_parts(m.classifier() for m in members)
+    own = [window_seconds or trained_window(m.ckpt) for m in members]
+    out: list[list[torch.Tensor]] = [[] for _ in members]
+    for group in cnn_groups(models):
+        for seconds in dict.fromkeys(own[i] for i in group):
+            together = [i for i in group if own[i] == seconds]
+            with blamed(Path(", ".join(str(members[i].ckpt) for i in together))):
+                if len(together) == 1:
+                    out[together[0]] = window_probs(models[together[0]], waves, seconds, hop_seconds, tta,
+                                                    progress=progress)
+                    continue
+                shared = SharedClassifiers([models[i] for i in together])
+                probs = window_probs(shared, waves, seconds, hop_seconds, tta,  # type: ignore[arg-type]
+                                     progress=progress)  # per clip (windows, k, 6)
+            for j, i in enumerate(together):
+                out[i] = [p[:, j] for p in probs]
+    return out
+
+
+def onnx_window_probs(members: Sequence[OnnxMember], waves: list[torch.Tensor], window_seconds: float | None,
+                      hop_seconds: float | None, tta: tuple[float, ...], progress: bool) -> list[list[torch.Tensor]]:
+    """Each exported member's `window_probs`, a graph that several members share run once for all of them."""
+    out: list[list[torch.Tensor]] = [[] for _ in members]
+    for graph in dict.fromkeys(m.model for m in members):
+        together = [i for i, m in enumerate(members) if m.model is graph]
+        seconds = window_seconds or trained_window(members[together[0]].ckpt)
+        with blamed(Path(", ".join(str(members[i].ckpt) for i in together))):
+            probs = window_probs(graph, waves, seconds, hop_seconds, tta, progress=progress)  # type: ignore[arg-type]
+        for i in together:
+            out[i] = probs if members[i].output is None else [p[:, members[i].output] for p in probs]
+    return out
+
+
 def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded: bool = False) -> list[Member]:
     """The members of the named models (pretrained:NAME, run folders, ensemble parents, travelling models),
     each checked before any network is loaded."""
@@ -204,11 +257,14 @@ def load_members(models: Sequence[str | Path], device: torch.device, keep_loaded
     # a member whose kind has no vote (weight 0 in its parent's ensemble.json) is not loaded or run
     checked = [(travel_folder(part) or classifier_checkpoint(part), weight) for part, weight in parts if weight > 0]
     found: list[Member] = []
+    graphs: dict[Path, OnnxClassifier] = {}
     for p, weight in checked:
-        member: Member = TravelMember(p) if is_travel(p) else OnnxMember(p) if is_onnx(p) else \
+        member: Member = TravelMember(p) if is_travel(p) else OnnxMember(p, graphs) if is_onnx(p) else \
             NetworkMember(p, device, keep_loaded)
         member.weight = weight
         found.append(member)
+    kept = [m for m in found if isinstance(m, NetworkMember) and m.model is not None]
+    shared_parts(m.model for m in kept)  # type: ignore[misc]  # kept members hold their shared parts once
     return found
 
 
@@ -295,11 +351,13 @@ def answer(windows: torch.Tensor, seconds: float, speech_seconds: float, speech:
 class EmotionRecognizer:
     """An emotion model (one network, an ensemble, a travelling model) ready to predict recordings."""
 
-    def __init__(self, members: list[Member], name: str, device: torch.device, precision: Precision = "fp32"
-                 ) -> None:
+    def __init__(self, members: list[Member], name: str, device: torch.device, precision: Precision = "fp32",
+                 share: bool = True) -> None:
+        """share=False: every member runs alone, its shared parts computed again (the benchmark's reference)."""
         if not members:
             raise ValueError(f"{name}: no models in it")
         self.members, self.name, self.device, self.precision = members, name, device, precision
+        self.share = share
         weights = torch.tensor([float(getattr(m, "weight", 1.0)) for m in members])
         self.weights = weights / weights.sum()  # each member's share of the vote
         inference_precision(precision, device)  # refused here, at load, rather than on each call
@@ -310,13 +368,14 @@ class EmotionRecognizer:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | Sequence[str | Path] | None = None, device: str = "cpu",
-                        precision: Precision = "fp32", keep_loaded: bool = True) -> EmotionRecognizer:
+                        precision: Precision = "fp32", keep_loaded: bool = True, share: bool = True
+                        ) -> EmotionRecognizer:
         """The shipped model (None), pretrained:NAME, a run folder, an ensemble parent or an exported folder;
         a list of them is one ensemble."""
         names = [SHIPPED_CLASSIFIER] if name_or_path is None else (
             [name_or_path] if isinstance(name_or_path, (str, Path)) else list(name_or_path))
         dev = resolve_device(device)
-        return cls(load_members(names, dev, keep_loaded), ", ".join(map(str, names)), dev, precision)
+        return cls(load_members(names, dev, keep_loaded), ", ".join(map(str, names)), dev, precision, share)
 
     @property
     def window_seconds(self) -> float:
@@ -334,12 +393,23 @@ class EmotionRecognizer:
         member must cut a clip into the same windows); hop None: half a window."""
         window_seconds = window_seconds or self.window_seconds
         groups = groups if groups is not None else [None] * len(waves)
-        one = len(self.members) == 1  # one progress bar a call: batches of one model, or the models of an ensemble
-        bar = progress_bar(self.members, desc="predicting", unit="model", disable=one or not progress or None,
-                           leave=False)
+        per_member: list[list[torch.Tensor]] = [[] for _ in self.members]
+        # networks, and exported members, run together where they share parts (`network_window_probs`,
+        # `onnx_window_probs`; a progress bar of batches), then every other member alone (a bar of members)
+        together = [[i for i, m in enumerate(self.members) if isinstance(m, kind)] if self.share else []
+                    for kind in (NetworkMember, OnnxMember)]
+        alone = [i for i in range(len(self.members)) if not any(i in t for t in together)]
         with inference_precision(self.precision, self.device):
-            per_member = [m.window_probs(waves, window_seconds, hop_seconds, tta, groups, progress and one)
-                          for m in bar]
+            for indices, run in zip(together, (network_window_probs, onnx_window_probs), strict=True):
+                if indices:
+                    found = run([self.members[i] for i in indices], waves, window_seconds,  # type: ignore[operator]
+                                hop_seconds, tta, progress)
+                    for i, probs in zip(indices, found, strict=True):
+                        per_member[i] = probs
+            for i in progress_bar(alone, desc="predicting", unit="model", leave=False,
+                                  disable=len(alone) < 2 or not progress or None):
+                per_member[i] = self.members[i].window_probs(waves, window_seconds, hop_seconds, tta, groups,
+                                                             progress and len(alone) == 1)
         if each:
             return [torch.stack(clip) for clip in zip(*per_member, strict=True)]
         return [self.vote(torch.stack(clip)) for clip in zip(*per_member, strict=True)]

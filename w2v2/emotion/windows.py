@@ -133,7 +133,8 @@ def checked_softmax(logits: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor], batch_size: int = 8,
                   progress: bool = False) -> torch.Tensor:
-    """Softmax (n, num_labels) of each segment (s,) as one input, computed on the model's device. A
+    """Softmax (n, num_labels) of each segment (s,) as one input, computed on the model's device ((n, k,
+    num_labels) for k classifiers run as one, `w2v2.emotion.shared.SharedClassifiers`). A
     segment's result never depends on the other segments of the call (see `window_batches`). ValueError
     when the model outputs NaN/inf."""
     model.eval()
@@ -141,7 +142,9 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     if not getattr(model, "batch_independent", True):  # int8 ONNX: one activation range per batch
         batch_size = 1
     batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
-    probs = torch.zeros(len(segments), model.cfg.head.num_labels)
+    # several classifiers run as one (`w2v2.emotion.shared`) answer (b, k, num_labels) at once
+    k = getattr(model, "num_outputs", None)
+    probs = torch.zeros(len(segments), *((k,) if k else ()), model.cfg.head.num_labels)
     for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
         wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
         probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
@@ -151,8 +154,9 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
 def window_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], window_seconds: float,
                  hop_seconds: float | None = None, tta: tuple[float, ...] = (), batch_size: int = 8,
                  progress: bool = False) -> list[torch.Tensor]:
-    """Per clip, (windows, num_labels): each window's softmax (windows of `window_starts`), averaged
-    over the test-time views of that window: the window played at each speed of `tta` (none: as is).
+    """Per clip, (windows, num_labels) (or (windows, k, num_labels), see `segment_probs`): each window's
+    softmax (windows of `window_starts`), averaged over the test-time views of that window: the window
+    played at each speed of `tta` (none: as is).
     A window is predicted alone, so a long recording's timeline is the model's view of each segment."""
     if not waves:
         return []
@@ -161,7 +165,7 @@ def window_probs(model: Wav2Vec2ForClassification, waves: list[torch.Tensor], wi
     speeds = tta or (1.0,)
     per_clip = [windows(wave, window, hop) for wave in waves]
     views = [speed_view(seg, speed) for segs in per_clip for seg in segs for speed in speeds]
-    probs = reduce(segment_probs(model, views, batch_size, progress), "(n v) l -> n l", "mean", v=len(speeds))
+    probs = reduce(segment_probs(model, views, batch_size, progress), "(n v) ... -> n ...", "mean", v=len(speeds))
     return list(probs.split([len(segs) for segs in per_clip]))
 
 
