@@ -243,7 +243,7 @@ def test_the_benchmark_table_is_the_runs_output() -> None:
     docs = (root / "docs" / "benchmark.md").read_text()
     measured = [r.strip("|").split("|") for r in run.splitlines() if r.startswith(("| pytorch", "| onnx"))]
     shown = [r.strip("|").split("|") for r in docs.splitlines() if r.startswith(("| PyTorch ", "| ONNX "))]
-    assert len(measured) == len(shown) == 8
+    assert len(measured) == len(shown) == 10
     for m, d in zip(measured, shown, strict=True):
         assert m[0].strip().lower() == d[0].strip().lower() and m[1].strip() == d[1].strip()
         assert [m[2].strip(), m[3].strip()] == [d[2].strip(), d[3].strip()]  # audio-s/s and the ratio

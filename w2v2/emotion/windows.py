@@ -8,9 +8,11 @@ window alone, so a window's result never depends on the other windows or clips o
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
+import torch.nn.functional as F
 import torchaudio.functional as AF
 from einops import reduce
 from torch.utils.data import DataLoader
@@ -21,6 +23,12 @@ from w2v2.data.batching import collate_waves
 from w2v2.data.datasets import Item
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training.progress import progress_bar
+
+# bf16 on a CPU: oneDNN builds a new bf16 convolution kernel for every input shape it has not seen (25-90 ms
+# each, against 1-2 ms to run it), so clips of a thousand lengths cost more than fp32. Batches of a model
+# that padding leaves unchanged are padded up to a multiple of this, so lengths repeat; the other models
+# (a group-norm CNN: padding would change its answer) run in fp32.
+BF16_GRID_SECONDS = 0.5
 
 
 class AudioCache:
@@ -141,13 +149,20 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     device = next(iter(model.parameters()), torch.zeros(0)).device  # an ONNX model has none: the CPU
     if not getattr(model, "batch_independent", True):  # int8 ONNX: one activation range per batch
         batch_size = 1
-    batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, padding_invariant(model))
+    pad = padding_invariant(model)
+    batches = window_batches([max(w.numel(), MIN_SAMPLES) for w in segments], batch_size, pad)
     # several classifiers run as one (`w2v2.emotion.shared`) answer (b, k, num_labels) at once
     k = getattr(model, "num_outputs", None)
     probs = torch.zeros(len(segments), *((k,) if k else ()), model.cfg.head.num_labels)
-    for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
-        wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
-        probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
+    cpu_bf16 = device.type == "cpu" and torch.is_autocast_enabled("cpu") and \
+        torch.get_autocast_dtype("cpu") == torch.bfloat16
+    grid = int(BF16_GRID_SECONDS * SAMPLE_RATE) if cpu_bf16 and pad else 1
+    with torch.autocast("cpu", enabled=False) if cpu_bf16 and not pad else contextlib.nullcontext():
+        for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
+            wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
+            extra = -wave.shape[1] % grid  # padded samples, masked: the answers stay those of the clips alone
+            wave, padding_mask = F.pad(wave, (0, extra)), F.pad(padding_mask, (0, extra), value=True)
+            probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
     return probs
 
 
