@@ -22,7 +22,7 @@ from w2v2.emotion.exported import (
     refuse_exported,
     require_onnxruntime,
 )
-from w2v2.emotion.members import load_classifier, member_folders, travel_folder
+from w2v2.emotion.members import load_classifier, member_folders, member_weights, travel_folder
 from w2v2.emotion.recognizer import EmotionRecognizer
 
 
@@ -39,7 +39,7 @@ def networks(source: Path) -> list[Path]:
     parts = member_folders(source)
     if not parts:
         return [] if travel_folder(source) is not None else [source]
-    return [p for p in parts if travel_folder(p) is None]
+    return [p for p, w in zip(parts, member_weights(source, parts), strict=True) if w > 0 and travel_folder(p) is None]
 
 
 def max_logit_difference(source: Path, out: Path) -> float | None:
@@ -115,7 +115,10 @@ def cmd_export(ckpt: Path, out: Path, int8: bool, overwrite: bool = False) -> fl
               f"copied as it is to {out} "
               f"({size:.1f} MB); check: max |Δp| {diff:.2g} on {signals}; use it as --ckpt {out}")
         return diff
-    print(f"exported {len(written)} model(s) from {ckpt} to {out} ({size:.1f} MB, {'int8' if int8 else 'fp32'}) "
+    parts = member_folders(ckpt)
+    unused = len(parts) - len(written) if parts else 0  # members its ensemble.json weighs 0: never run
+    print(f"exported {len(written)} model(s) from {ckpt} to {out} ({size:.1f} MB, {'int8' if int8 else 'fp32'}"
+          f"{f'; {unused} member(s) weighted 0 in ensemble.json left out' if unused else ''}) "
           f"in {time.perf_counter() - tick:.0f} s")
     print(f"check against the PyTorch model on {signals}: max |Δp| {diff:.2g}, max |Δlogit| {logits:.2g}"
           f"{' (int8: expect about 1e-2 in probability on real speech)' if int8 else ''}; use it as --ckpt {out}")

@@ -268,3 +268,22 @@ def test_an_out_folder_that_cannot_be_written_is_named_not_its_temporary(tmp_pat
     monkeypatch.setattr(export_cli.tempfile, "TemporaryDirectory", read_only)
     with pytest.raises(SystemExit, match=r"--out .*model: cannot write in .* \(Read-only file system\)$"):
         main(["export", "--ckpt", "pretrained:emotion", "--out", str(tmp_path / "model")])
+
+
+def test_members_the_ensemble_weighs_zero_are_left_out(tmp_path: Path, capsys) -> None:
+    """A kind weighted 0 in ensemble.json is never run: its members are not exported (in a shared graph they
+    would be computed on every batch for nothing)."""
+    from w2v2.checkpoint import save_model
+    from w2v2.config import apply_overrides, preset
+    from w2v2.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(apply_overrides(preset("tiny"), ["head.num_labels=6", "encoder.norm=layer"]), "classifier")
+    run = tmp_path / "run"
+    for name in ("member_1", "member_1_probe"):  # the same CNN: one graph, were both exported
+        save_model(model, run / name / "best", extra={"finetune": {"window_seconds": 1.0}})
+    (run / "ensemble.json").write_text('{"kind_weights": {"finetune": 1.0, "probe": 0.0}}')
+    main(["export", "--ckpt", str(run), "--out", str(tmp_path / "onnx")])
+    assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["ensemble.json", "member_1"]
+    assert (tmp_path / "onnx" / "member_1" / ONNX_FILE).is_file()
+    assert "1 member(s) weighted 0 in ensemble.json left out" in capsys.readouterr().out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from w2v2.checkpoint import save_model
+from w2v2.checkpoint import CheckpointError, save_model
 from w2v2.config import apply_overrides, preset
 from w2v2.emotion.members import load_classifier
 from w2v2.emotion.recognizer import EmotionRecognizer, NetworkMember, load_members
@@ -85,20 +85,58 @@ def test_shared_parts_are_held_once_and_answers_are_unchanged() -> None:
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-def test_an_ensemble_runs_its_shared_parts_once_with_the_same_probabilities(tmp_path: Path) -> None:
-    for i, model in enumerate(family(seed=2)):
-        save_model(model, tmp_path / "run" / f"member_{i + 1}" / "best", extra={"finetune": {"window_seconds": 1.0}})
+def save_family(root: Path, seed: int = 2) -> Path:
+    """The family as a run's members: the three from one init say so in their metadata (`share_key`)."""
+    for i, model in enumerate(family(seed)):
+        init = {"init": "pretrained:small", "freeze_feature_encoder": True} if i < 3 else {}
+        tuned = {"window_seconds": 1.0} | init
+        save_model(model, root / f"member_{i + 1}" / "best", extra={"finetune": tuned})
+    return root
+
+
+def test_an_ensemble_runs_its_shared_parts_once_with_the_same_probabilities(tmp_path: Path, monkeypatch) -> None:
+    import gc
+    import weakref
+
+    import w2v2.emotion.recognizer as recognizer
+
+    run = save_family(tmp_path / "run")
     waves = [torch.randn(n, generator=torch.Generator().manual_seed(n)) * 0.1 for n in (8000, 16000, 40000)]
-    alone = [window_probs(load_classifier(tmp_path / "run" / f"member_{i}")[0], waves, 1.0) for i in range(1, 5)]
+    alone = [window_probs(load_classifier(run / f"member_{i}")[0], waves, 1.0) for i in range(1, 5)]
     apart = [torch.stack(clip) for clip in zip(*alone, strict=True)]  # per clip (members, windows, 6)
-    reference = EmotionRecognizer.from_pretrained(tmp_path / "run", share=False).window_probs(waves, each=True)
+    reference = EmotionRecognizer.from_pretrained(run, share=False).window_probs(waves, each=True)
     assert all(torch.equal(a, b) for a, b in zip(apart, reference, strict=True))
+    loaded: list[weakref.ref] = []
+    most = [0]
+
+    def counted(*args, **kwargs):  # how many loaded models are alive whenever one more loads
+        model = load_classifier(*args, **kwargs)
+        gc.collect()
+        loaded.append(weakref.ref(model[0]))
+        most[0] = max(most[0], sum(r() is not None for r in loaded))
+        return model
+
+    monkeypatch.setattr(recognizer, "load_classifier", counted)
     for keep in (True, False):  # the API's kept members, and the CLI's loaded for the call
-        shared = EmotionRecognizer(load_members([tmp_path / "run"], torch.device("cpu"), keep), "run",
-                                   torch.device("cpu"))
+        loaded.clear()
+        most[0] = 0
+        shared = EmotionRecognizer(load_members([run], torch.device("cpu"), keep), "run", torch.device("cpu"))
         together = shared.window_probs(waves, each=True)
         assert [t.shape for t in together] == [t.shape for t in apart] and together[2].shape[:2] == (4, 4)  # 4 windows
         assert all(float((a - b).abs().max()) <= 1e-6 for a, b in zip(apart, together, strict=True))
-    kept = [m.model for m in load_members([tmp_path / "run"], torch.device("cpu"), True)
-            if isinstance(m, NetworkMember)]
+        # loaded for the call: the three that may share together, the one with its own CNN alone after them
+        assert most[0] == (4 if keep else 3)
+    kept = [m.model for m in load_members([run], torch.device("cpu"), True) if isinstance(m, NetworkMember)]
     assert kept[1].backbone is kept[2].backbone  # type: ignore[union-attr]  # the API holds the probes' one backbone
+
+
+def test_a_member_run_with_others_that_outputs_nan_is_named(tmp_path: Path) -> None:
+    run = save_family(tmp_path / "run")
+    model = load_classifier(run / "member_3")[0]
+    with torch.no_grad():
+        model.head.classifier.weight.fill_(3e38)  # finite weights (a checkpoint refuses NaN), overflowing logits
+    save_model(model, run / "member_3" / "best", extra={"finetune": {"window_seconds": 1.0, "init": "pretrained:small",
+                                                                      "freeze_feature_encoder": True}})
+    with pytest.raises(CheckpointError, match=r"member_3/best: the model outputs NaN/inf") as caught:
+        EmotionRecognizer.from_pretrained(run, keep_loaded=False).window_probs([torch.randn(16000) * 0.1])
+    assert "member_1" not in str(caught.value) and "member_2" not in str(caught.value)

@@ -58,6 +58,7 @@ from w2v2.emotion.members import (
     classifier_checkpoint,
     load_classifier,
     member_folders,
+    member_weights,
     trained_window,
     travel_folder,
 )
@@ -206,7 +207,7 @@ def refuse_exported(source: Path) -> None:
 
 def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     """Export what `source` names (a run folder, checkpoint, ensemble parent or travelling model) into `out`,
-    in its layout; returns the folders written (one per member)."""
+    in its layout, leaving out members the ensemble weighs 0; returns the folders written (one per member)."""
     if travel_folder(source) is not None:  # a travelling model, or a recipe's descriptors member
         shutil.copytree(source, out, dirs_exist_ok=True)
         return [out]
@@ -215,6 +216,8 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     if not parts:
         classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
         return [export_network(source, out, int8)]
+    # a member whose kind the ensemble weighs 0 is never run: not exported (its graph would be computed for nothing)
+    parts = [p for p, w in zip(parts, member_weights(source, parts), strict=True) if w > 0]
     for part in parts:  # a descriptors member (a travelling model, no network) is copied as it is
         if travel_folder(part) is None:
             classifier_checkpoint(part)
@@ -260,7 +263,8 @@ class _Output:
 class OnnxClassifier(nn.Module):
     """An exported classifier run by onnxruntime, called as the PyTorch model is (`model(wave, padding_mask)
     .logits`, `model.cfg`), so `w2v2.emotion.windows` predicts with it unchanged. It holds no parameters:
-    it runs on the CPU."""
+    it runs on the CPU. A member of a shared graph (`export_shared`) gets every member's logits (b, k, 6):
+    its own are `[:, output]` (`num_outputs` and `output` say so; None for a graph of its own)."""
 
     def __init__(self, ckpt: Path, threads: int | None = None) -> None:
         super().__init__()

@@ -23,8 +23,10 @@ Design choices:
   (`predict_set`, `clip_scores`) to say in words what was done, rather than being restated here;
 - network members are loaded for a call and let go after it unless `keep_loaded` (the web app and the API
   keep them). Members with the same CNN run as one (`w2v2.emotion.shared`): the CNN once a batch, a backbone
-  the linear probes share once, each head on it. Their parts are held once, so a recipe's ensemble needs its
-  distinct parts' memory (its fine-tunes' Transformers, one CNN, the probes' backbone), not each member's;
+  the linear probes share once, each head on it, their parts held once. Loaded for a call, the members that
+  may share (`share_key`: a frozen init's CNN) are loaded together, so a recipe's ensemble needs its
+  distinct parts' memory at once (its fine-tunes' Transformers, one CNN, the probes' backbone); a member
+  with its own CNN (the tiny model) is loaded for its turn alone;
 - audio may be a path, or an array (samples,) / (channels, samples) / (samples, channels) with its
   `sample_rate`: it is averaged to mono and resampled to 16 kHz, as files are (integer PCM scaled to
   [-1, 1) as a decoder scales it);
@@ -38,9 +40,10 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
@@ -49,7 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from w2v2.checkpoint import read_meta
+from w2v2.checkpoint import CheckpointError, read_meta
 from w2v2.data.audio import (
     MIN_SAMPLE_RATE,
     SAMPLE_RATE,
@@ -79,7 +82,7 @@ from w2v2.emotion.members import (
 from w2v2.emotion.shared import SharedClassifiers, cnn_groups, shared_parts
 from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
 from w2v2.emotion.travel import GroupPlan, TravelModel, is_travel, load_travel
-from w2v2.emotion.windows import speed_view, window_probs, window_starts, windows
+from w2v2.emotion.windows import NonFiniteOutputs, speed_view, window_probs, window_starts, windows
 from w2v2.model import Wav2Vec2ForClassification
 from w2v2.training import Precision, inference_precision, resolve_device
 from w2v2.training.progress import progress_bar
@@ -207,28 +210,56 @@ class TravelMember:
         return list(probs.split([len(segs) for segs in per_clip]))
 
 
+def share_key(ckpt: Path) -> str | None:
+    """What a network may share with others, read from its metadata before it is loaded: the init whose CNN it
+    kept frozen (a recipe's fine-tunes and probes), None where it trained its own (it runs alone, loaded for
+    its turn only). Whether the parts really are the same is then checked on the weights."""
+    meta = read_meta(ckpt)
+    tuned = meta.get("finetune", {})
+    return str(tuned["init"]) if tuned.get("init") and tuned.get("freeze_feature_encoder") else None
+
+
 def network_window_probs(members: Sequence[NetworkMember], waves: list[torch.Tensor], window_seconds: float | None,
                          hop_seconds: float | None, tta: tuple[float, ...], progress: bool
                          ) -> list[list[torch.Tensor]]:
     """Each network member's `window_probs` (per clip (windows, 6)), members with the same CNN and window run
-    as one (`SharedClassifiers`): the same answers as each alone, the shared parts computed once."""
-    models = shared_parts(m.classifier() for m in members)
+    as one (`SharedClassifiers`): the same answers as each alone, the shared parts computed once. Members not
+    kept loaded are loaded a group at a time (those that may share, `share_key`), the others one at a time."""
     own = [window_seconds or trained_window(m.ckpt) for m in members]
+    keys = [None if m.model is not None else share_key(m.ckpt) for m in members]
+    kept = [i for i, m in enumerate(members) if m.model is not None]
+    units = ([kept] if kept else []) + [[i for i, k in enumerate(keys) if k == key and members[i].model is None]
+                                        for key in dict.fromkeys(k for k in keys if k is not None)]
+    units += [[i] for i, k in enumerate(keys) if k is None and members[i].model is None]
     out: list[list[torch.Tensor]] = [[] for _ in members]
-    for group in cnn_groups(models):
-        for seconds in dict.fromkeys(own[i] for i in group):
-            together = [i for i in group if own[i] == seconds]
-            with blamed(Path(", ".join(str(members[i].ckpt) for i in together))):
-                if len(together) == 1:
-                    out[together[0]] = window_probs(models[together[0]], waves, seconds, hop_seconds, tta,
-                                                    progress=progress)
-                    continue
-                shared = SharedClassifiers([models[i] for i in together])
-                probs = window_probs(shared, waves, seconds, hop_seconds, tta,  # type: ignore[arg-type]
-                                     progress=progress)  # per clip (windows, k, 6)
-            for j, i in enumerate(together):
-                out[i] = [p[:, j] for p in probs]
+    for unit in units:
+        models = shared_parts(members[i].classifier() for i in unit)
+        for group in cnn_groups(models):
+            for seconds in dict.fromkeys(own[unit[g]] for g in group):
+                together = [g for g in group if own[unit[g]] == seconds]
+                names = [members[unit[g]].ckpt for g in together]
+                with blamed(names[0]) if len(together) == 1 else blamed_output(names):
+                    shared = models[together[0]] if len(together) == 1 else \
+                        SharedClassifiers([models[g] for g in together])
+                    probs = window_probs(shared, waves, seconds, hop_seconds, tta,  # type: ignore[arg-type]
+                                         progress=progress)  # per clip (windows, 6), or (windows, k, 6)
+                for j, g in enumerate(together):
+                    out[unit[g]] = probs if len(together) == 1 else [p[:, j] for p in probs]
+        del models  # a unit loaded for this call is let go before the next loads
     return out
+
+
+@contextlib.contextmanager
+def blamed_output(ckpts: Sequence[Path]) -> Iterator[None]:
+    """`blamed` for members run as one: a NaN/inf output is put to the member whose output it is."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except NonFiniteOutputs as e:
+        raise CheckpointError(f"{ckpts[e.outputs[0]]}: {e}") from None
+    except ValueError as e:
+        raise CheckpointError(f"{', '.join(map(str, ckpts))} (run as one): {e}") from None
 
 
 def onnx_window_probs(members: Sequence[OnnxMember], waves: list[torch.Tensor], window_seconds: float | None,

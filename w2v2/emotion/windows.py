@@ -130,11 +130,21 @@ def padding_invariant(model: Wav2Vec2ForClassification) -> bool:
     return model.cfg.encoder.norm == "layer"
 
 
+class NonFiniteOutputs(ValueError):
+    """NaN/inf logits; `outputs`: which of several classifiers run as one gave them ([0] for one)."""
+
+    def __init__(self, outputs: list[int]) -> None:
+        super().__init__("the model outputs NaN/inf: its weights are broken or overflow on this input")
+        self.outputs = outputs
+
+
 def checked_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax (b, num_labels) on the CPU, in fp32, of logits (b, num_labels); ValueError for NaN/inf."""
+    """Softmax on the CPU, in fp32, of logits (b, num_labels) or (b, k, num_labels) (k classifiers run as one);
+    NonFiniteOutputs (a ValueError) for NaN/inf."""
     logits = logits.float().cpu()
-    if not bool(logits.isfinite().all()):
-        raise ValueError("the model outputs NaN/inf: its weights are broken or overflow on this input")
+    finite = logits.isfinite().all(-1)
+    if not bool(finite.all()):
+        raise NonFiniteOutputs(sorted(set(torch.nonzero(~finite)[:, 1].tolist())) if logits.dim() == 3 else [0])
     return torch.softmax(logits, dim=-1)
 
 
@@ -155,7 +165,7 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     k = getattr(model, "num_outputs", None)
     probs = torch.zeros(len(segments), *((k,) if k else ()), model.cfg.head.num_labels)
     cpu_bf16 = device.type == "cpu" and torch.is_autocast_enabled("cpu") and \
-        torch.get_autocast_dtype("cpu") == torch.bfloat16
+        torch.get_autocast_dtype("cpu") == torch.bfloat16 and any(True for _ in model.parameters())  # not ONNX
     grid = int(BF16_GRID_SECONDS * SAMPLE_RATE) if cpu_bf16 and pad else 1
     with torch.autocast("cpu", enabled=False) if cpu_bf16 and not pad else contextlib.nullcontext():
         for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
