@@ -22,7 +22,7 @@ from w2v2.emotion.exported import (
     refuse_exported,
     require_onnxruntime,
 )
-from w2v2.emotion.members import load_classifier, member_folders, member_weights, travel_folder
+from w2v2.emotion.members import load_classifier, member_folders, travel_folder, voting
 from w2v2.emotion.recognizer import EmotionRecognizer
 
 
@@ -39,7 +39,7 @@ def networks(source: Path) -> list[Path]:
     parts = member_folders(source)
     if not parts:
         return [] if travel_folder(source) is not None else [source]
-    return [p for p, w in zip(parts, member_weights(source, parts), strict=True) if w > 0 and travel_folder(p) is None]
+    return [p for p in voting(source, parts) if travel_folder(p) is None]
 
 
 def max_logit_difference(source: Path, out: Path) -> float | None:

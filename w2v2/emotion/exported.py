@@ -58,11 +58,11 @@ from w2v2.emotion.members import (
     classifier_checkpoint,
     load_classifier,
     member_folders,
-    member_weights,
     trained_window,
     travel_folder,
+    voting,
 )
-from w2v2.emotion.shared import SharedClassifiers, cnn_groups, shared_parts
+from w2v2.emotion.shared import SharedClassifiers, run_groups, shared_parts
 from w2v2.model import Wav2Vec2ForClassification, Wav2Vec2Model
 
 ONNX_FILE = "model.onnx"
@@ -119,9 +119,12 @@ def quiet() -> Iterator[None]:
             logging.disable(logging.NOTSET)
 
 
-def export_network(ckpt: Path, out: Path, int8: bool = False) -> Path:
-    """`out/model.onnx` and `out/w2v2.json` of the classifier checkpoint `ckpt`; returns `out`."""
-    model, ckpt = load_classifier(ckpt)
+def export_network(ckpt: Path, out: Path, int8: bool = False, model: Wav2Vec2ForClassification | None = None
+                   ) -> Path:
+    """`out/model.onnx` and `out/w2v2.json` of the classifier checkpoint `ckpt` (`model`: its classifier,
+    where the caller has loaded it already); returns `out`."""
+    if model is None:
+        model, ckpt = load_classifier(ckpt)
     out.mkdir(parents=True, exist_ok=True)
     onnx = export_graph(model, out / ONNX_FILE, int8)
     write_meta(ckpt, out, {"file": ONNX_FILE, **onnx})
@@ -216,8 +219,7 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     if not parts:
         classifier_checkpoint(source)  # a clear error for anything but a classifier, before any work
         return [export_network(source, out, int8)]
-    # a member whose kind the ensemble weighs 0 is never run: not exported (its graph would be computed for nothing)
-    parts = [p for p, w in zip(parts, member_weights(source, parts), strict=True) if w > 0]
+    parts = voting(source, parts)  # a member weighed 0 is never run: not exported (a shared graph would compute it)
     for part in parts:  # a descriptors member (a travelling model, no network) is copied as it is
         if travel_folder(part) is None:
             classifier_checkpoint(part)
@@ -230,15 +232,12 @@ def export_model(source: Path, out: Path, int8: bool = False) -> list[Path]:
     nets = [part for part in parts if travel_folder(part) is None]
     ckpts = [classifier_checkpoint(part) for part in nets]
     models = shared_parts(load_classifier(c)[0] for c in ckpts)
-    for group in cnn_groups(models):  # members with one CNN and window: one graph
-        for seconds in dict.fromkeys(trained_window(ckpts[i]) for i in group):
-            together = [i for i in group if trained_window(ckpts[i]) == seconds]
-            if len(together) == 1:
-                export_network(ckpts[together[0]], out / nets[together[0]].name, int8)
-            else:
-                export_shared([ckpts[i] for i in together], [models[i] for i in together],
-                              out / f"networks_{nets[together[0]].name}.onnx", [out / nets[i].name for i in together],
-                              int8)
+    for together in run_groups(models, [trained_window(c) for c in ckpts]):  # as prediction groups them
+        if len(together) == 1:
+            export_network(ckpts[together[0]], out / nets[together[0]].name, int8, models[together[0]])
+        else:
+            export_shared([ckpts[i] for i in together], [models[i] for i in together],
+                          out / f"networks_{nets[together[0]].name}.onnx", [out / nets[i].name for i in together], int8)
     return [out / part.name for part in parts]
 
 

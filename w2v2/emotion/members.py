@@ -116,6 +116,11 @@ def member_weights(parent: Path, parts: list[Path]) -> list[float]:
     return [len(parts) * w / total for w in shares]
 
 
+def voting(parent: Path, parts: list[Path]) -> list[Path]:
+    """The members of `parts` that have a vote (`member_weights` > 0): the others are never run."""
+    return [p for p, w in zip(parts, member_weights(parent, parts), strict=True) if w > 0]
+
+
 def travel_folder(path: Path) -> Path | None:
     """The travelling model a folder is or holds as its best/ (a recipe's descriptors member), else None."""
     return next((p for p in (path, path / "best") if is_travel(p)), None)

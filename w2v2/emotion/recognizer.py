@@ -79,7 +79,7 @@ from w2v2.emotion.members import (
     trained_window,
     travel_folder,
 )
-from w2v2.emotion.shared import SharedClassifiers, cnn_groups, shared_parts
+from w2v2.emotion.shared import SharedClassifiers, run_groups, shared_parts
 from w2v2.emotion.speech import CHUNK, MIN_SPEECH_SECONDS, NO_SPEECH, THRESHOLD, speech_probs, speech_seconds_of
 from w2v2.emotion.travel import GroupPlan, TravelModel, is_travel, load_travel
 from w2v2.emotion.windows import NonFiniteOutputs, speed_view, window_probs, window_starts, windows
@@ -234,24 +234,26 @@ def network_window_probs(members: Sequence[NetworkMember], waves: list[torch.Ten
     out: list[list[torch.Tensor]] = [[] for _ in members]
     for unit in units:
         models = shared_parts(members[i].classifier() for i in unit)
-        for group in cnn_groups(models):
-            for seconds in dict.fromkeys(own[unit[g]] for g in group):
-                together = [g for g in group if own[unit[g]] == seconds]
-                names = [members[unit[g]].ckpt for g in together]
-                with blamed(names[0]) if len(together) == 1 else blamed_output(names):
-                    shared = models[together[0]] if len(together) == 1 else \
-                        SharedClassifiers([models[g] for g in together])
-                    probs = window_probs(shared, waves, seconds, hop_seconds, tta,  # type: ignore[arg-type]
-                                         progress=progress)  # per clip (windows, 6), or (windows, k, 6)
-                for j, g in enumerate(together):
-                    out[unit[g]] = probs if len(together) == 1 else [p[:, j] for p in probs]
+        for together in run_groups(models, [own[i] for i in unit]):
+            with blamed_output([members[unit[g]].ckpt for g in together]):
+                shared = models[together[0]] if len(together) == 1 else \
+                    SharedClassifiers([models[g] for g in together])
+                probs = window_probs(shared, waves, own[unit[together[0]]], hop_seconds, tta,  # type: ignore[arg-type]
+                                     progress=progress)  # per clip (windows, 6), or (windows, k, 6)
+            for j, g in enumerate(together):
+                out[unit[g]] = probs if len(together) == 1 else [p[:, j] for p in probs]
         del models  # a unit loaded for this call is let go before the next loads
     return out
 
 
 @contextlib.contextmanager
 def blamed_output(ckpts: Sequence[Path]) -> Iterator[None]:
-    """`blamed` for members run as one: a NaN/inf output is put to the member whose output it is."""
+    """`blamed` for one member or several run as one: a NaN/inf output is put to the member whose output it
+    is (`NonFiniteOutputs`), any other ValueError to them all."""
+    if len(ckpts) == 1:
+        with blamed(ckpts[0]):
+            yield
+        return
     try:
         yield
     except CheckpointError:

@@ -76,6 +76,13 @@ def cnn_groups(models: Sequence[Wav2Vec2ForClassification]) -> list[list[int]]:
     return partition(models, same_cnn)
 
 
+def run_groups(models: Sequence[Wav2Vec2ForClassification], windows: Sequence[float]) -> list[list[int]]:
+    """The members (indices) that predict as one: the same CNN and the same window (seconds, one per model),
+    so that they cut a clip into the same windows. Prediction and the ONNX export group them alike."""
+    return [[i for i in group if windows[i] == seconds] for group in cnn_groups(models)
+            for seconds in dict.fromkeys(windows[i] for i in group)]
+
+
 class SharedOutput(NamedTuple):
     logits: torch.Tensor  # (b, k, num_labels)
 

@@ -156,7 +156,8 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     segment's result never depends on the other segments of the call (see `window_batches`). ValueError
     when the model outputs NaN/inf."""
     model.eval()
-    device = next(iter(model.parameters()), torch.zeros(0)).device  # an ONNX model has none: the CPU
+    weight = next(iter(model.parameters()), None)  # an ONNX model has none: it runs on the CPU
+    device = weight.device if weight is not None else torch.device("cpu")
     if not getattr(model, "batch_independent", True):  # int8 ONNX: one activation range per batch
         batch_size = 1
     pad = padding_invariant(model)
@@ -165,13 +166,13 @@ def segment_probs(model: Wav2Vec2ForClassification, segments: list[torch.Tensor]
     k = getattr(model, "num_outputs", None)
     probs = torch.zeros(len(segments), *((k,) if k else ()), model.cfg.head.num_labels)
     cpu_bf16 = device.type == "cpu" and torch.is_autocast_enabled("cpu") and \
-        torch.get_autocast_dtype("cpu") == torch.bfloat16 and any(True for _ in model.parameters())  # not ONNX
+        torch.get_autocast_dtype("cpu") == torch.bfloat16 and weight is not None  # not an ONNX graph
     grid = int(BF16_GRID_SECONDS * SAMPLE_RATE) if cpu_bf16 and pad else 1
     with torch.autocast("cpu", enabled=False) if cpu_bf16 and not pad else contextlib.nullcontext():
         for batch in progress_bar(batches, desc="predicting", unit="batch", disable=not progress, leave=False):
             wave, padding_mask = collate_waves([segments[i] for i in batch], min_len=MIN_SAMPLES)
-            extra = -wave.shape[1] % grid  # padded samples, masked: the answers stay those of the clips alone
-            wave, padding_mask = F.pad(wave, (0, extra)), F.pad(padding_mask, (0, extra), value=True)
+            if extra := -wave.shape[1] % grid:  # padded samples, masked: the answers stay those of the clips alone
+                wave, padding_mask = F.pad(wave, (0, extra)), F.pad(padding_mask, (0, extra), value=True)
             probs[batch] = checked_softmax(model(wave.to(device), padding_mask.to(device)).logits)
     return probs
 
