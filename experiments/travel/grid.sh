@@ -3,6 +3,8 @@
 # Needs runs/travel/feats_{small,ravft}.pt (extract.py), prosody2.pt (descriptors.py), prosody2_aug.pt (augdesc.py).
 # The read-speech rows need runs/travel/read_desc.pt and read_desc_all.pt (read_speech.py, read_speech.py all).
 # openSMILE rows also need runs/travel/smile_{egemaps,compare}.pt (smile.py).
+# On a fresh checkout without feats_small.pt, the descriptor rows (w2v=0) need only the clip list:
+# python experiments/travel/meta.py writes runs/travel/feats_meta.pt (the rows' FEATS name `meta`).
 # Run from the project root: bash experiments/travel/grid.sh > experiments/travel/results/methods.txt
 # (bash experiments/travel/grid.sh --from N >> ...: only the rows from the N-th on, counting from 1)
 S="train=ship seeds=3"
@@ -186,3 +188,13 @@ L="meta $S w2v=0 prosody=f1e-2_clean read_file=_f1e-2 norm=spk_train_corpus_test
 run "descriptors at the log floor 1e-2 (shipped before this row), per speaker / per set" "$L ext_w=0"
 run "a CNN on log-mel spectrograms alone (logmel.py), per speaker / per set" "$L ext_w=1"
 run "descriptors and the log-mel CNN, probabilities 0.7 / 0.3 (shipped), per speaker / per set" "$L ext_w=0.3"
+# several CNNs a fit (the product's travel.mel_nets): logmel.py train S epochs=20 views=1 for S = 0..5 (views=1 also
+# saves the per-speaker view), then python experiments/travel/mel_ensemble.py _epochs20_views1 2 (seeds S and S + 3
+# averaged: runs/travel/logmel_ens2_epochs20_views1{,_speaker}_s{0,1,2}.pt)
+L="meta $S w2v=0 prosody=f1e-2_clean read_file=_f1e-2 read=all read_w=0.2 ext_w=0.3"
+run "descriptors and one log-mel CNN (views=1 re-run), 0.7 / 0.3, per speaker / per set" "$L norm=spk_train_corpus_test ext=logmel_probs_epochs20_views1"
+run "descriptors and one log-mel CNN (views=1 re-run), 0.7 / 0.3, per speaker / per speaker shrunk, prior 10" "$L norm=spk_train_shrunk_test k=10 ext=logmel_probs_epochs20_views1_speaker"
+run "descriptors and two log-mel CNNs averaged, 0.7 / 0.3, per speaker / per set" "$L norm=spk_train_corpus_test ext=logmel_ens2_epochs20_views1"
+run "descriptors and two log-mel CNNs averaged, 0.7 / 0.3, per speaker / per speaker shrunk, prior 10" "$L norm=spk_train_shrunk_test k=10 ext=logmel_ens2_epochs20_views1_speaker"
+run "descriptors and one log-mel CNN, geometric mean 0.7 / 0.3, per speaker / per set" "$L norm=spk_train_corpus_test ext=logmel_probs_epochs20_views1 ext_geo=1"
+run "descriptors and one log-mel CNN, geometric mean 0.7 / 0.3, per speaker / per speaker shrunk, prior 10" "$L norm=spk_train_shrunk_test k=10 ext=logmel_probs_epochs20_views1_speaker ext_geo=1"

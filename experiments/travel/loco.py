@@ -425,7 +425,11 @@ def run(meta, mean, std, cfg):
                     p = (1 - cfg["ens"]) * p + cfg["ens"] * torch.softmax(net2(wte), -1)
             if cfg.get("ext"):  # another model's probabilities for the same clips (logmel.py), averaged in
                 q = torch.load(f"runs/travel/{cfg['ext']}_s{seed}.pt")[test]
-                p = (1 - cfg["ext_w"]) * p + cfg["ext_w"] * q
+                if cfg.get("ext_geo"):  # weighted geometric mean (log-probabilities averaged), renormalised
+                    p = torch.softmax((1 - cfg["ext_w"]) * p.clamp_min(1e-8).log()
+                                      + cfg["ext_w"] * q.clamp_min(1e-8).log(), -1)
+                else:
+                    p = (1 - cfg["ext_w"]) * p + cfg["ext_w"] * q
             if cfg.get("prior") == "em":
                 p = prior_em(p)
             restricted = p[:, classes].argmax(1).numpy()

@@ -3,6 +3,8 @@
 
   python experiments/travel/logmel.py extract           # -> runs/travel/logmel.pt (all six corpora's clips)
   python experiments/travel/logmel.py train SEED [key=value ...]   # -> runs/travel/logmel_probs{tag}_s{SEED}.pt
+      keys: epochs, lr, wd, ch, dropout, read (read speech as neutral at this weight), views=1 (also the
+      per-speaker view, shrunk toward the set: ..._speaker_s{SEED}.pt), clip=1, clipw=1, vtlp=A (band-axis warp)
 
 The probabilities are saved per unseen corpus, in loco.py's clip order, for loco.py's `ext=` option (the
 descriptors' probabilities averaged with these). One core (torch threads 1).
@@ -78,6 +80,18 @@ def shrunk(specs, loud, spk, sets, idx, k):
 
 
 CLIP_WEIGHTED = False  # cfg clipw=1: every clip counts once in a group's statistics, however long
+VTLP = 0.0  # cfg vtlp=A: each training crop's band axis stretched by a factor drawn from [1 - A, 1 + A]
+
+
+def warp_bands(x, alpha):
+    """(64, t) with band b read at band b * alpha (linear interpolation, clamped to the top band): the spectrum's
+    envelope moved up or down as a longer or shorter vocal tract moves its formants (vocal tract length
+    perturbation, Jaitly & Hinton 2013), applied on the mel axis."""
+    pos = (torch.arange(x.shape[0], dtype=torch.float32) * alpha).clamp(max=x.shape[0] - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=x.shape[0] - 1)
+    frac = (pos - lo)[:, None]
+    return x[lo] * (1 - frac) + x[hi] * frac
 
 
 def group_stats(specs, loud, idx):
@@ -131,6 +145,8 @@ def batch(xs, crop, rng, train):
                 s = int(rng.integers(0, t - crop + 1))
                 x = x[:, s:s + crop]
             x = x.clone()
+            if VTLP:
+                x = warp_bands(x, float(rng.uniform(1 - VTLP, 1 + VTLP)))
             f = int(rng.integers(0, 9)); f0 = int(rng.integers(0, 64 - f))
             x[f0:f0 + f] = 0
             tt = int(rng.integers(0, 21)); t0 = int(rng.integers(0, max(x.shape[1] - tt, 1)))
@@ -262,6 +278,7 @@ if __name__ == "__main__":
     else:
         seed = int(sys.argv[2])
         CLIP_WEIGHTED = "clipw=1" in sys.argv
+        VTLP = next((float(a.split("=")[1]) for a in sys.argv[3:] if a.startswith("vtlp=")), 0.0)
         cfg = {k: (float(v) if "." in v or "e" in v else int(v)) for k, v in (a.split("=") for a in sys.argv[3:])}
         tag = "".join(f"_{k}{v}" for k, v in sorted(cfg.items()))
         probs, lines = train_sets(seed, cfg)
