@@ -361,22 +361,17 @@ def cmd_train_travel(args: argparse.Namespace) -> dict:
     if args.resume or args.init or args.probe or args.folds or args.budget_minutes or args.val_speakers:
         raise SystemExit("error: several --data train the travelling model, which takes --run, --test-corpus, "
                          "--members (seeds of the held-out scores) and travel.KEY=VALUE only")
-    overrides = [kv for kv in args.overrides if not kv.startswith("workers=")]
-    if bad := [kv for kv in overrides if not kv.startswith("travel.")]:
+    if bad := [kv for kv in args.overrides if not kv.startswith("travel.")]:
         raise SystemExit(f"error: {bad[0]}: with several --data the settings are travel.KEY=VALUE, KEY one of "
-                         f"{', '.join(f.name for f in fields(TravelConfig))}, and workers=N (fits at a time)")
-    workers = [kv.split("=", 1)[1] for kv in args.overrides if kv.startswith("workers=")]
-    if workers and not (workers[-1].isdigit()):
-        raise SystemExit(f"error: workers={workers[-1]}: a whole number of fits at a time (0: one per core)")
+                         f"{', '.join(f.name for f in fields(TravelConfig))}")
     try:  # the project's typed, range-checked overrides (unknown keys are errors)
-        cfg = merge(TravelConfig(), parse_overrides(overrides).get("travel", {}), prefix="travel.")
+        cfg = merge(TravelConfig(), parse_overrides(args.overrides).get("travel", {}), prefix="travel.")
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     run = args.run or Path("runs") / time.strftime("travel-%Y%m%d-%H%M%S")
     return train_travel(args.data, run, args.test_corpus, cfg, seeds=args.members or 3, layout=args.layout,
                         test_specs=args.test_data, skip_bad=args.skip_bad, dry_run=args.dry_run,
-                        overwrite=args.overwrite, neutral_specs=args.neutral_data,
-                        workers=int(workers[-1]) if workers else 0)
+                        overwrite=args.overwrite, neutral_specs=args.neutral_data)
 
 
 def resumed(args: argparse.Namespace, flags: list[str]) -> tuple[FinetuneConfig, Path, str | None, list[str] | None]:

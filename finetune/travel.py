@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -182,63 +181,17 @@ def groups_of(corpus: Corpus) -> list[str]:
 
 
 def fit_corpora(corpora: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
-                neutral: Corpus | None = None, mels: dict[str, list[Mel]] | None = None, desc: str = "CNN",
-                progress: Callable[[], None] | None = None) -> TravelModel:
-    """The travelling model fitted on `corpora` (and `neutral`); `progress` is called once per CNN epoch (None:
-    a progress bar of its own, named `desc`)."""
+                neutral: Corpus | None = None, mels: dict[str, list[Mel]] | None = None, desc: str = "CNN"
+                ) -> TravelModel:
     x = torch.cat([feats[c.name] for c in corpora])
     labels = [int(it.label) for c in corpora for it in c.items]  # type: ignore[arg-type]  # training items
     names = [c.name for c in corpora for _ in c.items]
     clip_mels = [m for c in corpora for m in mels[c.name]] if mels and cfg.mel_nets else None
-
-    def fitted(step: Callable[[], None]) -> TravelModel:
-        return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg,
-                   feats[neutral.name] if neutral else None,
-                   [str(it.speaker) for it in neutral.items] if neutral else [], clip_mels, step)
-
-    if progress is not None:
-        return fitted(progress)
     with progress_bar(total=cfg.mel_nets * cfg.mel_epochs, desc=desc, unit="epoch", leave=False,
                       disable=not cfg.mel_nets) as bar:
-        return fitted(bar.update)
-
-
-FIT_INPUTS = "fit_inputs.pt"  # what fits side by side read: written by the parent, removed when they are done
-_inputs: dict[str, tuple] = {}  # in a worker: the inputs it has read, by file (read once for all its fits)
-
-
-def _fit_task(inputs: str, train: list[str], cfg: TravelConfig, bar: Any) -> dict:
-    """One fit in a worker process (`finetune.parallel.run_side_by_side`): the corpora named `train`."""
-    if inputs not in _inputs:
-        saved = torch.load(inputs, weights_only=False)
-        mels = {name: [Mel(spec.float(), loud) for spec, loud in rows] for name, rows in saved["mels"].items()}
-        _inputs[inputs] = (saved["corpora"], saved["feats"], mels or None, saved["neutral"])
-    corpora, feats, mels, neutral = _inputs[inputs]
-    by_name = {c.name: c for c in corpora}
-    return {"model": fit_corpora([by_name[n] for n in train], feats, cfg, neutral, mels, progress=bar.update)}
-
-
-def fit_side_by_side(jobs: dict[str, tuple[list[str], TravelConfig]], corpora: list[Corpus],
-                     feats: dict[str, torch.Tensor], neutral: Corpus | None, mels: dict[str, list[Mel]] | None,
-                     workers: int, threads: int, folder: Path) -> dict[str, TravelModel]:
-    """Each job's model (key -> (the corpora it trains on, its settings)), `workers` fits at a time in processes
-    of `threads` threads. A fit seeds its own generators, so it gives the numbers it gives alone at the same
-    thread count. The inputs go to the workers through one file in `folder`, removed afterwards."""
-    from finetune.parallel import run_side_by_side
-
-    inputs = folder / FIT_INPUTS
-    mel_rows = {name: [(m.spec.half(), m.loud) for m in rows] for name, rows in (mels or {}).items()}
-    atomic_write(inputs, lambda tmp: torch.save({"corpora": corpora, "feats": feats, "mels": mel_rows,
-                                                 "neutral": neutral}, tmp))
-    epochs = sum(c.mel_nets * c.mel_epochs for _, c in jobs.values())
-    try:
-        with progress_bar(total=epochs, desc=f"CNNs, {workers} fits at a time", unit="epoch",
-                          disable=not epochs) as bar:
-            done = run_side_by_side([(key, _fit_task, (str(inputs), train, c)) for key, (train, c) in jobs.items()],
-                                    workers, threads, bar)
-    finally:
-        inputs.unlink(missing_ok=True)
-    return {key: done[key]["model"] for key in jobs}
+        return fit(x, labels, names, [g for c in corpora for g in groups_of(c)], cfg,
+                   feats[neutral.name] if neutral else None,
+                   [str(it.speaker) for it in neutral.items] if neutral else [], clip_mels, bar.update)
 
 
 NORMALISATIONS = ("set", "speaker", "clip")  # how an unseen corpus is scored (see `score`)
@@ -261,42 +214,23 @@ def score(model: TravelModel, corpus: Corpus, x: torch.Tensor, normalise: str, m
 
 def leave_one_out(corpora: list[Corpus], unseen: list[Corpus], feats: dict[str, torch.Tensor], cfg: TravelConfig,
                   seeds: int, neutral: Corpus | None = None, mels: dict[str, list[Mel]] | None = None,
-                  shared: dict[int, TravelModel] | None = None, workers: int = 1, threads: int = 1,
-                  folder: Path | None = None) -> pd.DataFrame:
+                  shared: dict[int, TravelModel] | None = None) -> pd.DataFrame:
     """One row per (unseen corpus, seed, normalisation): UAR and per-class recall on a corpus that no model
     trained on: a training corpus held out (the model trains on the others), or a test-only corpus. The
     neutral reference speech, if any, trains every model (it holds no emotion to score). The models fitted
-    on every training corpus (the test-only corpora's) are left in `shared` by seed. With `workers` > 1 (and a
-    `folder` for their inputs) the fits run side by side first, `threads` threads each; else one by one."""
+    on every training corpus (the test-only corpora's) are left in `shared` by seed."""
     shared = {} if shared is None else shared
-    jobs: dict[str, tuple[list[str], TravelConfig]] = {}  # "corpus:seed" (or "*:seed", every corpus) -> fit
-    for test in unseen:
-        whole = all(c.name != test.name for c in corpora)  # a test-only corpus: every training corpus, once a seed
-        for seed in range(seeds):
-            if not (whole and seed in shared):
-                jobs[f"{'*' if whole else test.name}:{seed}"] = (
-                    [c.name for c in corpora if c.name != test.name], replace(cfg, seed=cfg.seed + seed * cfg.heads))
-    models: dict[str, TravelModel] = {}
-    if workers > 1 and folder is not None:
-        if 0 not in shared:  # the model to save (every corpus, the first seed) fits beside the others too
-            jobs.setdefault("*:0", ([c.name for c in corpora], cfg))
-        if len(jobs) > 1:
-            models = fit_side_by_side(jobs, corpora, feats, neutral, mels, workers, threads, folder)
-            if "*:0" in models:
-                shared.setdefault(0, models["*:0"])
     rows = []
     for test in unseen:
         name = test.name
         train = [c for c in corpora if c.name != name]
         for seed in range(seeds):
             whole = len(train) == len(corpora)  # a test-only corpus: every training corpus, fitted once a seed
-            key = f"{'*' if whole else name}:{seed}"
             if whole and seed in shared:
                 model = shared[seed]
             else:
-                model = models[key] if key in models else fit_corpora(
-                    train, feats, jobs[key][1], neutral, mels,
-                    f"CNN without {name}, seed {seed}" if not whole else f"CNN, seed {seed}")
+                model = fit_corpora(train, feats, replace(cfg, seed=cfg.seed + seed * cfg.heads), neutral, mels,
+                                    f"CNN without {name}, seed {seed}" if not whole else f"CNN, seed {seed}")
                 if whole:
                     shared[seed] = model
             for normalise in NORMALISATIONS:
@@ -321,12 +255,11 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: TravelConfig | None = None,
                  seeds: int = 3, layout: str | None = None, test_specs: list[str] | None = None,
                  skip_bad: bool = False, dry_run: bool = False, overwrite: bool = False,
-                 neutral_specs: list[str] | None = None, workers: int = 0) -> dict:
+                 neutral_specs: list[str] | None = None) -> dict:
     """Train on the corpora of `specs` (and the neutral reference speech of `neutral_specs`); score held-out
     ones (`test_corpus`: a name or all) and the test-only corpora of `test_specs`; save the model trained on
     all of `specs` (`dry_run`: the plan alone). An earlier run in `run` is refused, or with `overwrite` its
-    outputs are removed, once the data have been checked. `workers`: leave-one-corpus-out fits at a time
-    (0: one per core where the model has CNNs, whose fits take minutes; one at a time without them)."""
+    outputs are removed, once the data have been checked."""
     start = time.perf_counter()
     old = earlier_outputs(run, overwrite)
     cfg = cfg or TravelConfig()
@@ -342,8 +275,6 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
     if neutral and NEUTRAL_SPEECH in names + [c.name for c in test_only]:
         raise ValueError(f"{NEUTRAL_SPEECH!r} names the --neutral-data clips: name the corpus otherwise (NAME=PATH)")
     scored = held_out + [c.name for c in test_only]
-    fits = len(held_out) * seeds + (seeds if test_only else 1)  # and the model's (the first seed on every corpus)
-    workers, threads = fit_workers(workers, fits, cfg)
     print(f"travelling model on {len(corpora)} corpora: " + ", ".join(
         f"{c.name} ({len(c.items)} clips, {', '.join(EMOTIONS[k] for k in c.classes)})" for c in corpora))
     if neutral:
@@ -359,9 +290,6 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
           + "; each corpus weighs the same, and each class within it; classes a "
           "corpus lacks are left out of its loss; standardised per speaker (per corpus where speakers are unknown)"
           + (f"; scored unseen: {', '.join(scored)} ({seeds} seed{'s' if seeds != 1 else ''})" if scored else ""))
-    if workers > 1:
-        print(f"      side by side: {fits} fits (leave-one-corpus-out and the model's), {workers} at a time, "
-              f"{threads} thread(s) each (workers)")
     if dry_run:
         print(f"--dry-run: nothing computed or written (the run would write {run})")
         return {"corpora": {c.name: len(c.items) for c in corpora}, "dry_run": True}
@@ -378,7 +306,7 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
     if neutral:
         result["neutral_speech"] = {"clips": len(neutral.items), "sources": neutral_specs}
     if unseen:
-        df = leave_one_out(corpora, unseen, feats, cfg, seeds, neutral, mels, shared, workers, threads, run)
+        df = leave_one_out(corpora, unseen, feats, cfg, seeds, neutral, mels, shared)
         atomic_write(run / "loco.csv", lambda tmp: df.to_csv(tmp, index=False))
         table = summary(df)
         atomic_write(run / "loco_summary.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.4f"))
@@ -392,15 +320,6 @@ def train_travel(specs: list[str], run: Path, test_corpus: str | None, cfg: Trav
     atomic_write(run / "metrics.json", lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
     print(f"model: {run / 'model'} (use it as --ckpt {run / 'model'}); {result['seconds']:.0f} s")
     return result
-
-
-def fit_workers(workers: int, fits: int, cfg: TravelConfig) -> tuple[int, int]:
-    """(fits at a time, torch threads each) for `workers` (0: one per core, where the model has CNNs)."""
-    from finetune.parallel import plan_workers
-
-    if fits < 2 or (workers == 0 and not cfg.mel_nets):  # descriptors alone: seconds a fit, not worth a process
-        return 1, torch.get_num_threads()
-    return plan_workers(workers, 0, fits, "cpu")
 
 
 def print_table(table: pd.DataFrame) -> None:

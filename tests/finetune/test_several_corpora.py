@@ -170,33 +170,3 @@ def test_read_speech_given_as_neutral_data_trains_every_model_and_is_never_score
               f"again={read}", "--run", str(tmp_path / "twice"), "--dry-run"])
     assert "neutral reference speech: 12 clip(s) of 1 voice(s)" in capsys.readouterr().out
     assert corpus_spec("x/lj/manifest.tsv")[0] == "lj"  # a generic table is named after its folder, as a CSV
-
-
-def test_leave_one_corpus_out_fits_side_by_side_give_the_numbers_of_fits_one_by_one(synthetic_corpus, tmp_path,
-                                                                                    capsys) -> None:
-    from finetune.travel import FIT_INPUTS, fit_workers
-    from w2v2.emotion.travel import TravelConfig
-
-    full = synthetic_corpus(96, 8, 0)
-    three = three_class_corpus(synthetic_corpus(96, 8, 1), tmp_path / "three")
-    cfg = ["travel.epochs=3", "travel.mel_epochs=2"]
-    _, threads = fit_workers(2, 5, TravelConfig())  # what each of two workers gets on this machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)  # the descriptors, and the fits one by one, at the workers' thread count
-    try:
-        main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--members", "2",
-              "--run", str(tmp_path / "one"), "workers=1", *cfg])
-        assert "side by side" not in capsys.readouterr().out
-        main(["train", "--data", str(full), "--data", str(three), "--test-corpus", "all", "--members", "2",
-              "--run", str(tmp_path / "two"), "workers=2", *cfg])
-    finally:
-        torch.set_num_threads(before)
-    assert "side by side: 5 fits (leave-one-corpus-out and the model's), 2 at a time" in capsys.readouterr().out
-    one, two = (pd.read_csv(tmp_path / r / "loco.csv") for r in ("one", "two"))
-    pd.testing.assert_frame_equal(one, two)
-    assert one.uar.nunique() > 1  # the seeds and corpora differ: equal tables mean equal fits
-    a, b = (load_travel(tmp_path / r / "model")[0] for r in ("one", "two"))
-    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    assert len(a.mel_nets) == 1 and not (tmp_path / "two" / FIT_INPUTS).exists()  # the workers' inputs are gone
-    with pytest.raises(SystemExit, match="workers=two: a whole number"):
-        main(["train", "--data", str(full), "--data", str(three), "--run", str(tmp_path / "x"), "workers=two"])
