@@ -278,8 +278,8 @@ if __name__ == "__main__":
     else:
         seed = int(sys.argv[2])
         CLIP_WEIGHTED = "clipw=1" in sys.argv
-        VTLP = next((float(a.split("=")[1]) for a in sys.argv[3:] if a.startswith("vtlp=")), 0.0)
         cfg = {k: (float(v) if "." in v or "e" in v else int(v)) for k, v in (a.split("=") for a in sys.argv[3:])}
+        VTLP = float(cfg.get("vtlp", 0))
         tag = "".join(f"_{k}{v}" for k, v in sorted(cfg.items()))
         probs, lines = train_sets(seed, cfg)
         torch.save({k: v for k, v in probs.items() if "@" not in k}, OUT / f"logmel_probs{tag}_s{seed}.pt")
