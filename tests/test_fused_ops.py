@@ -197,3 +197,22 @@ def test_gradient_checkpointing_leaves_gradients_unchanged(kind: str) -> None:
     assert plain.keys() == checkpointed.keys()
     for n in plain:
         assert torch.equal(plain[n], checkpointed[n]), n
+
+
+def test_the_spectral_positional_conv_compiles_without_graph_breaks() -> None:
+    """`small`'s positional conv (a product of spectra, w2v2/context.py) in one graph, forward and backward."""
+    cfg = apply_overrides(SMALL, ["context.pos_conv_kernel=32"])
+    torch.manual_seed(0)
+    model = build_model(cfg, "classifier").train()
+    assert model.backbone.context.pos_conv.spectral
+    wave, padding_mask, mask, _ = _batch(model)
+    compiled = compile_model(model)
+    grads = []
+    for m in (model, compiled):
+        model.zero_grad(set_to_none=True)
+        logits = m(wave, padding_mask, mask=mask).logits
+        logits.square().sum().backward()
+        grads.append((logits.detach(), model.backbone.context.pos_conv.weight_v.grad.clone()))
+    (eager, g_eager), (comp, g_comp) = grads
+    assert max_diff(comp, eager) < 1e-4
+    assert max_diff(g_comp, g_eager) <= 1e-3 * g_eager.abs().max().item()

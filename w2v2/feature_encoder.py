@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from w2v2.config import SAMPLE_RATE, FeatureEncoderConfig
+from w2v2.dropout import Dropout
 
 Length = TypeVar("Length", int, torch.Tensor)  # a sample count, or a tensor of them
 
@@ -120,7 +121,7 @@ class FeatureProjection(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(c, eps=eps)
         self.proj = nn.Linear(c, d)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (b, t, c) -> (x (b, t, d) for the context network, z (b, t, c) normalised)."""

@@ -15,6 +15,7 @@ from einops import einsum, rearrange
 from torch import nn
 
 from w2v2.config import HeadConfig
+from w2v2.dropout import Dropout
 
 
 class AttentiveStatsPool(nn.Module):
@@ -46,7 +47,7 @@ class ClassificationHead(nn.Module):
         if cfg.pooling == "attentive_stats":
             self.pool = AttentiveStatsPool(cfg.projector_dim)
             pooled_dim *= 2
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.classifier = nn.Linear(pooled_dim, cfg.num_labels)
         if cfg.standardize:  # identity until a trainer sets them (one row per hidden state, or one for c)
             rows = num_hidden if cfg.weighted_layer_sum else 1

@@ -20,6 +20,7 @@ from torch import nn
 
 from w2v2.config import ModelConfig
 from w2v2.context import ContextNetwork
+from w2v2.dropout import Dropout
 from w2v2.feature_encoder import FeatureEncoder, FeatureProjection
 from w2v2.heads import ClassificationHead
 from w2v2.losses import contrastive_logits, objective
@@ -139,7 +140,7 @@ class Wav2Vec2ForPreTraining(nn.Module):
         self.quantizer = GumbelQuantizer(cfg.quantizer, cfg.encoder.conv_dim[-1])
         self.project_c = nn.Linear(cfg.context.dim, cfg.objective.proj_dim)
         self.project_q = nn.Linear(cfg.quantizer.codevector_dim, cfg.objective.proj_dim)
-        self.features_dropout = nn.Dropout(cfg.objective.features_dropout)
+        self.features_dropout = Dropout(cfg.objective.features_dropout)
 
     def set_step(self, step: int) -> None:
         """Anneal the Gumbel temperature to its value at update `step`."""

@@ -51,7 +51,7 @@ from torch import nn
 
 from w2v2.checkpoint import META, read_meta
 from w2v2.config import ModelConfig, from_dict
-from w2v2.context import SelfAttention
+from w2v2.context import PositionalConv, SelfAttention
 from w2v2.data.audio import SAMPLE_RATE
 from w2v2.emotion.members import (
     ENSEMBLE_FILE,
@@ -162,6 +162,8 @@ def export_graph(model: nn.Module, path: Path, int8: bool) -> dict[str, Any]:
             for module in model.modules():
                 if isinstance(module, SelfAttention):
                     module.square_mask = opset is not None  # the Attention node takes a (b, 1, t, t) mask
+                if isinstance(module, PositionalConv):
+                    module.spectral = False  # a Conv node: ONNX has no complex matmul
             with quiet():
                 torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
                                   input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
