@@ -47,7 +47,7 @@ class PositionalConv(nn.Module):
         self.weight_v = nn.Parameter(v)
         self.weight_g = nn.Parameter(v.norm(dim=(0, 1), keepdim=True))  # (1, 1, kernel)
         self.bias = nn.Parameter(torch.zeros(d))
-        # computed as a product of spectra where that measured faster (docs/architecture.md): long kernels on
+        # computed as a product of spectra where that measured faster (docs/benchmark.md): long kernels on
         # narrow groups, `small`'s 64 taps x 16 channels (3x its fwd+bwd); base's 48-channel groups and tiny's
         # 16 taps stay with conv1d. The ONNX export sets False (a Conv node).
         self.spectral = kernel >= 32 and d // groups <= 16
@@ -70,7 +70,7 @@ class PositionalConv(nn.Module):
         t + kernel - 1 - kernel // 2 of the full convolution, as conv1d's padding of kernel // 2 gives."""
         t, k = x.shape[-1], self.kernel
         n = 1 << (t + k - 2).bit_length()
-        xf = torch.fft.rfft(x, n=n)  # (b, d, f); transformed in the layouts given (inductor's stride rule for rfft)
+        xf = torch.fft.rfft(x, n=n)  # (b, d, f); rfft before any rearrange: inductor mispredicts its strides after one
         wf = torch.fft.rfft(self.weight().flip(-1), n=n)  # (d, c, f)
         # per group and frequency, (b, c) @ (c, o): one batched complex matmul
         yf = torch.matmul(rearrange(xf, "b (g c) f -> g f b c", g=self.groups),
