@@ -287,3 +287,21 @@ def test_members_the_ensemble_weighs_zero_are_left_out(tmp_path: Path, capsys) -
     assert sorted(p.name for p in (tmp_path / "onnx").iterdir()) == ["ensemble.json", "member_1"]
     assert (tmp_path / "onnx" / "member_1" / ONNX_FILE).is_file()
     assert "1 member(s) weighted 0 in ensemble.json left out" in capsys.readouterr().out
+
+
+def test_export_leaves_the_callers_model_on_its_pytorch_paths(tmp_path: Path) -> None:
+    """The graph spells the positional conv as conv1d and attention with a square mask, for the export only: the
+    model handed in keeps its spectral conv and its key-padding mask afterwards."""
+    from w2v2.config import apply_overrides, preset
+    from w2v2.context import PositionalConv, SelfAttention
+    from w2v2.emotion.exported import export_graph
+    from w2v2.model import build_model
+
+    cfg = apply_overrides(preset("tiny"), ["context.pos_conv_kernel=32", "context.pos_conv_groups=4"])
+    model = build_model(cfg, "classifier").eval()
+    conv = next(m for m in model.modules() if isinstance(m, PositionalConv))
+    attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    assert conv.spectral and not any(a.square_mask for a in attention)
+    export_graph(model, tmp_path / "model.onnx", int8=False)
+    assert (tmp_path / "model.onnx").is_file()
+    assert conv.spectral and not any(a.square_mask for a in attention)

@@ -148,6 +148,28 @@ def write_meta(ckpt: Path, out: Path, onnx: dict[str, Any]) -> None:
     (out / META).write_text(json.dumps(meta, indent=1))
 
 
+@contextlib.contextmanager
+def graph_spelling(model: nn.Module, opset: int | None) -> Iterator[None]:
+    """`model`'s modules as the graph spells them, for one export, then as they were (a caller's model keeps its
+    PyTorch paths): each self-attention with a (b, 1, t, t) mask where the Attention node (opset 23) takes one,
+    each positional conv as conv1d (a Conv node: onnxruntime's DFT ran the spectral form 5x slower,
+    docs/benchmark.md)."""
+    attention = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    convs = [m for m in model.modules() if isinstance(m, PositionalConv)]
+    before = [m.square_mask for m in attention], [m.spectral for m in convs]
+    for a in attention:
+        a.square_mask = opset is not None
+    for c in convs:
+        c.spectral = False
+    try:
+        yield
+    finally:
+        for a, square in zip(attention, before[0], strict=True):
+            a.square_mask = square
+        for c, spectral in zip(convs, before[1], strict=True):
+            c.spectral = spectral
+
+
 def export_graph(model: nn.Module, path: Path, int8: bool) -> dict[str, Any]:
     """The graph of a classifier (or `SharedClassifiers`) at `path`: (wave, padding_mask) -> logits, batch and
     length dynamic; returns what the metadata records of it (int8, opset, why opset 23 was refused)."""
@@ -159,12 +181,7 @@ def export_graph(model: nn.Module, path: Path, int8: bool) -> dict[str, Any]:
         fp32 = Path(tmp) / ONNX_FILE
         refused = None  # why this onnxruntime could not load the opset-23 graph, where it could not
         for opset in OPSETS:
-            for module in model.modules():
-                if isinstance(module, SelfAttention):
-                    module.square_mask = opset is not None  # the Attention node takes a (b, 1, t, t) mask
-                if isinstance(module, PositionalConv):
-                    module.spectral = False  # a Conv node: ONNX has no complex matmul
-            with quiet():
+            with graph_spelling(model, opset), quiet():
                 torch.onnx.export(_Logits(model).eval(), example, str(fp32), dynamo=True, external_data=False,
                                   input_names=["wave", "padding_mask"], output_names=["logits"], verbose=False,
                                   dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
