@@ -44,6 +44,8 @@ def test_dropout_follows_the_global_seed_and_is_identity_in_eval_or_at_zero() ->
     module = Dropout(0.1).eval()
     assert module(x) is x
     assert torch.equal(dropout(x, 1.0, True), torch.zeros_like(x))  # F.dropout's answer at p = 1
+    near_one = dropout(x, 1 - 1e-6, True)  # a rate the config allows ([0, 1)) that rounds to 1: torch's dropout
+    assert torch.isfinite(near_one).all() and (near_one == 0).float().mean() > 0.99
 
 
 def test_dropout_keeps_the_dtype_under_bf16_autocast_and_passes_gradients_through_the_mask() -> None:

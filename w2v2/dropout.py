@@ -16,23 +16,25 @@ import torch.nn.functional as F
 from torch import nn
 
 LANES = 4  # 16-bit lanes per 64-bit draw
+LEVELS = 65536  # values of a lane: rates are rounded to multiples of 1 / LEVELS
 
 
 def keep_mask(shape: torch.Size, p: float, dtype: torch.dtype) -> torch.Tensor:
-    """(shape) in `dtype`: 0 for a dropped element, 1 / (1 - p') for a kept one, p' = p rounded to 1/65536."""
+    """(shape) in `dtype`: 0 for a dropped element, 1 / (1 - p') for a kept one, p' = p rounded to 1 / LEVELS,
+    below 1."""
     n = shape.numel()
     words = torch.randint(-(2**63), 2**63 - 1, ((n + LANES - 1) // LANES,), dtype=torch.int64)
     lanes = words.view(torch.int16)[:n].view(shape)  # uniform on [-32768, 32767]
-    dropped = round(p * 65536)
-    keep = lanes >= dropped - 32768  # P(keep) = (65536 - dropped) / 65536
-    return keep.to(dtype).mul_(65536 / (65536 - dropped))
+    dropped = round(p * LEVELS)
+    keep = lanes >= dropped - LEVELS // 2  # P(keep) = (LEVELS - dropped) / LEVELS
+    return keep.to(dtype).mul_(LEVELS / (LEVELS - dropped))
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """F.dropout(x, p, training), with the mask drawn by `keep_mask` on the CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or round(p * LEVELS) >= LEVELS:  # a rate that rounds to 1 keeps nothing: torch's
         return F.dropout(x, p, True)
     return x * keep_mask(x.shape, p, x.dtype)
 
